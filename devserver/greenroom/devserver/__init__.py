@@ -1,0 +1,1 @@
+"""``greenroom serve``: a LiveKit-compatible development server built from codecs and runtime."""
