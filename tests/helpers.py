@@ -23,7 +23,7 @@ def assert_eventually(
 async def assert_eventually_async(
     predicate: Callable[[], bool | Awaitable[bool]],
     *,
-    timeout: float = 5.0,  # noqa: ASYNC109 - a polling deadline, same signature as the sync helper
+    timeout: float = 5.0,
     interval: float = 0.01,
     message: str = "",
 ) -> None:
