@@ -12,14 +12,22 @@ Third-party errors are wrapped where they are met (``raise ... from exc``) so th
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
     "CodecError",
     "GreenroomError",
     "LocalProtocolError",
+    "MalformedTokenError",
+    "MissingGrantError",
     "PayloadTooLargeError",
     "ProtocolError",
     "RemoteProtocolError",
     "TokenError",
+    "TokenExpiredError",
+    "TokenNotYetValidError",
+    "TokenSignatureError",
+    "UnknownKeyError",
 ]
 
 
@@ -62,4 +70,46 @@ class PayloadTooLargeError(LocalProtocolError):
 
 
 class TokenError(GreenroomError):
-    """An access token is malformed, badly signed, expired, not yet valid or lacks a grant."""
+    """An access token is malformed, badly signed, expired, not yet valid or lacks a grant.
+
+    Every subclass names its 401 cause in ``reason`` (a short, stable, lower-case word a server may log or
+    put in its HTTP answer).
+    """
+
+    reason: ClassVar[str] = "invalid_token"
+
+
+class MalformedTokenError(TokenError):
+    """The token is not a well-formed LiveKit JWT (bad segments, JSON, claim types, or no ``exp``)."""
+
+    reason: ClassVar[str] = "malformed"
+
+
+class TokenSignatureError(TokenError):
+    """The signature does not match the API secret, or the algorithm is not HS256."""
+
+    reason: ClassVar[str] = "bad_signature"
+
+
+class UnknownKeyError(TokenError):
+    """The token's issuer (``iss``, the API key) is missing or not a key this verifier knows."""
+
+    reason: ClassVar[str] = "unknown_key"
+
+
+class TokenExpiredError(TokenError):
+    """The token's ``exp`` lies in the past (beyond the leeway)."""
+
+    reason: ClassVar[str] = "expired"
+
+
+class TokenNotYetValidError(TokenError):
+    """The token's ``nbf`` lies in the future (beyond the leeway)."""
+
+    reason: ClassVar[str] = "not_yet_valid"
+
+
+class MissingGrantError(TokenError):
+    """The token is valid but does not grant what was asked (e.g. ``roomJoin`` for this room)."""
+
+    reason: ClassVar[str] = "missing_grant"
