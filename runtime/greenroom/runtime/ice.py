@@ -118,7 +118,7 @@ class IcePolicy:
             (every non-loopback interface).
         ice_servers: STUN/TURN servers; empty by default, so nothing is ever sent to a public server.
         allowed_networks: CIDR networks a remote candidate's address must fall in; ``None`` = any address.
-            TCP and ``.local`` candidates are always dropped.
+            TCP candidates and host names (``.local`` mDNS or other) are always dropped.
     """
 
     gather_addresses: tuple[str, ...] | None = None
@@ -160,15 +160,12 @@ class IcePolicy:
         fields = _candidate_fields(candidate)
         if fields is None or fields[2].lower() != "udp":
             return False
-        host = fields[4]
-        if host.lower().endswith(".local"):
+        try:  # an IP literal: never a ``.local`` (mDNS) or other host name aioice would have to resolve
+            address = ipaddress.ip_address(fields[4])
+        except ValueError:
             return False
         if self.allowed_networks is None:
             return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
         return any(address in network for network in _networks(self.allowed_networks))
 
     def filter_sdp(self, sdp: str) -> str:

@@ -285,6 +285,8 @@ class PeerTransport:
             NegotiationError: the SDP is malformed or not acceptable in the current state.
         """
         self._ensure_open()
+        if not sdp.lstrip().startswith("v="):  # aiortc would accept any text as an empty description
+            raise NegotiationError(f"remote {type} is not an SDP")
         filtered = self._policy.filter_sdp(sdp)
         hold_end = bool(self._pending) and _END_OF_CANDIDATES in filtered
         if hold_end:
