@@ -1,0 +1,137 @@
+"""Dev-server configuration: defaults like ``livekit-server --dev``, overridden by env vars and flags."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from greenroom.codecs.errors import GreenroomError
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_SECRET",
+    "DEFAULT_BIND",
+    "DEFAULT_PORT",
+    "SERVER_VERSION",
+    "ConfigError",
+    "ServerConfig",
+    "parse_keys",
+]
+
+DEFAULT_BIND = "127.0.0.1"
+DEFAULT_PORT = 7880
+DEFAULT_API_KEY = "devkey"
+DEFAULT_API_SECRET = "secret"
+
+# JoinResponse.server_info.version: both SDKs gate RPC on a semver >= 1.8.0, the Rust SDK panics on a
+# non-semver string and JS refuses an empty one (signal-protocol.md §5.2, trap 5 of §11.5).
+SERVER_VERSION = "1.9.0"
+
+
+class ConfigError(GreenroomError):
+    """The dev server was given a configuration it cannot run with."""
+
+
+def parse_keys(text: str) -> dict[str, str]:
+    """Parse ``key: secret`` pairs, comma- or newline-separated (the ``LIVEKIT_KEYS`` format).
+
+    Args:
+        text: e.g. ``"devkey: secret, other: s3cret"``.
+
+    Returns:
+        API key → secret.
+
+    Raises:
+        ConfigError: a pair without ``:`` or with an empty key or secret.
+    """
+    keys: dict[str, str] = {}
+    for raw in text.replace("\n", ",").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        key, sep, secret = item.partition(":")
+        if not sep or not key.strip() or not secret.strip():
+            raise ConfigError(f"bad key pair {item!r}: expected 'key: secret'")
+        keys[key.strip()] = secret.strip()
+    if not keys:
+        raise ConfigError("no API keys given")
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything the dev server needs to run.
+
+    Attributes:
+        bind: address the HTTP/WebSocket listener binds (``127.0.0.1`` like ``livekit-server --dev``).
+        port: TCP port; 0 picks an ephemeral one (the ready line and ``DevServer.url`` show the real port).
+        keys: API key → secret; the first key is the one ``mint_token`` uses.
+        node_ip: the address ICE gathers on and advertises. ``None`` = loopback when bound to loopback,
+            else every interface address aioice finds (never a public STUN server either way).
+        empty_timeout: seconds an empty room lives before it is closed.
+        ping_interval: ``JoinResponse.ping_interval`` (s); must be > 0 (0 crashes the Rust SDK).
+        ping_timeout: ``JoinResponse.ping_timeout`` (s); the server also closes a silent session after it.
+        max_signal_size: the largest signal frame accepted (websockets ``max_size``); bigger closes the
+            session with 1009.
+        max_data_size: the largest data-channel packet forwarded (LiveKit's 64 000-byte default).
+        join_timeout: seconds to wait for the primary connection before the room sees the member ACTIVE.
+    """
+
+    bind: str = DEFAULT_BIND
+    port: int = DEFAULT_PORT
+    keys: Mapping[str, str] = field(default_factory=lambda: {DEFAULT_API_KEY: DEFAULT_API_SECRET})
+    node_ip: str | None = None
+    empty_timeout: float = 20.0
+    ping_interval: int = 5
+    ping_timeout: int = 15
+    max_signal_size: int = 1 << 20
+    max_data_size: int = 64_000
+    join_timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ConfigError("at least one API key is required")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range")
+        if self.ping_interval <= 0 or self.ping_timeout <= 0:
+            raise ConfigError("ping_interval and ping_timeout must be > 0 (0 crashes the Rust SDK)")
+        if self.node_ip is not None:
+            try:
+                ipaddress.ip_address(self.node_ip)
+            except ValueError as exc:
+                raise ConfigError(f"--node-ip {self.node_ip!r} is not an IP address") from exc
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key (the one tokens are minted with)."""
+        return next(iter(self.keys))
+
+    @property
+    def ice_addresses(self) -> tuple[str, ...]:
+        """The addresses ICE gathers on; empty means "every interface" (aioice's own choice)."""
+        if self.node_ip is not None:
+            return (self.node_ip,)
+        if self.bind in ("", "0.0.0.0", "::"):
+            return ()
+        address = ipaddress.ip_address(self.bind)
+        return (str(address),)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerConfig:
+        """Build a config from ``LIVEKIT_*`` env vars, then explicit overrides (``None`` = not given).
+
+        ``LIVEKIT_KEYS`` (``key: secret`` pairs) or ``LIVEKIT_API_KEY`` + ``LIVEKIT_API_SECRET`` set the keys.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if env.get("LIVEKIT_KEYS"):
+            values["keys"] = parse_keys(env["LIVEKIT_KEYS"])
+        elif env.get("LIVEKIT_API_KEY") or env.get("LIVEKIT_API_SECRET"):
+            key, secret = env.get("LIVEKIT_API_KEY", ""), env.get("LIVEKIT_API_SECRET", "")
+            if not key or not secret:
+                raise ConfigError("LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set together")
+            values["keys"] = {key: secret}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

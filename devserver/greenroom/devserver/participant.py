@@ -1,0 +1,505 @@
+"""One connected participant: its signal WebSocket and its two aiortc peer connections.
+
+A :class:`ParticipantSession` is a plain set of asyncio tasks on the server's loop (no actors: the dev
+server's state is one room dict touched from one loop, so mailboxes would add hops and nothing else):
+
+* the **reader** decodes ``SignalRequest`` frames and dispatches them (``match`` + ``assert_never``);
+* the **signal writer** drains an ordered outbox, so a ``ParticipantUpdate`` queued before a subscriber
+  ``offer`` is always sent before it (trap 10 of signal-protocol.md §11.5) and broadcasts from other
+  sessions never interleave inside a frame;
+* the **data pump** forwards relayed ``DataPacket`` bytes on the subscriber (primary) connection, in order.
+
+``subscriber_primary`` is always true: the server offers the subscriber PC with ``_reliable``/``_lossy``
+right after the JoinResponse (trap 7) and downstream data goes there, because a receive-only Rust client
+never connects its publisher PC (signal-protocol.md §6.1). Subscriber renegotiations go through one queue
+(:meth:`ParticipantSession.renegotiate`), the seam RTP forwarding (issue 5) plugs into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, assert_never
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from greenroom.codecs.errors import CodecError, GreenroomError, LocalProtocolError, RemoteProtocolError
+from greenroom.codecs.models import (
+    DisconnectReason,
+    LeaveAction,
+    ParticipantInfo,
+    RequestResponseReason,
+    ServerInfo,
+    SignalTarget,
+    TrackInfo,
+)
+from greenroom.codecs.packets import decode_packet, encode_packet
+from greenroom.codecs.session import ServerSignalSession
+from greenroom.codecs.signalling import (
+    AddTrackRequest,
+    Answer,
+    JoinParams,
+    JoinResponse,
+    Leave,
+    LegacyPing,
+    MuteTrack,
+    Offer,
+    ParticipantUpdate,
+    PingReq,
+    RequestResponse,
+    SignalRequestMessage,
+    SignalResponseMessage,
+    SubscriptionPermission,
+    SyncState,
+    TrackPublished,
+    Trickle,
+    Unhandled,
+    UpdateMetadata,
+    UpdateSubscription,
+    UpdateTrackSettings,
+)
+from greenroom.devserver.config import SERVER_VERSION, ServerConfig
+from greenroom.devserver.room import Dropped, Member, Room, Routed, new_sid
+from greenroom.devserver.tracks import PendingTrack, match_pending, media_sections
+from greenroom.runtime.ice import IceCandidateLike, IcePolicy
+from greenroom.runtime.peer import (
+    LOSSY,
+    RELIABLE,
+    DataChannelClosed,
+    DataChannelOpened,
+    DataReceived,
+    PeerRole,
+    PeerStateChanged,
+    PeerTransport,
+    PeerTransportError,
+    TrackReceived,
+)
+
+__all__ = ["Hub", "ParticipantSession"]
+
+_log = logging.getLogger("greenroom.devserver.participant")
+
+_DATA_QUEUE_LIMIT = 4096  # relayed packets waiting for one receiver before new ones are dropped
+_STAMP_HEADROOM = 512  # bytes the stamped identity/sid may add to a relayed packet
+_WRITER_GRACE = 3.0  # seconds the signal writer gets to flush a final LeaveRequest
+
+
+class Hub(Protocol):
+    """What a session needs from the server: the other sessions of its room, and a way out."""
+
+    config: ServerConfig
+
+    def session_of(self, room: Room, identity: str) -> ParticipantSession | None:
+        """The live session of ``identity`` in ``room``."""
+
+    def depart(self, session: ParticipantSession, reason: DisconnectReason) -> None:
+        """Take the session's member out of its room and tell the others."""
+
+
+class _Log(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        extra: Mapping[str, object] = self.extra or {}
+        return f"[{extra['room']}/{extra['participant']}] {msg}", kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    """Why a session ends: the reason for the room, and whether the client gets a LeaveRequest."""
+
+    reason: DisconnectReason
+    send_leave: bool = True
+    action: LeaveAction = LeaveAction.DISCONNECT
+
+
+_CLOSE = object()  # outbox sentinel: close the WebSocket after everything before it was sent
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ParticipantSession:
+    """Signal session + publisher/subscriber peer connections of one participant."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        room: Room,
+        member: Member,
+        websocket: ServerConnection,
+        *,
+        params: JoinParams,
+        policy: IcePolicy,
+    ) -> None:
+        self.room = room
+        self.member = member
+        self.params = params
+        self._hub = hub
+        self._config = hub.config
+        self._ws = websocket
+        self._policy = policy
+        self._log = _Log(_log, {"room": room.name, "participant": member.identity})
+        self._outbox: asyncio.Queue[object] = asyncio.Queue()
+        self._sig = ServerSignalSession(time.time(), ping_timeout=hub.config.ping_timeout)
+        self._data: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(_DATA_QUEUE_LIMIT)
+        self._end: _End | None = None
+        self._subscriber = PeerTransport(PeerRole.SUBSCRIBER, self, policy=policy, create_data_channels=True)
+        self._publisher: PeerTransport | None = None
+        self._early_publisher_candidates: list[IceCandidateLike] = []
+        self._sub_offer_id = 0
+        self._sub_awaiting_answer = False
+        self._sub_again = False
+        self._pending_tracks: list[PendingTrack] = []
+        self._mid_to_track: dict[str, str] = {}  # publisher mid -> TR_ sid (the track registry)
+        self._track_templates: dict[str, TrackInfo] = {}  # TR_ sid -> TrackInfo awaiting its m-line
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self, evicted: ParticipantInfo | None) -> None:
+        """Serve the session until the client leaves, misbehaves, is replaced or the server stops."""
+        self._tasks = [
+            asyncio.create_task(self._write_signal(), name=f"signal-writer {self.member.sid}"),
+            asyncio.create_task(self._pump_data(), name=f"data-pump {self.member.sid}"),
+        ]
+        end = _End(DisconnectReason.CLIENT_INITIATED, send_leave=False)
+        try:
+            self._join(evicted)
+            await self.renegotiate()
+            end = await self._read()
+        except RemoteProtocolError as exc:
+            self._log.warning("closing the session: %s", exc)
+            end = _End(_reason(exc.leave_reason))
+        except (GreenroomError, ConnectionClosed) as exc:
+            self._log.warning("closing the session after %s: %s", type(exc).__name__, exc)
+            end = _End(DisconnectReason.UNKNOWN_REASON)
+        finally:
+            await self._finish(end)
+
+    def end(self, reason: DisconnectReason, *, action: LeaveAction = LeaveAction.DISCONNECT) -> None:
+        """Ask the session to end: send ``LeaveRequest{reason, action}`` then close (idempotent)."""
+        if self._end is not None:
+            return
+        self._end = _End(reason, action=action)
+        self.signal(Leave(reason=reason, action=action))
+        self._outbox.put_nowait(_CLOSE)
+
+    async def _finish(self, end: _End) -> None:
+        if self._end is None:
+            self._end = end
+            if end.send_leave:
+                self.signal(Leave(reason=end.reason, action=end.action))
+            self._outbox.put_nowait(_CLOSE)
+        writer, pump = self._tasks
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE)
+        for task in (writer, pump):
+            task.cancel()
+        await asyncio.gather(writer, pump, return_exceptions=True)
+        await self._ws.close()
+        for peer in (self._subscriber, self._publisher):
+            if peer is not None:
+                await peer.close()
+        self._hub.depart(self, self._end.reason)
+        self._log.info("session ended (%s)", self._end.reason.name)
+
+    async def _read(self) -> _End:
+        while True:
+            try:
+                async with asyncio.timeout(self._config.ping_timeout):
+                    frame = await self._ws.recv()
+            except TimeoutError:
+                return _End(DisconnectReason.CONNECTION_TIMEOUT)
+            except ConnectionClosed as exc:
+                if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
+                    self._log.warning("closed: signal frame above %d bytes", self._config.max_signal_size)
+                return self._end or _End(DisconnectReason.SIGNAL_CLOSE, send_leave=False)
+            if self._end is not None:
+                continue  # ending: ignore what the client still sends until the socket closes
+            # CodecError / RemoteProtocolError (garbage, text frame, empty oneof, wrong state) end the
+            # session with a LeaveRequest carrying the error's reason; other sessions never see it.
+            self._sig.receive_data(frame, time.time())  # type: ignore[arg-type]
+            for data in self._sig.data_to_send():  # pong_resp / pong, answered by the sans-I/O session
+                self._outbox.put_nowait(data)
+            for message in self._sig.events():
+                if isinstance(message, Leave):
+                    self._log.info("client left (%s)", message.reason.name)
+                    return _End(DisconnectReason.CLIENT_INITIATED, send_leave=False)
+                await self._handle(message)
+
+    # --- outgoing ----------------------------------------------------------------------------------
+
+    def signal(self, message: SignalResponseMessage) -> None:
+        """Queue one ``SignalResponse`` (sent in order by the writer); dropped once the session closed."""
+        try:
+            self._outbox.put_nowait(self._sig.send(message))
+        except LocalProtocolError as exc:
+            self._log.debug("not sent: %s", exc)
+
+    def announce(self, *infos: ParticipantInfo) -> None:
+        """Send a ``ParticipantUpdate`` (complete infos) to this participant."""
+        self.signal(ParticipantUpdate(infos))
+
+    def deliver(self, label: str, data: bytes) -> None:
+        """Queue relayed ``DataPacket`` bytes for the subscriber channel ``label``."""
+        try:
+            self._data.put_nowait((label, data))
+        except asyncio.QueueFull:
+            self._log.warning("data queue full: dropped a %d-byte packet on %s", len(data), label)
+
+    async def _write_signal(self) -> None:
+        while (item := await self._outbox.get()) is not _CLOSE:
+            assert isinstance(item, bytes)
+            try:
+                await self._ws.send(item)
+            except ConnectionClosed:
+                return
+        await self._ws.close()
+
+    async def _pump_data(self) -> None:
+        while True:
+            label, data = await self._data.get()
+            try:
+                await self._subscriber.wait_channel_open(label, self._config.join_timeout)
+                await self._subscriber.send(label, data)
+            except (PeerTransportError, GreenroomError) as exc:
+                self._log.warning("could not deliver a packet on %s: %s", label, exc)
+
+    def _broadcast(self, info: ParticipantInfo, *, to_self: bool) -> None:
+        for other in self.room.audience(self.member):
+            session = self._hub.session_of(self.room, other.identity)
+            if session is not None:
+                session.announce(info)
+        if to_self:
+            self.announce(info)
+
+    # --- join (JoinResponse, then the subscriber offer) ---------------------------------------------
+
+    def _join(self, evicted: ParticipantInfo | None) -> None:
+        cfg = self._config
+        self.signal(
+            JoinResponse(
+                room=self.room.info(),
+                participant=self.member.info(),
+                other_participants=tuple(self.room.others(self.member)),
+                server_version=SERVER_VERSION,
+                server_info=ServerInfo(version=SERVER_VERSION, protocol=16, node_id="greenroom-dev"),
+                subscriber_primary=True,
+                ping_interval=cfg.ping_interval,
+                ping_timeout=cfg.ping_timeout,
+            )
+        )
+        if evicted is not None and not self.member.hidden:
+            for other in self.room.audience(self.member):
+                session = self._hub.session_of(self.room, other.identity)
+                if session is not None:
+                    session.announce(evicted)
+        self._broadcast(self.member.info(), to_self=False)
+        self._log.info("joined as %s (%s)", self.member.sid, self.params.sdk or "unknown sdk")
+
+    async def renegotiate(self) -> None:
+        """Offer the subscriber PC now, or once the outstanding offer is answered (one at a time)."""
+        if self._sub_awaiting_answer:
+            self._sub_again = True
+            return
+        self._sub_again = False
+        self._sub_offer_id += 1
+        sdp = await self._subscriber.create_offer()
+        self._sub_awaiting_answer = True
+        self.signal(Offer(sdp=sdp, id=self._sub_offer_id))
+
+    # --- SignalRequest dispatch --------------------------------------------------------------------
+
+    async def _handle(self, message: SignalRequestMessage) -> None:
+        match message:
+            case Offer():
+                await self._on_offer(message)
+            case Answer():
+                await self._on_answer(message)
+            case Trickle():
+                await self._on_trickle(message)
+            case AddTrackRequest():
+                self._on_add_track(message)
+            case MuteTrack():
+                self._on_mute(message)
+            case UpdateMetadata():
+                self._on_update_metadata(message)
+            case PingReq() | LegacyPing():
+                pass  # ping_req -> pong_resp, ping -> pong: answered by ServerSignalSession
+            case Leave():
+                raise AssertionError("handled by the reader")
+            case UpdateSubscription() | UpdateTrackSettings() | SubscriptionPermission() | SyncState():
+                self._log.debug(
+                    "ignored %s (everything is allowed on the dev server)", type(message).__name__
+                )
+            case Unhandled():
+                self._log.debug("ignored signal request %s", message.field)
+            case _:
+                assert_never(message)
+
+    async def _on_offer(self, message: Offer) -> None:
+        """``offer`` (publisher PC): answer with the same id (JS ≥ 2.19 waits for it, trap 8)."""
+        if self._publisher is None:
+            self._publisher = PeerTransport(PeerRole.PUBLISHER, self, policy=self._policy)
+            for candidate in self._early_publisher_candidates:
+                await self._publisher.add_ice_candidate(candidate)
+            self._early_publisher_candidates.clear()
+        try:
+            # aiortc answers the six recvonly placeholder m-lines of the Rust v1 → v0 fallback offer
+            # "inactive", which libwebrtc accepts (trap 14; feasibility-official-sdk.md trap 5).
+            sdp = await self._publisher.create_answer(message.sdp)
+        except PeerTransportError as exc:
+            raise RemoteProtocolError(
+                f"unusable publisher offer: {exc}", leave_reason="STATE_MISMATCH"
+            ) from exc
+        self.signal(Answer(sdp=sdp, id=message.id))
+        self._sync_publications(message.sdp)
+
+    async def _on_answer(self, message: Answer) -> None:
+        """``answer`` (subscriber PC): Rust sends id 0, JS echoes ours; then run a queued renegotiation."""
+        if not self._sub_awaiting_answer:
+            raise RemoteProtocolError(
+                "answer without an outstanding subscriber offer", leave_reason="STATE_MISMATCH"
+            )
+        try:
+            await self._subscriber.set_remote_description(message.sdp, "answer")
+        except PeerTransportError as exc:
+            raise RemoteProtocolError(
+                f"unusable subscriber answer: {exc}", leave_reason="STATE_MISMATCH"
+            ) from exc
+        self._sub_awaiting_answer = False
+        if self._sub_again:
+            await self.renegotiate()
+
+    async def _on_trickle(self, message: Trickle) -> None:
+        """``trickle``: a client candidate for its publisher or subscriber PC (queued until usable)."""
+        if message.target is SignalTarget.SUBSCRIBER:
+            await self._subscriber.add_ice_candidate(message.candidate)
+        elif self._publisher is None:
+            self._early_publisher_candidates.append(message.candidate)
+        else:
+            await self._publisher.add_ice_candidate(message.candidate)
+
+    def _on_add_track(self, message: AddTrackRequest) -> None:
+        """``add_track``: answer ``track_published`` with a fresh ``TR_`` sid (needs canPublish)."""
+        if not self.member.permission.can_publish:
+            self._log.warning("refused add_track %r: no canPublish grant", message.cid)
+            self.signal(
+                RequestResponse(0, RequestResponseReason.NOT_ALLOWED, "does not have permission to publish")
+            )
+            return
+        sid = new_sid("TR_")
+        self._pending_tracks.append(PendingTrack(message.cid, sid, message.type))
+        info = TrackInfo(
+            sid=sid,
+            type=message.type,
+            name=message.name,
+            source=message.source,
+            muted=message.muted,
+            width=message.width,
+            height=message.height,
+            layers=message.layers,
+            stereo=message.stereo,
+            disable_red=message.disable_red,
+            encryption=message.encryption,
+            stream=message.stream,
+        )
+        self._track_templates[sid] = info
+        self.signal(TrackPublished(cid=message.cid, track=info))
+
+    def _sync_publications(self, offer_sdp: str) -> None:
+        """Publish tracks whose media section appeared; unpublish those that stopped sending."""
+        for section in media_sections(offer_sdp):
+            known = self._mid_to_track.get(section.mid)
+            if section.sending and known is None:
+                pending = match_pending(section, self._pending_tracks)
+                if pending is None:
+                    continue
+                self._pending_tracks.remove(pending)
+                self._mid_to_track[section.mid] = pending.sid
+                track = self._track_templates.pop(pending.sid)
+                self._broadcast(
+                    self.room.publish_track(self.member, replace(track, mid=section.mid)), to_self=True
+                )
+            elif not section.sending and known is not None:
+                del self._mid_to_track[section.mid]
+                info = self.room.unpublish_track(self.member, known)
+                if info is not None:
+                    self._broadcast(info, to_self=True)
+
+    def _on_mute(self, message: MuteTrack) -> None:
+        """``mute``: flip ``TrackInfo.muted`` and broadcast."""
+        info = self.room.set_track_muted(self.member, message.sid, message.muted)
+        if info is not None:
+            self._broadcast(info, to_self=True)
+
+    def _on_update_metadata(self, message: UpdateMetadata) -> None:
+        """``update_metadata``: ``request_response`` (Rust waits for it) and an ``update`` to everyone
+        *including the requester* (JS resolves when its own info changes) — trap 16."""
+        change = self.room.update_metadata(
+            self.member, name=message.name, metadata=message.metadata, attributes=dict(message.attributes)
+        )
+        self.signal(RequestResponse(message.request_id, change.reason, change.message))
+        if change.info is not None:
+            self._broadcast(change.info, to_self=True)
+        else:
+            self._log.warning("refused update_metadata: %s", change.message)
+
+    # --- peer events (Sink) ------------------------------------------------------------------------
+
+    def tell(self, message: object) -> None:
+        """Receive a peer-transport event (runtime ``Sink`` protocol)."""
+        match message:
+            case DataReceived():
+                self._on_data(message)
+            case PeerStateChanged():
+                self._on_peer_state(message)
+            case DataChannelOpened() | DataChannelClosed() | TrackReceived():
+                self._log.debug("%s", message)
+            case _:
+                self._log.debug("unexpected peer event %r", message)
+
+    def _on_data(self, event: DataReceived) -> None:
+        """A client ``DataPacket``: route by channel label (never by ``kind``: Rust sets it inverted)."""
+        if event.label not in (RELIABLE, LOSSY):
+            return  # e.g. ``_data_track`` frames, not DataPackets (data tracks are not supported)
+        try:
+            packet = decode_packet(event.data, max_size=self._config.max_data_size)
+        except CodecError as exc:
+            self._log.warning("refused a data packet on %s: %s", event.label, exc)
+            return
+        decision = self.room.route(self.member, packet, reliable=event.label == RELIABLE)
+        match decision:
+            case Dropped():
+                self._log.warning("dropped a data packet: %s", decision.reason)
+            case Routed():
+                self._forward(event.label, decision)
+            case _:
+                assert_never(decision)
+
+    def _forward(self, label: str, routed: Routed) -> None:
+        # The stamped sender fields add a few bytes; the receiver's channel limit is checked on send.
+        data = encode_packet(routed.packet, max_size=self._config.max_data_size + _STAMP_HEADROOM)
+        for identity in routed.recipients:
+            session = self._hub.session_of(self.room, identity)
+            if session is not None:
+                session.deliver(label, data)
+
+    def _on_peer_state(self, event: PeerStateChanged) -> None:
+        self._log.debug("%s peer connection %s", event.role.value, event.state)
+        if event.role is PeerRole.SUBSCRIBER and event.state == "connected":
+            info = self.room.activate(self.member)
+            if info is not None:
+                self._broadcast(info, to_self=True)
+
+
+def _reason(name: str) -> DisconnectReason:
+    try:
+        return DisconnectReason[name]
+    except KeyError:
+        return DisconnectReason.UNKNOWN_REASON

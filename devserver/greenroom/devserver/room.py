@@ -1,0 +1,384 @@
+"""Room state for the dev server: members, versions, visibility, metadata updates and data routing.
+
+Nothing here does I/O. A :class:`Room` answers questions ("who must hear about this change?", "who receives
+this packet?") and the participant sessions (``participant.py``) do the sending, so every rule below is
+unit-tested without sockets. All of it runs on one event loop, so there are no locks.
+
+Rules (livekit/livekit behaviour, summarised in ``reference/signal-protocol.md`` §§5–9 and
+``reference/data-e2ee-formats.md`` §1):
+
+* every :class:`~greenroom.codecs.models.ParticipantInfo` sent is complete and carries a strictly
+  increasing ``version`` (JS drops an older version for the same sid);
+* a second join of an identity replaces the first (DUPLICATE_IDENTITY);
+* hidden members are never announced and their data carries no sender identity;
+* data: ``canPublishData`` is required, transcriptions are forwarded only from agents, metrics are never
+  forwarded, a reliable packet whose sequence is not above the sender's last one is dropped, the sender
+  sid/identity are stamped, ``sequence`` is kept, destinations are honoured.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+from greenroom.codecs.models import (
+    DisconnectReason,
+    ParticipantInfo,
+    ParticipantKind,
+    ParticipantPermission,
+    ParticipantState,
+    RequestResponseReason,
+    RoomInfo,
+    TrackInfo,
+    frozen_map,
+)
+from greenroom.codecs.packets import (
+    ChatMessage,
+    DataPacket,
+    StreamHeader,
+    TextHeader,
+    Transcription,
+    Unhandled,
+    UserPacket,
+)
+
+__all__ = [
+    "Admission",
+    "Dropped",
+    "Member",
+    "MetadataChange",
+    "Room",
+    "Routed",
+    "new_sid",
+]
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_sid(prefix: str) -> str:
+    """Return a fresh LiveKit-style id: ``prefix`` + 12 random base-62 characters.
+
+    The Rust SDK unwraps ids that lack ``PA_``/``TR_``/``RM_`` (trap 4 of signal-protocol.md §11.5).
+    """
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(12))
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a verified token lets a participant be (the server builds it from the token's claims)."""
+
+    identity: str
+    name: str = ""
+    metadata: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    kind: ParticipantKind = ParticipantKind.STANDARD
+    permission: ParticipantPermission = field(default_factory=ParticipantPermission)
+    client_protocol: int = 0
+
+
+@dataclass(slots=True)
+class Member:
+    """One participant as the room sees it (mutable; only :class:`Room` changes it)."""
+
+    sid: str
+    identity: str
+    name: str
+    metadata: str
+    attributes: dict[str, str]
+    kind: ParticipantKind
+    permission: ParticipantPermission
+    client_protocol: int
+    joined_at_ms: int
+    state: ParticipantState = ParticipantState.JOINED
+    version: int = 1
+    tracks: dict[str, TrackInfo] = field(default_factory=dict)
+    disconnect_reason: DisconnectReason = DisconnectReason.UNKNOWN_REASON
+    last_sequence: int = 0
+
+    @property
+    def hidden(self) -> bool:
+        """Hidden members (recorders, observers) are never announced to the others."""
+        return self.permission.hidden
+
+    @property
+    def is_agent(self) -> bool:
+        """An agent: token kind ``agent`` or the ``agent`` video grant."""
+        return self.kind is ParticipantKind.AGENT or self.permission.agent
+
+    def info(self) -> ParticipantInfo:
+        """The complete ParticipantInfo at the current version."""
+        return ParticipantInfo(
+            sid=self.sid,
+            identity=self.identity,
+            name=self.name,
+            metadata=self.metadata,
+            attributes=frozen_map(self.attributes),
+            state=self.state,
+            kind=self.kind,
+            tracks=tuple(self.tracks.values()),
+            version=self.version,
+            permission=self.permission,
+            joined_at=self.joined_at_ms // 1000,
+            joined_at_ms=self.joined_at_ms,
+            is_publisher=bool(self.tracks),
+            disconnect_reason=self.disconnect_reason,
+            client_protocol=self.client_protocol,
+        )
+
+    def bump(self) -> ParticipantInfo:
+        """Advance the version (every change must) and return the new info."""
+        self.version += 1
+        return self.info()
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataChange:
+    """The outcome of an ``UpdateParticipantMetadata`` request."""
+
+    reason: RequestResponseReason
+    message: str = ""
+    info: ParticipantInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A data packet to forward: the stamped packet and the identities that receive it."""
+
+    packet: DataPacket
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A data packet the room refuses to forward, and why (for the log)."""
+
+    reason: str
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Room:
+    """One room: created on first join, closed by the server after ``empty_timeout`` with nobody in it."""
+
+    def __init__(self, name: str, *, empty_timeout: float = 20.0, now: float | None = None) -> None:
+        self.sid = new_sid("RM_")
+        self.name = name
+        self.metadata = ""
+        self.empty_timeout = empty_timeout
+        self.created_ms = _now_ms()
+        self._members: dict[str, Member] = {}
+        self._empty_since: float | None = time.monotonic() if now is None else now
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self._members
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(list(self._members.values()))
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def get(self, identity: str) -> Member | None:
+        """The member with this identity, if present."""
+        return self._members.get(identity)
+
+    def by_sid(self, sid: str) -> Member | None:
+        """The member with this participant sid, if present."""
+        return next((m for m in self._members.values() if m.sid == sid), None)
+
+    def info(self) -> RoomInfo:
+        """The ``livekit.Room`` record (hidden members are not counted)."""
+        visible = [m for m in self._members.values() if not m.hidden]
+        return RoomInfo(
+            sid=self.sid,
+            name=self.name,
+            metadata=self.metadata,
+            num_participants=len(visible),
+            num_publishers=sum(1 for m in visible if m.tracks),
+            creation_time=self.created_ms // 1000,
+            creation_time_ms=self.created_ms,
+            empty_timeout=int(self.empty_timeout),
+        )
+
+    def others(self, member: Member) -> list[ParticipantInfo]:
+        """``JoinResponse.other_participants`` for ``member``: everyone visible except itself."""
+        return [m.info() for m in self._members.values() if m is not member and not m.hidden]
+
+    def audience(self, member: Member) -> list[Member]:
+        """Who must be told about a change to ``member``: nobody if it is hidden, else every other member."""
+        if member.hidden:
+            return []
+        return [m for m in self._members.values() if m is not member]
+
+    def expired(self, now: float) -> bool:
+        """True when the room has been empty for ``empty_timeout`` seconds."""
+        return self._empty_since is not None and now - self._empty_since >= self.empty_timeout
+
+    # --- membership --------------------------------------------------------------------------------
+
+    def admit(self, admission: Admission) -> tuple[Member, Member | None]:
+        """Add a member (state JOINED, version 1).
+
+        Returns:
+            The new member, and the member it replaced (same identity: the caller sends that one a
+            DUPLICATE_IDENTITY leave and announces it DISCONNECTED), or ``None``.
+        """
+        evicted = self._members.pop(admission.identity, None)
+        if evicted is not None:
+            evicted.state = ParticipantState.DISCONNECTED
+            evicted.disconnect_reason = DisconnectReason.DUPLICATE_IDENTITY
+            evicted.version += 1
+        member = Member(
+            sid=new_sid("PA_"),
+            identity=admission.identity,
+            name=admission.name,
+            metadata=admission.metadata,
+            attributes=dict(admission.attributes),
+            kind=admission.kind,
+            permission=admission.permission,
+            client_protocol=admission.client_protocol,
+            joined_at_ms=_now_ms(),
+        )
+        self._members[member.identity] = member
+        self._empty_since = None
+        return member, evicted
+
+    def remove(
+        self, member: Member, reason: DisconnectReason, *, now: float | None = None
+    ) -> ParticipantInfo | None:
+        """Take ``member`` out (if it is still the current holder of its identity).
+
+        Returns:
+            Its final DISCONNECTED info to broadcast, or ``None`` if it had already been replaced/removed.
+        """
+        if self._members.get(member.identity) is not member:
+            return None
+        del self._members[member.identity]
+        member.state = ParticipantState.DISCONNECTED
+        member.disconnect_reason = reason
+        if not self._members:
+            self._empty_since = time.monotonic() if now is None else now
+        return member.bump()
+
+    def activate(self, member: Member) -> ParticipantInfo | None:
+        """JOINED → ACTIVE once the member's primary connection is up; ``None`` if already active/gone."""
+        if member.state is not ParticipantState.JOINED or self._members.get(member.identity) is not member:
+            return None
+        member.state = ParticipantState.ACTIVE
+        return member.bump()
+
+    # --- UpdateParticipantMetadata -----------------------------------------------------------------
+
+    def update_metadata(
+        self,
+        member: Member,
+        *,
+        name: str = "",
+        metadata: str = "",
+        attributes: Mapping[str, str] | None = None,
+    ) -> MetadataChange:
+        """Apply ``UpdateParticipantMetadata``: needs ``canUpdateOwnMetadata``.
+
+        Non-empty ``name``/``metadata`` replace the old values; ``attributes`` merge, and an empty value
+        deletes its key (livekit/livekit ``pkg/rtc/participant.go``).
+        """
+        if not member.permission.can_update_metadata:
+            return MetadataChange(
+                RequestResponseReason.NOT_ALLOWED, "does not have permission to update own metadata"
+            )
+        if name:
+            member.name = name
+        if metadata:
+            member.metadata = metadata
+        for key, value in (attributes or {}).items():
+            if value:
+                member.attributes[key] = value
+            else:
+                member.attributes.pop(key, None)
+        return MetadataChange(RequestResponseReason.OK, info=member.bump())
+
+    # --- tracks (issue 5 builds media forwarding on this registry) -------------------------------
+
+    def publish_track(self, member: Member, track: TrackInfo) -> ParticipantInfo:
+        """Record a published track (``TR_`` sid) and return the member's new info."""
+        member.tracks[track.sid] = track
+        return member.bump()
+
+    def set_track_muted(self, member: Member, track_sid: str, muted: bool) -> ParticipantInfo | None:
+        """``MuteTrackRequest``: flip ``TrackInfo.muted``; ``None`` for an unknown track or no change."""
+        track = member.tracks.get(track_sid)
+        if track is None or track.muted == muted:
+            return None
+        member.tracks[track_sid] = replace(track, muted=muted)
+        return member.bump()
+
+    def unpublish_track(self, member: Member, track_sid: str) -> ParticipantInfo | None:
+        """Forget a track; ``None`` if unknown."""
+        if member.tracks.pop(track_sid, None) is None:
+            return None
+        return member.bump()
+
+    # --- data routing ------------------------------------------------------------------------------
+
+    def route(self, sender: Member, packet: DataPacket, *, reliable: bool) -> Routed | Dropped:
+        """Decide what happens to a packet ``sender`` sent on ``_reliable`` (or ``_lossy``).
+
+        The channel label decides reliability, never ``DataPacket.kind`` (the Rust SDK sets it inverted).
+        """
+        if not sender.permission.can_publish_data:
+            return Dropped("sender lacks canPublishData")
+        value = packet.value
+        if isinstance(value, Transcription) and not sender.is_agent:
+            return Dropped("transcription from a non-agent")
+        if isinstance(value, Unhandled) and value.field == "metrics":
+            return Dropped("metrics packets are not forwarded")
+        if reliable and packet.sequence > 0:
+            if packet.sequence <= sender.last_sequence:
+                return Dropped(f"reliable sequence {packet.sequence} already seen")
+            sender.last_sequence = packet.sequence
+        stamped = self._stamp(sender, packet)
+        wanted = set(stamped.destination_identities)
+        recipients = tuple(
+            m.identity
+            for m in self._members.values()
+            if m is not sender and (not wanted or m.identity in wanted)
+        )
+        return Routed(stamped, recipients)
+
+    @staticmethod
+    def _stamp(sender: Member, packet: DataPacket) -> DataPacket:
+        """Overwrite the sender fields (data-e2ee-formats.md §1.5) and mirror the legacy user fields."""
+        identity = "" if sender.hidden else sender.identity
+        if sender.is_agent and packet.participant_identity and _may_speak_for_others(packet):
+            identity = packet.participant_identity  # an agent publishing on behalf of a user
+        destinations = packet.destination_identities
+        value = packet.value
+        if isinstance(value, UserPacket):
+            destinations = destinations or value.legacy_destination_identities
+            value = replace(
+                value,
+                legacy_participant_sid=sender.sid,
+                legacy_participant_identity=identity,
+                legacy_destination_identities=destinations,
+            )
+        return replace(
+            packet,
+            value=value,
+            participant_identity=identity,
+            participant_sid=sender.sid,
+            destination_identities=destinations,
+        )
+
+
+def _may_speak_for_others(packet: DataPacket) -> bool:
+    value = packet.value
+    if isinstance(value, ChatMessage):
+        return True
+    return isinstance(value, StreamHeader) and isinstance(value.content_header, TextHeader)

@@ -1,0 +1,383 @@
+"""The dev server: HTTP routes, token checks, rooms and the WebSocket sessions, on one asyncio loop.
+
+Routes (livekit/livekit ``pkg/service/rtcservice.go``; ``reference/signal-protocol.md`` §2, §11.1):
+
+* ``/rtc`` — v0 signalling (two peer connections). The token comes from ``Authorization: Bearer`` (Rust /
+  Python SDK) or the ``access_token`` query parameter (JS); a bad one is a 401 *before* the upgrade; a plain
+  GET without an upgrade is a 404.
+* ``/rtc/validate`` — the same checks without upgrading: 200 ``success`` or 401 ``<reason>: <detail>``.
+* ``/rtc/v1`` and ``/rtc/v1/validate`` — **404** with ``Access-Control-Allow-Origin: *``: the Rust SDK falls
+  back to ``/rtc`` only on a 404 at the upgrade, and JS only on a CORS-readable 404 from the v1 validate
+  URL whose body lacks "requested room does not exist" (traps 1 and 3 of §11.5; treating ``/rtc/v1`` as
+  ``/rtc`` makes the Rust SDK wait 15 s for an answer to its embedded offer).
+* anything else — 404.
+
+Programmatic use (tests, the demo)::
+
+    async with DevServer(ServerConfig(port=0)) as server:
+        token = server.mint_token("alice", "room-1")
+        ...  # connect to server.url
+
+or from synchronous code, on greenroom's runtime loop: ``server = DevServer(cfg).start_in_thread()`` …
+``server.close_in_thread()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import http
+import ipaddress
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Self
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from greenroom.codecs.errors import CodecError, TokenError
+from greenroom.codecs.models import (
+    DisconnectReason,
+    LeaveAction,
+    ParticipantKind,
+    ParticipantPermission,
+    TrackSource,
+)
+from greenroom.codecs.session import ServerSignalSession
+from greenroom.codecs.signalling import JoinParams, Leave
+from greenroom.codecs.tokens import DEFAULT_TTL, Claims, VideoGrants, check_join, mint_token, verify_token
+from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.participant import ParticipantSession
+from greenroom.devserver.room import Admission, Room
+from greenroom.runtime import loop as runtime_loop
+from greenroom.runtime.ice import IcePolicy
+
+__all__ = ["DevServer", "admission_from", "ice_policy_for"]
+
+_log = logging.getLogger("greenroom.devserver.server")
+
+_CORS = ("Access-Control-Allow-Origin", "*")
+_SHUTDOWN_GRACE = 5.0
+_SOURCES = {
+    "camera": TrackSource.CAMERA,
+    "microphone": TrackSource.MICROPHONE,
+    "screen_share": TrackSource.SCREEN_SHARE,
+    "screen_share_audio": TrackSource.SCREEN_SHARE_AUDIO,
+}
+
+
+def ice_policy_for(config: ServerConfig) -> IcePolicy:
+    """The ICE policy of every server peer connection: gather on the configured addresses, no STUN.
+
+    Bound to loopback it gathers on 127.0.0.1 (aioice leaves loopback out by default; the runtime's
+    ``IcePolicy`` is the one place that changes that); ``--node-ip`` gathers and advertises that address
+    (like livekit-server's ``rtc.node_ip``); bound to every interface, aioice picks the interfaces.
+    """
+    addresses = config.ice_addresses
+    if not addresses:
+        return IcePolicy()
+    if addresses == ("127.0.0.1",):
+        return IcePolicy.loopback()
+    return IcePolicy.bound_to(*addresses)
+
+
+def admission_from(claims: Claims, grants: VideoGrants, params: JoinParams) -> Admission:
+    """Map verified token claims (and the join query) to what the room admits."""
+    try:
+        kind = ParticipantKind[claims.kind.upper()] if claims.kind else ParticipantKind.STANDARD
+    except KeyError:
+        kind = ParticipantKind.STANDARD
+    permission = ParticipantPermission(
+        can_subscribe=grants.subscribe_allowed,
+        can_publish=grants.publish_allowed,
+        can_publish_data=grants.publish_data_allowed,
+        can_publish_sources=tuple(_SOURCES[s] for s in grants.can_publish_sources if s in _SOURCES),
+        hidden=grants.hidden,
+        recorder=grants.recorder,
+        can_update_metadata=grants.update_own_metadata_allowed,
+        agent=grants.agent,
+    )
+    return Admission(
+        identity=claims.identity,
+        name=claims.name,
+        metadata=claims.metadata,
+        attributes=dict(claims.attributes),
+        kind=kind,
+        permission=permission,
+        client_protocol=params.client_protocol,
+    )
+
+
+def _respond(connection: ServerConnection, status: http.HTTPStatus, body: str) -> Response:
+    response = connection.respond(status, body)
+    response.headers[_CORS[0]] = _CORS[1]
+    return response
+
+
+class _RefusedError(Exception):
+    def __init__(self, status: http.HTTPStatus, body: str) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+
+
+class DevServer:
+    """A LiveKit-compatible development server (signalling, auth, rooms, data routing).
+
+    Args:
+        config: where to listen, which keys to accept, how ICE gathers; defaults like
+            ``livekit-server --dev``.
+    """
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.rooms: dict[str, Room] = {}
+        self._sessions: dict[tuple[str, str], ParticipantSession] = {}
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._admissions: dict[ServerConnection, tuple[Claims, VideoGrants, JoinParams]] = {}
+        self._policy = ice_policy_for(self.config)
+        self._server: Server | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._closing = False
+        self._port = self.config.port
+
+    # --- addresses ---------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port served (the real one once started with port 0)."""
+        return self._port
+
+    @property
+    def host(self) -> str:
+        """The host clients should dial (the node IP when bound to every interface)."""
+        bind = self.config.bind
+        if bind in ("", "0.0.0.0", "::"):
+            return self.config.node_ip or "127.0.0.1"
+        return bind
+
+    @property
+    def url(self) -> str:
+        """The ``ws://host:port`` URL to give ``Room.connect``."""
+        host = self.host
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The same address with ``http://`` (for the validate endpoint)."""
+        return "http" + self.url.removeprefix("ws")
+
+    def mint_token(
+        self,
+        identity: str,
+        room: str,
+        *,
+        name: str = "",
+        metadata: str = "",
+        attributes: Mapping[str, str] | None = None,
+        kind: str = "",
+        ttl: datetime.timedelta = DEFAULT_TTL,
+        **grants: Any,
+    ) -> str:
+        """Sign a join token with the server's first API key.
+
+        Args:
+            identity: participant identity (``sub``).
+            room: the room the token joins (``video.room``; ``roomJoin`` is granted).
+            name: display name.
+            metadata: participant metadata.
+            attributes: participant attributes.
+            kind: participant kind (``"agent"`` lets it publish transcriptions).
+            ttl: validity.
+            **grants: further ``VideoGrants`` fields, e.g. ``can_update_own_metadata=True``,
+                ``can_publish_data=False``, ``hidden=True``.
+        """
+        grants = {"room_join": True, "room": room, **grants}
+        claims = Claims(
+            identity=identity,
+            name=name,
+            metadata=metadata,
+            attributes=tuple(sorted((attributes or {}).items())),
+            kind=kind,
+            video=VideoGrants(**grants),
+        )
+        key = self.config.api_key
+        return mint_token(key, self.config.keys[key], claims, ttl=ttl)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        """Listen; returns once the socket is bound."""
+        self._server = await serve(
+            self._serve_session,
+            self.config.bind,
+            self.config.port,
+            process_request=self._route,
+            max_size=self.config.max_signal_size,
+            compression=None,
+            logger=logging.getLogger("greenroom.devserver.websockets"),
+        )
+        self._port = next(iter(self._server.sockets)).getsockname()[1]
+        self._reaper = asyncio.create_task(self._reap_rooms(), name="greenroom-room-reaper")
+        _log.info(
+            "listening on %s (ICE gathers on %s)", self.url, self.config.ice_addresses or "all interfaces"
+        )
+        return self
+
+    async def close(self) -> None:
+        """Send every participant ``LeaveRequest{SERVER_SHUTDOWN}``, then stop listening."""
+        if self._closing:
+            return
+        self._closing = True
+        for session in list(self._sessions.values()):
+            session.end(DisconnectReason.SERVER_SHUTDOWN)
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=_SHUTDOWN_GRACE)
+        if self._reaper is not None:
+            self._reaper.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        _log.info("stopped")
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled (the CLI cancels it on SIGINT/SIGTERM, then calls :meth:`close`)."""
+        await asyncio.Event().wait()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def start_in_thread(self) -> Self:
+        """Start on greenroom's runtime loop (its own thread) and return once listening."""
+        return runtime_loop.run_sync(self.start())
+
+    def close_in_thread(self, timeout: float = 10.0) -> None:
+        """Close a server started with :meth:`start_in_thread`."""
+        runtime_loop.run_sync(self.close(), timeout=timeout)
+
+    # --- Hub (what sessions call) ------------------------------------------------------------------
+
+    def session_of(self, room: Room, identity: str) -> ParticipantSession | None:
+        """The live session of ``identity`` in ``room``."""
+        return self._sessions.get((room.name, identity))
+
+    def depart(self, session: ParticipantSession, reason: DisconnectReason) -> None:
+        """Remove the session's member and announce it DISCONNECTED to the room."""
+        key = (session.room.name, session.member.identity)
+        if self._sessions.get(key) is session:
+            del self._sessions[key]
+        info = session.room.remove(session.member, reason)
+        if info is None or session.member.hidden:
+            return
+        for member in session.room:
+            other = self.session_of(session.room, member.identity)
+            if other is not None:
+                other.announce(info)
+
+    async def _reap_rooms(self) -> None:
+        """Close rooms that stayed empty for their ``empty_timeout``."""
+        interval = min(1.0, max(self.config.empty_timeout / 4, 0.05))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for name, room in list(self.rooms.items()):
+                if room.expired(now):
+                    del self.rooms[name]
+                    _log.info("[%s] room closed after %.0f s empty", name, room.empty_timeout)
+
+    # --- HTTP --------------------------------------------------------------------------------------
+
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        path, _, query = request.path.partition("?")
+        path = path.rstrip("/") or "/"
+        try:
+            match path:
+                case "/rtc/v1" | "/rtc/v1/validate":
+                    return _respond(
+                        connection, http.HTTPStatus.NOT_FOUND, "single peer connection is not supported"
+                    )
+                case "/rtc/validate":
+                    self._authorize(request.headers, query)
+                    return _respond(connection, http.HTTPStatus.OK, "success")
+                case "/rtc":
+                    admitted = self._authorize(request.headers, query)
+                    if request.headers.get("Upgrade", "").lower() != "websocket":
+                        return _respond(
+                            connection, http.HTTPStatus.NOT_FOUND, "/rtc needs a WebSocket upgrade"
+                        )
+                    self._admissions[connection] = admitted
+                    return None
+                case _:
+                    return _respond(connection, http.HTTPStatus.NOT_FOUND, "not found")
+        except _RefusedError as refused:
+            _log.info("refused %s: %s %s", path, refused.status.value, refused.body)
+            return _respond(connection, refused.status, refused.body)
+
+    def _authorize(self, headers: Headers, query: str) -> tuple[Claims, VideoGrants, JoinParams]:
+        """Token from ``Authorization: Bearer`` (wins when present) or ``access_token``; then grants."""
+        try:
+            params = JoinParams.from_query(query)
+        except CodecError as exc:
+            raise _RefusedError(http.HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        header = headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme != "Bearer" or not token.strip():
+                raise _RefusedError(http.HTTPStatus.UNAUTHORIZED, "authorization header is not Bearer")
+        elif params.access_token:
+            token = params.access_token
+        else:
+            raise _RefusedError(http.HTTPStatus.UNAUTHORIZED, "no authorization token")
+        try:
+            claims = verify_token(token.strip(), self.config.keys)
+            grants = check_join(claims)
+        except TokenError as exc:
+            raise _RefusedError(http.HTTPStatus.UNAUTHORIZED, f"invalid token ({exc.reason}): {exc}") from exc
+        return claims, grants, params
+
+    # --- WebSocket sessions ------------------------------------------------------------------------
+
+    async def _serve_session(self, websocket: ServerConnection) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._session(websocket)
+        finally:
+            self._handlers.discard(task)
+
+    async def _session(self, websocket: ServerConnection) -> None:
+        claims, grants, params = self._admissions.pop(websocket)
+        if params.reconnect:
+            # Resume is not supported (yet): STATE_MISMATCH + RECONNECT makes both SDKs rejoin in full
+            # (livekit/livekit roommanager.go does the same for a participant it no longer has).
+            await self._refuse(websocket, DisconnectReason.STATE_MISMATCH, LeaveAction.RECONNECT)
+            return
+        if self._closing:
+            await self._refuse(websocket, DisconnectReason.JOIN_FAILURE, LeaveAction.DISCONNECT)
+            return
+        room = self.rooms.get(grants.room)
+        if room is None:
+            room = self.rooms[grants.room] = Room(grants.room, empty_timeout=self.config.empty_timeout)
+            _log.info("[%s] room created (%s)", room.name, room.sid)
+        member, evicted = room.admit(admission_from(claims, grants, params))
+        previous = self._sessions.pop((room.name, member.identity), None)
+        if previous is not None:
+            previous.end(DisconnectReason.DUPLICATE_IDENTITY)
+        session = ParticipantSession(self, room, member, websocket, params=params, policy=self._policy)
+        self._sessions[(room.name, member.identity)] = session
+        await session.run(None if evicted is None else evicted.info())
+
+    @staticmethod
+    async def _refuse(websocket: ServerConnection, reason: DisconnectReason, action: LeaveAction) -> None:
+        signal = ServerSignalSession(time.time())
+        _log.info("refused a session: %s", reason.name)
+        await websocket.send(signal.send(Leave(reason=reason, action=action)))
+        await websocket.close()
