@@ -136,7 +136,7 @@ class Claims:
         room_preset: ``roomPreset``.
         room_config: ``roomConfig`` as canonical JSON text (a ``livekit.RoomConfiguration`` in proto JSON).
         issuer: ``iss``, the API key (set by :func:`mint_token`).
-        not_before: ``nbf`` (Unix seconds); :func:`mint_token` uses "now" when None.
+        not_before: ``nbf`` (whole Unix seconds, fractions dropped); :func:`mint_token` uses "now" if None.
         expires_at: ``exp`` (Unix seconds); :func:`mint_token` uses "now + ttl" when None.
     """
 
