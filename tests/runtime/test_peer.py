@@ -260,6 +260,8 @@ def test_errors_and_timeouts() -> None:
             await lonely.create_offer()
         with pytest.raises(PeerTransportError):
             await lonely.wait_connected(1)
+        with pytest.raises(PeerTransportError):
+            await lonely.wait_channel_open(RELIABLE, 1)
         assert not await lonely.add_ice_candidate(
             IceCandidate("candidate:1 1 udp 1 127.0.0.1 5 typ host", "0")
         )

@@ -337,10 +337,16 @@ class PeerTransport:
             ) from None
 
     async def wait_channel_open(self, label: str, timeout: float) -> None:
-        """Wait until the data channel ``label`` exists and is open (e.g. one the remote creates)."""
+        """Wait until the data channel ``label`` exists and is open (e.g. one the remote creates).
+
+        Raises:
+            PeerConnectTimeoutError: not open within ``timeout`` seconds.
+            PeerTransportError: the transport was closed.
+        """
         try:
             async with asyncio.timeout(timeout):
                 while not self._is_open(label):
+                    self._ensure_open()
                     self._state_changed.clear()
                     await self._state_changed.wait()
         except TimeoutError:

@@ -26,9 +26,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -120,6 +122,7 @@ class SignalTransport:
         keepalive: websockets' own ping interval in seconds (``None`` disables; LiveKit's app-level ping is
             separate).
         proxy: a proxy URL, or ``None`` (default) for a direct connection.
+        ssl_context: TLS settings for ``wss``/``https`` URLs (default: the system's trust store).
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class SignalTransport:
         max_message_size: int = 4 * 1024 * 1024,
         keepalive: float | None = 20.0,
         proxy: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._sink = sink
+        self._ssl_context = ssl_context
         self._max_message_size = max_message_size
         self._keepalive = keepalive
         self._proxy = proxy
@@ -207,6 +212,9 @@ class SignalTransport:
                 await asyncio.shield(self._receiver)
 
     async def _open(self, uri: str, headers: dict[str, str], timeout: float) -> ClientConnection:
+        tls: dict[str, Any] = {}
+        if self._ssl_context is not None and uri.startswith("wss:"):
+            tls["ssl"] = self._ssl_context
         try:
             return await websockets.connect(
                 uri,
@@ -218,6 +226,7 @@ class SignalTransport:
                 ping_interval=self._keepalive,
                 ping_timeout=self._keepalive,
                 close_timeout=2.0,
+                **tls,
             )
         except InvalidStatus as exc:
             raise _status_error(exc) from exc
