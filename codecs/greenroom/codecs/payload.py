@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, TypeAlias
 
-import msgpack  # type: ignore[import-untyped]  # no stubs; pyproject lacks an override
+import msgpack
 
 from greenroom.codecs.errors import CodecError, GreenroomError, LocalProtocolError, PayloadTooLargeError
 
