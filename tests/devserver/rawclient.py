@@ -1,0 +1,259 @@
+"""A raw-protocol LiveKit client for tests: websockets + greenroom codecs + runtime PeerTransports.
+
+It speaks exactly what the wire needs and nothing more, so tests can watch every signal message, send
+malformed input on purpose, and exchange data through the dev server on 127.0.0.1 without the Room client.
+The client engineer may reuse it as a fixture::
+
+    async with DevServer(ServerConfig(port=0)) as server:
+        alice = await RawClient.join(server.url, server.mint_token("alice", "r"))
+        bob = await RawClient.join(server.url, server.mint_token("bob", "r"))
+        await alice.send_user(b"hi", topic="t")
+        packet = await bob.next_packet()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from greenroom.codecs.packets import DataPacket, UserPacket, decode_packet, encode_packet
+from greenroom.codecs.signalling import (
+    Answer,
+    JoinParams,
+    JoinResponse,
+    Leave,
+    Offer,
+    ParticipantUpdate,
+    PingReq,
+    SignalRequestMessage,
+    SignalResponseMessage,
+    UpdateMetadata,
+    decode_response,
+    encode_request,
+)
+from greenroom.runtime.ice import IcePolicy
+from greenroom.runtime.peer import LOSSY, RELIABLE, DataReceived, PeerRole, PeerTransport
+
+__all__ = ["RawClient", "Received"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A data packet the client received, with the label of the channel it came on."""
+
+    label: str
+    packet: DataPacket
+
+
+class RawClient:
+    """One participant: a signal WebSocket, a subscriber PC (server offers) and a publisher PC (we offer)."""
+
+    def __init__(self, ws: ClientConnection, join: JoinResponse, policy: IcePolicy) -> None:
+        self.ws = ws
+        self.join_response = join
+        self.messages: list[SignalResponseMessage] = [join]
+        self.packets: list[Received] = []
+        self.closed = asyncio.Event()
+        self._policy = policy
+        self._changed = asyncio.Event()
+        self.subscriber = PeerTransport(PeerRole.SUBSCRIBER, self, policy=policy)
+        self.publisher: PeerTransport | None = None
+        self._reader = asyncio.create_task(self._read())
+        self._sequence = 0
+        self._request_id = 0
+
+    @property
+    def sid(self) -> str:
+        """Our participant sid."""
+        assert self.join_response.participant is not None
+        return self.join_response.participant.sid
+
+    # --- connecting -------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        token: str | None,
+        *,
+        query_token: bool = False,
+        params: JoinParams | None = None,
+        policy: IcePolicy | None = None,
+    ) -> RawClient:
+        """Open the signal socket and read the JoinResponse (no peer connection waits)."""
+        params = params or JoinParams(sdk="python", version="raw", protocol=16, client_protocol=2)
+        headers = {}
+        if token is not None and query_token:
+            params = replace(params, access_token=token)
+        elif token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        ws = await websockets.connect(
+            f"{url}/rtc?{params.to_query()}", additional_headers=headers, max_size=None
+        )
+        first = decode_response(await asyncio.wait_for(_recv(ws), 5))
+        if not isinstance(first, JoinResponse):
+            await ws.close()
+            raise ConnectionError(f"first message was {first!r}")
+        return cls(ws, first, policy or IcePolicy.loopback())
+
+    @classmethod
+    async def join(cls, url: str, token: str, *, publish: bool = True, **kwargs: Any) -> RawClient:
+        """Open, then connect the subscriber PC (and the publisher PC with its data channels)."""
+        client = await cls.open(url, token, **kwargs)
+        await client.subscriber.wait_connected(10)
+        await client.subscriber.wait_channel_open(RELIABLE, 10)
+        if publish:
+            await client.start_publisher()
+        return client
+
+    async def start_publisher(self) -> None:
+        """Create the publisher PC with ``_reliable``/``_lossy`` and negotiate it (offer id 1)."""
+        self.publisher = PeerTransport(
+            PeerRole.PUBLISHER, self, policy=self._policy, create_data_channels=True
+        )
+        sdp = await self.publisher.create_offer()
+        await self.send(Offer(sdp=sdp, id=1))
+        answer = await self.wait_message(Answer)
+        assert answer.id == 1, "the server must echo the offer id"
+        await self.publisher.set_remote_description(answer.sdp, "answer")
+        await self.publisher.wait_connected(10)
+        await self.publisher.wait_channel_open(RELIABLE, 10)
+        await self.publisher.wait_channel_open(LOSSY, 10)
+
+    # --- signal -----------------------------------------------------------------------------------
+
+    async def send(self, message: SignalRequestMessage) -> None:
+        """Send one SignalRequest."""
+        await self.ws.send(encode_request(message))
+
+    async def send_raw(self, frame: bytes | str) -> None:
+        """Send an arbitrary frame (bad-input tests)."""
+        await self.ws.send(frame)
+
+    async def ping(self) -> None:
+        """Send a ``ping_req``."""
+        await self.send(PingReq(timestamp=int(time.time() * 1000)))
+
+    async def update_metadata(self, **fields: Any) -> int:
+        """Send ``update_metadata``; returns its request id."""
+        self._request_id += 1
+        await self.send(UpdateMetadata(request_id=self._request_id, **fields))
+        return self._request_id
+
+    async def leave(self) -> None:
+        """Send ``leave`` (CLIENT_INITIATED) and close."""
+        await self.send(Leave())
+        await self.close()
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                assert isinstance(frame, bytes)
+                message = decode_response(frame)
+                self.messages.append(message)
+                if isinstance(message, Offer):
+                    sdp = await self.subscriber.create_answer(message.sdp)
+                    await self.send(Answer(sdp=sdp, id=message.id))
+                self._changed.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+            self._changed.set()
+
+    async def wait_message(
+        self, kind: type[T], predicate: Callable[[T], bool] = lambda _: True, timeout: float = 10
+    ) -> T:
+        """The first signal message of type ``kind`` (seen so far or arriving) matching ``predicate``."""
+        return await self._wait(
+            lambda: next((m for m in self.messages if isinstance(m, kind) and predicate(m)), None), timeout
+        )
+
+    async def wait_update(self, predicate: Callable[[Any], bool], timeout: float = 10) -> Any:
+        """The first ParticipantInfo in a ``ParticipantUpdate`` matching ``predicate``."""
+
+        def find() -> Any:
+            for message in self.messages:
+                if isinstance(message, ParticipantUpdate):
+                    for info in message.participants:
+                        if predicate(info):
+                            return info
+            return None
+
+        return await self._wait(find, timeout)
+
+    # --- data -------------------------------------------------------------------------------------
+
+    async def send_packet(self, packet: DataPacket, *, reliable: bool = True) -> None:
+        """Send a DataPacket on the publisher's ``_reliable`` (sequenced) or ``_lossy`` channel."""
+        assert self.publisher is not None, "join with publish=True first"
+        if reliable:
+            self._sequence += 1
+            packet = replace(packet, sequence=self._sequence)
+        await self.publisher.send(RELIABLE if reliable else LOSSY, encode_packet(packet, max_size=1 << 20))
+
+    async def send_user(
+        self,
+        payload: bytes,
+        *,
+        topic: str | None = None,
+        reliable: bool = True,
+        destinations: tuple[str, ...] = (),
+    ) -> None:
+        """Send a user packet."""
+        await self.send_packet(
+            DataPacket(UserPacket(payload=payload, topic=topic), destination_identities=destinations),
+            reliable=reliable,
+        )
+
+    async def next_packet(
+        self, predicate: Callable[[Received], bool] = lambda _: True, timeout: float = 5
+    ) -> Received:
+        """The first received packet matching ``predicate``; it is removed from :attr:`packets`."""
+        found = await self._wait(lambda: next((p for p in self.packets if predicate(p)), None), timeout)
+        self.packets.remove(found)
+        return found
+
+    def tell(self, message: object) -> None:
+        """Peer-transport events (runtime ``Sink``)."""
+        if isinstance(message, DataReceived):
+            self.packets.append(Received(message.label, decode_packet(message.data, max_size=1 << 20)))
+            self._changed.set()
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    async def _wait(self, find: Callable[[], T | None], timeout: float) -> T:
+        deadline = time.monotonic() + timeout
+        while (found := find()) is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"not seen within {timeout} s; last messages: {self.messages[-5:]!r}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                continue
+        return found
+
+    async def close(self) -> None:
+        """Close the socket and both peer connections."""
+        await self.ws.close()
+        await self._reader
+        await self.subscriber.close()
+        if self.publisher is not None:
+            await self.publisher.close()
+
+
+async def _recv(ws: Any) -> bytes:
+    frame = await ws.recv()
+    assert isinstance(frame, bytes), "signal frames are binary"
+    return frame
