@@ -14,6 +14,7 @@ The client engineer may reuse it as a fixture::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -67,6 +68,8 @@ class RawClient:
         self._changed = asyncio.Event()
         self.subscriber = PeerTransport(PeerRole.SUBSCRIBER, self, policy=policy)
         self.publisher: PeerTransport | None = None
+        self._answer_lock = asyncio.Lock()
+        self._answering: list[asyncio.Task[None]] = []
         self._reader = asyncio.create_task(self._read())
         self._sequence = 0
         self._request_id = 0
@@ -160,15 +163,20 @@ class RawClient:
                 assert isinstance(frame, bytes)
                 message = decode_response(frame)
                 self.messages.append(message)
-                if isinstance(message, Offer):
-                    sdp = await self.subscriber.create_answer(message.sdp)
-                    await self.send(Answer(sdp=sdp, id=message.id))
+                if isinstance(message, Offer):  # answered aside, so the reader never stops reading
+                    self._answering.append(asyncio.create_task(self._answer(message)))
                 self._changed.set()
         except ConnectionClosed:
             pass
         finally:
             self.closed.set()
             self._changed.set()
+
+    async def _answer(self, offer: Offer) -> None:
+        async with self._answer_lock:
+            sdp = await self.subscriber.create_answer(offer.sdp)
+            with contextlib.suppress(ConnectionClosed):
+                await self.send(Answer(sdp=sdp, id=offer.id))
 
     async def wait_message(
         self, kind: type[T], predicate: Callable[[T], bool] = lambda _: True, timeout: float = 10
@@ -248,6 +256,7 @@ class RawClient:
         """Close the socket and both peer connections."""
         await self.ws.close()
         await self._reader
+        await asyncio.gather(*self._answering, return_exceptions=True)
         await self.subscriber.close()
         if self.publisher is not None:
             await self.publisher.close()

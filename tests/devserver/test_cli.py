@@ -1,0 +1,118 @@
+"""The ``greenroom`` command as a real subprocess: ready line, keys from env, SIGTERM → SERVER_SHUTDOWN."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greenroom.codecs.models import DisconnectReason
+from greenroom.codecs.signalling import Leave
+from greenroom.codecs.tokens import Claims, VideoGrants, mint_token
+from greenroom.devserver.cli import main
+from greenroom.devserver.config import ConfigError, ServerConfig, parse_keys
+from tests.devserver.rawclient import RawClient
+
+ROOT = Path(__file__).resolve().parents[2]
+READY = re.compile(r"greenroom dev server ready at (ws://127\.0\.0\.1:(\d+)) \(api key (\S+)\)")
+
+
+def _token(key: str, secret: str, identity: str) -> str:
+    return mint_token(key, secret, Claims(identity=identity, video=VideoGrants(room_join=True, room="r")))
+
+
+async def _start(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "greenroom.devserver",
+        "serve",
+        "--port",
+        "0",
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    match = READY.search(line)
+    assert match, f"no ready line: {line!r}"
+    return proc, match.group(1), match.group(3)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_sends_server_shutdown_and_exits_0(signum: signal.Signals) -> None:
+    async def scenario() -> None:
+        env = {"LIVEKIT_API_KEY": "envkey", "LIVEKIT_API_SECRET": "envsecret-envsecret"}
+        proc, url, key = await _start(env=env)
+        assert key == "envkey"
+        try:
+            client = await RawClient.join(url, _token("envkey", "envsecret-envsecret", "alice"))
+            proc.send_signal(signum)
+            leave = await client.wait_message(Leave)
+            assert leave.reason is DisconnectReason.SERVER_SHUTDOWN
+            assert await asyncio.wait_for(proc.wait(), 15) == 0
+            await client.close()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    asyncio.run(scenario())
+
+
+def test_keys_flag_and_ready_line() -> None:
+    async def scenario() -> None:
+        proc, url, key = await _start("--keys", "k1: s1-secret, k2: s2-secret", "--log-level", "WARNING")
+        try:
+            assert key == "k1"
+            client = await RawClient.open(url, _token("k2", "s2-secret", "bob"))
+            await client.close()
+        finally:
+            proc.terminate()
+            assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+    asyncio.run(scenario())
+
+
+def test_console_script_and_demo_slot(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    assert "the demo arrives with the Room client" in capsys.readouterr().out
+    script = shutil.which("greenroom", path=str(Path(sys.executable).parent))
+    assert script is not None
+    help_text = subprocess.run([script, "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ("--bind", "--port", "--keys", "--node-ip", "--log-level"):
+        assert flag in help_text
+
+
+def test_bad_configuration_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--keys", "no-colon"]) == 2
+    assert "key: secret" in capsys.readouterr().err
+    assert main(["serve", "--node-ip", "not-an-ip"]) == 2
+
+
+def test_config_from_env_and_overrides() -> None:
+    assert ServerConfig.from_env({}).keys == {"devkey": "secret"}
+    assert ServerConfig.from_env({"LIVEKIT_KEYS": "a: b\nc: d"}).keys == {"a": "b", "c": "d"}
+    config = ServerConfig.from_env(
+        {"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"}, port=0, node_ip="198.18.0.1"
+    )
+    assert (config.keys, config.port, config.ice_addresses) == ({"k": "s"}, 0, ("198.18.0.1",))
+    assert ServerConfig(bind="0.0.0.0").ice_addresses == ()
+    with pytest.raises(ConfigError):
+        ServerConfig.from_env({"LIVEKIT_API_KEY": "k"})
+    with pytest.raises(ConfigError):
+        parse_keys(" , ")
+    with pytest.raises(ConfigError):
+        ServerConfig(ping_interval=0)
