@@ -1,1 +1,73 @@
-"""Layer 4: the public Room API, shaped like ``livekit.rtc`` (``from greenroom import rtc``)."""
+"""Layer 4: the public Room API, shaped like ``livekit.rtc`` (``from greenroom import rtc``).
+
+Every name here exists in ``livekit.rtc`` with the same meaning (``tests/rtc/test_exports.py`` checks it), so
+a program written for ``livekit.rtc`` runs with only its import changed, as far as it uses these names.
+The ``Publish*Error`` classes are importable from :mod:`greenroom.rtc.participant`, as with the official SDK.
+"""
+
+from __future__ import annotations
+
+from greenroom.rtc._enums import (
+    ConnectionQuality,
+    ConnectionState,
+    ContinualGatheringPolicy,
+    DataPacketKind,
+    DisconnectReason,
+    IceTransportType,
+    ParticipantKind,
+    ParticipantState,
+    TrackKind,
+    TrackSource,
+)
+from greenroom.rtc.event_emitter import EventEmitter
+from greenroom.rtc.participant import LocalParticipant, Participant, RemoteParticipant
+from greenroom.rtc.room import (
+    ConnectError,
+    DataPacket,
+    DataStreamOptions,
+    IceServer,
+    Room,
+    RoomOptions,
+    RtcConfiguration,
+    SipDTMF,
+)
+from greenroom.rtc.track import RemoteAudioTrack, RemoteTrack, RemoteVideoTrack, Track
+from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
+from greenroom.rtc.transcription import Transcription, TranscriptionSegment
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConnectError",
+    "ConnectionQuality",
+    "ConnectionState",
+    "ContinualGatheringPolicy",
+    "DataPacket",
+    "DataPacketKind",
+    "DataStreamOptions",
+    "DisconnectReason",
+    "EventEmitter",
+    "IceServer",
+    "IceTransportType",
+    "LocalParticipant",
+    "LocalTrackPublication",
+    "Participant",
+    "ParticipantKind",
+    "ParticipantState",
+    "RemoteAudioTrack",
+    "RemoteParticipant",
+    "RemoteTrack",
+    "RemoteTrackPublication",
+    "RemoteVideoTrack",
+    "Room",
+    "RoomOptions",
+    "RtcConfiguration",
+    "SipDTMF",
+    "Track",
+    "TrackKind",
+    "TrackPublication",
+    "TrackSource",
+    "Transcription",
+    "TranscriptionSegment",
+    "__version__",
+]

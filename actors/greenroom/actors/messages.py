@@ -1,0 +1,443 @@
+"""The frozen messages of the room actor tree, and the events it reports to the facade.
+
+Every message is a ``@dataclass(frozen=True, slots=True)`` whose fields are immutable values (codec
+dataclasses, tuples, enums) — protobuf objects never cross a mailbox. Four groups:
+
+* **commands** the facade sends to :class:`~greenroom.actors.room.RoomActor` or to the local participant's
+  :class:`~greenroom.actors.participant.ParticipantActor` (``Connect``, ``Disconnect``, ``PublishData`` …);
+  a command that is answered carries a :class:`Reply` (an asyncio future on the runtime loop, completed by
+  whichever actor finishes the work, so a long operation never holds a mailbox);
+* **internal** messages between the actors (``ApplyParticipantInfo``, ``DeliverPacket``, ``SendPacket`` …);
+* **timers** the RoomActor sends itself (``PingTick``, ``ConnectDeadline``);
+* **events** (:data:`RoomEvent`) the actors hand to an :class:`EventSink`: the facade's bridge, which
+  re-emits them on the user's loop. Each event carries the full new state (``ParticipantInfo`` /
+  ``TrackInfo`` snapshots), so the facade's views are plain copies and never ask an actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeAlias, TypeVar
+
+from greenroom.codecs import packets
+from greenroom.codecs.models import (
+    DisconnectReason,
+    IceServer,
+    ParticipantInfo,
+    RoomInfo,
+    StringPairs,
+    TrackInfo,
+)
+
+__all__ = [
+    "ApplyParticipantInfo",
+    "ApplyTrackInfo",
+    "Connect",
+    "ConnectDeadline",
+    "ConnectOptions",
+    "ConnectionStateChanged",
+    "Crash",
+    "DataPacketReceived",
+    "DeliverPacket",
+    "Disconnect",
+    "Disconnected",
+    "EventSink",
+    "GetState",
+    "ParticipantActive",
+    "ParticipantAttributesChanged",
+    "ParticipantConnected",
+    "ParticipantDisconnected",
+    "ParticipantLeft",
+    "ParticipantMetadataChanged",
+    "ParticipantNameChanged",
+    "PingTick",
+    "PublishData",
+    "PublishDtmf",
+    "PublishTranscription",
+    "Reply",
+    "RoomConnected",
+    "RoomEvent",
+    "RoomJoined",
+    "RoomMetadataChanged",
+    "SendPacket",
+    "SetLocalInfo",
+    "SipDtmfReceived",
+    "TrackMuted",
+    "TrackPublished",
+    "TrackRemoved",
+    "TrackUnpublished",
+    "TranscriptionReceived",
+    "UpdateLocalInfo",
+]
+
+T = TypeVar("T")
+
+
+class Reply(Generic[T]):
+    """The answer channel of a command: an asyncio future owned by the runtime loop.
+
+    Completing it twice (or after the caller gave up) is harmless, so an actor can answer without checking
+    who still waits. Equality is identity, so a message holding a ``Reply`` stays hashable.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[T]) -> None:
+        """Wrap ``future`` (created on the runtime loop)."""
+        self.future = future
+
+    @classmethod
+    def new(cls) -> Reply[T]:
+        """A reply bound to the running loop (call on the runtime loop)."""
+        return cls(asyncio.get_running_loop().create_future())
+
+    def ok(self, value: T) -> None:
+        """Complete with ``value`` (ignored if already done)."""
+        if not self.future.done():
+            self.future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Complete with ``error`` (ignored if already done)."""
+        if not self.future.done():
+            self.future.set_exception(error)
+
+    @property
+    def done(self) -> bool:
+        """Whether the reply was completed (or cancelled by the caller)."""
+        return self.future.done()
+
+
+# --- commands (facade → actors) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """What ``Room.connect`` hands the RoomActor (converted from ``RoomOptions``).
+
+    Attributes:
+        auto_subscribe: sent as the ``auto_subscribe`` query parameter.
+        ice_servers: explicit ICE servers (``RtcConfiguration.ice_servers``); empty = the server's list,
+            and loopback-only gathering when the server is local.
+        relay_only: ``ice_transport_type == TRANSPORT_RELAY``.
+        timeout: the whole connect deadline in seconds (signal + join + primary peer connection).
+    """
+
+    auto_subscribe: bool = True
+    ice_servers: tuple[IceServer, ...] = ()
+    relay_only: bool = False
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Join a room: answered with the :class:`RoomJoined` snapshot once the primary PC is connected."""
+
+    url: str
+    token: str
+    options: ConnectOptions
+    reply: Reply[RoomJoined]
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Leave the room (``leave`` is sent when the signal link is up) and close every transport."""
+
+    reason: DisconnectReason = DisconnectReason.CLIENT_INITIATED
+    reply: Reply[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishData:
+    """``LocalParticipant.publish_data`` → the local ParticipantActor (user packet)."""
+
+    payload: bytes
+    reliable: bool
+    destination_identities: tuple[str, ...]
+    topic: str
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDtmf:
+    """``LocalParticipant.publish_dtmf`` → the local ParticipantActor."""
+
+    code: int
+    digit: str
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishTranscription:
+    """``LocalParticipant.publish_transcription`` → the local ParticipantActor."""
+
+    transcription: packets.Transcription
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateLocalInfo:
+    """``set_metadata``/``set_name``/``set_attributes`` → the local ParticipantActor (None: unchanged)."""
+
+    reply: Reply[None]
+    metadata: str | None = None
+    name: str | None = None
+    attributes: StringPairs | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetState:
+    """Ask an actor for its current state (tests, tools); answered by the actor's handler return value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Make the receiving actor raise (crash-containment tests; never sent by the library itself)."""
+
+    reason: str = "injected failure"
+
+
+# --- internal ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendPacket:
+    """Local ParticipantActor → RoomActor: stamp, encode and send on ``_reliable`` or ``_lossy``."""
+
+    packet: packets.DataPacket
+    reliable: bool
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class SetLocalInfo:
+    """Local ParticipantActor → RoomActor: send ``update_metadata``, answer on ``request_response``."""
+
+    reply: Reply[None]
+    metadata: str = ""
+    name: str = ""
+    attributes: StringPairs = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyParticipantInfo:
+    """RoomActor → ParticipantActor: a complete, newer ``ParticipantInfo`` from ``join`` or ``update``."""
+
+    info: ParticipantInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeft:
+    """RoomActor → ParticipantActor: the participant left (or the room closed); report and stop."""
+
+    info: ParticipantInfo
+    reason: DisconnectReason
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverPacket:
+    """RoomActor → the sender's ParticipantActor: one decoded, de-duplicated data packet."""
+
+    packet: packets.DataPacket
+    reliable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyTrackInfo:
+    """ParticipantActor → TrackActor: the publication's current ``TrackInfo``."""
+
+    info: TrackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRemoved:
+    """ParticipantActor → TrackActor: the publication is gone; the actor stops after this."""
+
+
+@dataclass(frozen=True, slots=True)
+class PingTick:
+    """RoomActor timer: send ``ping_req`` and check the ping timeout."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectDeadline:
+    """RoomActor timer: the connect attempt ``generation`` ran out of time."""
+
+    generation: int
+
+
+# --- events (actors → facade) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomJoined:
+    """The JoinResponse was applied: the room, the local participant and those already present."""
+
+    room: RoomInfo
+    local: ParticipantInfo
+    remotes: tuple[ParticipantInfo, ...]
+    server_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomConnected:
+    """The primary peer connection is up: ``connection_state_changed(CONNECTED)`` then ``connected``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStateChanged:
+    """The connection state (``ConnectionState`` numbers: 0 disconnected, 1 connected, 2 reconnecting)."""
+
+    state: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The room is closed (client-initiated, server leave, signal lost …)."""
+
+    reason: DisconnectReason
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMetadataChanged:
+    """``room_update`` changed the room's metadata."""
+
+    room: RoomInfo
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantConnected:
+    """A remote participant joined after us."""
+
+    info: ParticipantInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantActive:
+    """A remote participant reached state ACTIVE (ready for data)."""
+
+    info: ParticipantInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantDisconnected:
+    """A remote participant left."""
+
+    info: ParticipantInfo
+    reason: DisconnectReason
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantMetadataChanged:
+    """A participant's (local or remote) metadata changed."""
+
+    info: ParticipantInfo
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantNameChanged:
+    """A participant's name changed."""
+
+    info: ParticipantInfo
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantAttributesChanged:
+    """Attributes changed; ``changed`` holds the new values (``""`` for a removed key)."""
+
+    info: ParticipantInfo
+    changed: StringPairs
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPublished:
+    """A remote participant published a track (seen in a participant update)."""
+
+    info: ParticipantInfo
+    track: TrackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUnpublished:
+    """A remote participant's track disappeared from its participant updates."""
+
+    info: ParticipantInfo
+    track: TrackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TrackMuted:
+    """A publication's ``muted`` flag changed (reported by its TrackActor)."""
+
+    identity: str
+    track: TrackInfo
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DataPacketReceived:
+    """A user packet (``data_received``); ``identity`` is empty when a server API sent it."""
+
+    identity: str
+    payload: bytes
+    reliable: bool
+    topic: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SipDtmfReceived:
+    """A SIP DTMF packet (``sip_dtmf_received``)."""
+
+    identity: str
+    code: int
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionReceived:
+    """A transcription packet; ``identity`` is the *transcribed* participant, not the sender."""
+
+    identity: str
+    track_sid: str
+    segments: tuple[packets.TranscriptionSegment, ...]
+
+
+RoomEvent: TypeAlias = (
+    RoomJoined
+    | RoomConnected
+    | ConnectionStateChanged
+    | Disconnected
+    | RoomMetadataChanged
+    | ParticipantConnected
+    | ParticipantActive
+    | ParticipantDisconnected
+    | ParticipantMetadataChanged
+    | ParticipantNameChanged
+    | ParticipantAttributesChanged
+    | TrackPublished
+    | TrackUnpublished
+    | TrackMuted
+    | DataPacketReceived
+    | SipDtmfReceived
+    | TranscriptionReceived
+)
+"""Everything the actor tree reports to the facade."""
+
+
+class EventSink(Protocol):
+    """Where actors report :data:`RoomEvent` values; must be callable from the runtime loop and not block.
+
+    The rtc facade's implementation re-emits them on the user's loop with ``call_soon_threadsafe`` (one
+    FIFO queue, so the order the actors produced is the order the user sees).
+    """
+
+    def emit(self, event: RoomEvent) -> None:
+        """Report ``event`` (must not block, must not raise)."""

@@ -1,0 +1,901 @@
+"""RoomActor: one room connection — signal + peer transports, the room's state, and its participants.
+
+The RoomActor owns, for one connected room client:
+
+* the :class:`~greenroom.runtime.signal_transport.SignalTransport` and its sans-I/O
+  :class:`~greenroom.codecs.session.ClientSignalSession` (decoding, state checks, app-level pings, request
+  ids);
+* the subscriber :class:`~greenroom.runtime.peer.PeerTransport` (the server offers it right after ``join``;
+  it carries downstream data) and the publisher one (created and offered on the first publish);
+* the room's state: ``RoomInfo``, the local ``ParticipantInfo`` and the latest ``ParticipantInfo`` of every
+  remote participant — the state a crashed ParticipantActor is restarted from;
+* one :class:`~greenroom.actors.participant.ParticipantActor` per remote identity plus the local one, linked
+  to it: it is their supervisor (one_for_one, restart from state).
+
+Transports deliver their events (``SignalBytes``, ``PeerStateChanged``, ``DataReceived`` …) to this actor's
+mailbox; every signal event and data packet then goes to the ParticipantActor concerned as a message.
+
+Connection state machine (``ConnState``)::
+
+    IDLE --Connect--> CONNECTING --primary PC connected--> CONNECTED --Disconnect / leave--> CLOSED
+                         |  deadline, refused, leave           |  link lost (signal closed, ping
+                         v                                     v  timeout, primary PC failed)
+                       CLOSED                          _link_lost(): today -> CLOSED;
+                                                       resume / full reconnect plug in here (RECONNECTING)
+
+Every timer (``PingTick``, ``ConnectDeadline``) carries the connection ``generation`` it was armed for, so
+a timer from an earlier attempt is ignored; a resume or a full reconnect is "a new generation of the same
+RoomActor", with the room state (and the ParticipantActors) kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeAlias, assert_never
+
+import pykka
+
+from greenroom.actors.core import (
+    AsyncioActor,
+    ChildFailed,
+    ChildStopped,
+    link,
+    redirect_leftovers,
+    stop_actor,
+)
+from greenroom.actors.messages import (
+    ApplyParticipantInfo,
+    Connect,
+    ConnectDeadline,
+    ConnectOptions,
+    Crash,
+    DeliverPacket,
+    Disconnect,
+    Disconnected,
+    EventSink,
+    GetState,
+    ParticipantLeft,
+    PingTick,
+    PublishData,
+    PublishDtmf,
+    PublishTranscription,
+    Reply,
+    RoomConnected,
+    RoomJoined,
+    RoomMetadataChanged,
+    SendPacket,
+    SetLocalInfo,
+    UpdateLocalInfo,
+)
+from greenroom.actors.messages import DataPacketReceived as DataEvent
+from greenroom.actors.messages import SipDtmfReceived as DtmfEvent
+from greenroom.actors.messages import TranscriptionReceived as TranscriptionEvent
+from greenroom.actors.participant import ParticipantActor
+from greenroom.codecs import packets
+from greenroom.codecs.errors import GreenroomError, ProtocolError
+from greenroom.codecs.models import (
+    DisconnectReason,
+    ParticipantInfo,
+    ParticipantState,
+    RequestResponseReason,
+    RoomInfo,
+    SignalTarget,
+)
+from greenroom.codecs.session import ClientSignalSession, ClientState
+from greenroom.codecs.signalling import (
+    Answer,
+    JoinParams,
+    JoinResponse,
+    Leave,
+    Offer,
+    ParticipantUpdate,
+    RequestResponse,
+    RoomUpdate,
+    SignalResponseMessage,
+    Trickle,
+    UpdateMetadata,
+)
+from greenroom.runtime.ice import IcePolicy, IceServer
+from greenroom.runtime.peer import (
+    LOSSY,
+    RELIABLE,
+    DataChannelClosed,
+    DataChannelOpened,
+    DataReceived,
+    PeerRole,
+    PeerStateChanged,
+    PeerTransport,
+    TrackReceived,
+)
+from greenroom.runtime.signal_transport import SignalBytes, SignalClosed, SignalConnectError, SignalTransport
+
+__all__ = [
+    "ConnState",
+    "ConnectFailedError",
+    "NotConnectedError",
+    "RequestFailedError",
+    "RoomActor",
+    "RoomClient",
+    "RoomSnapshot",
+    "ice_policy_for",
+]
+
+_log = logging.getLogger("greenroom.actors.room")
+
+#: Seconds ``set_metadata``/``set_name``/``set_attributes`` wait for the server's ``request_response``.
+REQUEST_TIMEOUT = 5.0
+#: Seconds a publish may wait (publisher negotiation + flow control) before it fails.
+PUBLISH_TIMEOUT = 30.0
+#: Seconds the teardown gives each transport to close.
+CLOSE_TIMEOUT = 3.0
+#: The SDK name and version greenroom reports in the join query.
+SDK_NAME = "python"
+SDK_VERSION = "1.2.1"
+
+
+class ConnectFailedError(GreenroomError):
+    """``connect`` failed; the message says why (the facade raises it as ``ConnectError``)."""
+
+
+class NotConnectedError(GreenroomError):
+    """The room is not connected (or disconnected while the request was pending)."""
+
+
+class RequestFailedError(GreenroomError):
+    """The server refused a request (``request_response`` with a reason other than OK), or never answered."""
+
+
+class ConnState(enum.Enum):
+    """The RoomActor's connection state (see the module docstring)."""
+
+    IDLE = enum.auto()
+    CONNECTING = enum.auto()
+    CONNECTED = enum.auto()
+    RECONNECTING = enum.auto()  # reserved for resume / full reconnect
+    CLOSED = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSnapshot:
+    """The RoomActor's state (answered to ``GetState``; tests and tools)."""
+
+    state: ConnState
+    room: RoomInfo | None
+    local: ParticipantInfo | None
+    remotes: tuple[ParticipantInfo, ...]
+    children: tuple[str, ...]
+    generation: int
+
+
+def ice_policy_for(url: str, options: ConnectOptions) -> IcePolicy:
+    """The ICE policy for a connection to ``url``.
+
+    Loopback-only gathering when the server is on loopback (aioice skips 127.0.0.1 otherwise); aioice's
+    defaults (every non-loopback interface) otherwise; the user's ICE servers when given.
+    """
+    servers = tuple(IceServer(s.urls, s.username or None, s.credential or None) for s in options.ice_servers)
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return IcePolicy(
+            gather_addresses=("127.0.0.1",), ice_servers=servers, allowed_networks=("127.0.0.0/8", "::1/128")
+        )
+    return IcePolicy(ice_servers=servers)
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A packet accepted for sending, waiting for the publisher's channel to open."""
+
+    label: str
+    data: bytes
+    reply: Reply[None]
+
+
+@dataclass(slots=True)
+class _Link:
+    """Everything that belongs to one connection attempt (one generation); dropped as a whole."""
+
+    generation: int
+    url: str
+    token: str
+    options: ConnectOptions
+    policy: IcePolicy
+    session: ClientSignalSession = field(default_factory=ClientSignalSession)
+    signal: SignalTransport | None = None
+    subscriber: PeerTransport | None = None
+    publisher: PeerTransport | None = None
+    publisher_offer_id: int = 0
+    subscriber_primary: bool = True
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+RoomMessage: TypeAlias = (
+    Connect
+    | Disconnect
+    | SignalBytes
+    | SignalClosed
+    | PeerStateChanged
+    | DataChannelOpened
+    | DataChannelClosed
+    | DataReceived
+    | TrackReceived
+    | PublishData
+    | PublishDtmf
+    | PublishTranscription
+    | UpdateLocalInfo
+    | SendPacket
+    | SetLocalInfo
+    | PingTick
+    | ConnectDeadline
+    | ChildFailed
+    | ChildStopped
+    | GetState
+    | Crash
+)
+_ROOM_MESSAGES = (
+    Connect,
+    Disconnect,
+    SignalBytes,
+    SignalClosed,
+    PeerStateChanged,
+    DataChannelOpened,
+    DataChannelClosed,
+    DataReceived,
+    TrackReceived,
+    PublishData,
+    PublishDtmf,
+    PublishTranscription,
+    UpdateLocalInfo,
+    SendPacket,
+    SetLocalInfo,
+    PingTick,
+    ConnectDeadline,
+    ChildFailed,
+    ChildStopped,
+    GetState,
+    Crash,
+)
+_LOCAL = "local"
+
+
+class RoomActor(AsyncioActor):
+    """One room connection and its state; the supervisor of the room's ParticipantActors.
+
+    Args:
+        sink: where the tree reports :data:`~greenroom.actors.messages.RoomEvent` values (the facade).
+    """
+
+    def __init__(self, sink: EventSink) -> None:
+        super().__init__()
+        self._sink = sink
+        self._state = ConnState.IDLE
+        self._generation = 0
+        self._link: _Link | None = None
+        self._connect: Connect | None = None
+        self._room: RoomInfo | None = None
+        self._local: ParticipantInfo | None = None
+        self._remotes: dict[str, ParticipantInfo] = {}
+        self._children: dict[str, pykka.ActorRef[Any]] = {}
+        self._stash: dict[str, list[Any]] = {}
+        self._requests: dict[int, Reply[None]] = {}
+        self._outbox: list[_Outgoing] = []
+        self._sequence = packets.SequenceCounter()
+        self._dedup = packets.ReliableDeduplicator()
+        self._log = logging.LoggerAdapter(_log, {"room": "?"})
+
+    def __str__(self) -> str:
+        name = self._room.name if self._room is not None else "?"
+        return f"RoomActor({name})"
+
+    # -- dispatch -------------------------------------------------------------------------------------------
+
+    async def on_receive(self, message: Any) -> Any:
+        """Dispatch one :data:`RoomMessage` (anything else is logged and dropped)."""
+        if not isinstance(message, _ROOM_MESSAGES):
+            self._log.warning("unexpected message %r", message)
+            return None
+        return await self._dispatch(message)
+
+    async def _dispatch(self, message: RoomMessage) -> Any:  # noqa: C901, PLR0912 - one line per message
+        match message:
+            case Connect():
+                await self._on_connect(message)
+            case Disconnect(reason=reason, reply=reply):
+                await self._close(reason, send_leave=True)
+                if reply is not None:
+                    reply.ok(None)
+            case SignalBytes(data=data):
+                await self._on_signal_bytes(data)
+            case SignalClosed():
+                await self._on_signal_closed(message)
+            case PeerStateChanged(role=role, state=state):
+                await self._on_peer_state(role, state)
+            case DataChannelOpened(role=role):
+                await self._flush_outbox(role)
+            case DataChannelClosed() | TrackReceived():
+                pass
+            case DataReceived():
+                self._on_data(message)
+            case PublishData() | PublishDtmf() | PublishTranscription() | UpdateLocalInfo():
+                self._to_local(message)
+            case SendPacket():
+                await self._on_send_packet(message)
+            case SetLocalInfo():
+                await self._on_set_local_info(message)
+            case PingTick(generation=generation):
+                await self._on_ping_tick(generation)
+            case ConnectDeadline(generation=generation):
+                await self._on_connect_deadline(generation)
+            case ChildFailed() | ChildStopped():
+                self._on_child_ended(message)
+            case GetState():
+                return self.snapshot()
+            case Crash(reason=reason):
+                raise RuntimeError(reason)
+            case _:
+                assert_never(message)
+        return None
+
+    def snapshot(self) -> RoomSnapshot:
+        """The current state (for ``GetState``)."""
+        return RoomSnapshot(
+            state=self._state,
+            room=self._room,
+            local=self._local,
+            remotes=tuple(self._remotes.values()),
+            children=tuple(self._children),
+            generation=self._generation,
+        )
+
+    async def on_stop(self) -> None:
+        """Stopping the actor closes the connection (without an event) and stops the children."""
+        await self._close(DisconnectReason.CLIENT_INITIATED, send_leave=True, emit=False)
+
+    async def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """A crashed RoomActor still releases its sockets, peer connections and children."""
+        await self._close(DisconnectReason.UNKNOWN_REASON, send_leave=True)
+
+    # -- connect --------------------------------------------------------------------------------------------
+
+    async def _on_connect(self, message: Connect) -> None:
+        if self._state is not ConnState.IDLE:
+            message.reply.fail(ConnectFailedError(f"cannot connect: the room is {self._state.name.lower()}"))
+            return
+        self._generation += 1
+        link_ = _Link(
+            self._generation,
+            message.url,
+            message.token,
+            message.options,
+            ice_policy_for(message.url, message.options),
+        )
+        self._link, self._connect, self._state = link_, message, ConnState.CONNECTING
+        self._arm(link_, message.options.timeout, ConnectDeadline(link_.generation))
+        params = JoinParams(auto_subscribe=message.options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
+        link_.signal = SignalTransport(self.actor_ref)
+        try:
+            await link_.signal.connect(
+                message.url,
+                message.token,
+                dict(urllib.parse.parse_qsl(params.to_query())),
+                timeout=message.options.timeout,
+            )
+        except SignalConnectError as exc:
+            await self._fail_connect(_describe_refusal(exc))
+            return
+        self._log.debug("signal connected to %s", message.url)
+
+    async def _fail_connect(self, reason: str) -> None:
+        connect, self._connect = self._connect, None
+        await self._close(DisconnectReason.JOIN_FAILURE, send_leave=True, emit=False)
+        if connect is not None:
+            connect.reply.fail(ConnectFailedError(reason))
+
+    async def _on_connect_deadline(self, generation: int) -> None:
+        if (
+            self._link is None
+            or generation != self._link.generation
+            or self._state is not ConnState.CONNECTING
+        ):
+            return
+        await self._fail_connect(f"timed out after {self._link.options.timeout} s waiting for the room")
+
+    def _connected(self) -> None:
+        """The primary peer connection is up: the room is connected."""
+        if self._state is not ConnState.CONNECTING or self._link is None:
+            return
+        self._state = ConnState.CONNECTED
+        connect, self._connect = self._connect, None
+        assert self._room is not None
+        assert self._local is not None
+        self._sink.emit(RoomConnected())
+        if connect is not None:
+            connect.reply.ok(RoomJoined(self._room, self._local, tuple(self._remotes.values())))
+
+    # -- signal ---------------------------------------------------------------------------------------------
+
+    async def _on_signal_bytes(self, data: bytes) -> None:
+        link_ = self._link
+        if link_ is None:
+            return
+        try:
+            link_.session.receive_data(data, time.time())
+        except ProtocolError as exc:
+            if self._state is ConnState.CONNECTING:
+                await self._fail_connect(f"the server broke the protocol: {exc}")
+                return
+            self._log.warning("dropped a signal frame: %s", exc)
+        for event in link_.session.events():
+            await self._on_signal_message(event)
+            if self._link is not link_:
+                return  # the connection was closed by that message
+
+    async def _on_signal_message(self, msg: SignalResponseMessage) -> None:
+        match msg:
+            case JoinResponse():  # SignalResponse.join
+                await self._on_join(msg)
+            case Offer():  # SignalResponse.offer: the server (re)negotiates the subscriber PC
+                await self._on_offer(msg)
+            case Answer():  # SignalResponse.answer: to our publisher offer
+                await self._on_answer(msg)
+            case Trickle():  # SignalResponse.trickle
+                await self._on_trickle(msg)
+            case ParticipantUpdate(participants=infos):  # SignalResponse.update
+                self._on_participant_update(infos)
+            case RoomUpdate(room=room):  # SignalResponse.room_update
+                self._on_room_update(room)
+            case Leave():  # SignalResponse.leave
+                await self._on_leave(msg)
+            case RequestResponse():  # SignalResponse.request_response: answers update_metadata
+                self._on_request_response(msg)
+            case _:
+                pass  # pongs (the session measures rtt), speakers, quality, token refresh …
+
+    async def _send(self, msg: Any) -> None:
+        link_ = self._link
+        if link_ is None or link_.signal is None:
+            raise NotConnectedError("the signal connection is closed")
+        await link_.signal.send(link_.session.send(msg))
+
+    async def _on_join(self, join: JoinResponse) -> None:
+        if join.room is None or join.participant is None:
+            await self._fail_connect("the server's join response has no room or participant")
+            return
+        link_ = self._link
+        assert link_ is not None
+        self._room, self._local = join.room, join.participant
+        self._log = logging.LoggerAdapter(_log, {"room": join.room.name})
+        link_.subscriber_primary = join.subscriber_primary
+        others = {p.identity: p for p in join.other_participants if p.identity != join.participant.identity}
+        self._remotes = others
+        self._sink.emit(RoomJoined(join.room, join.participant, tuple(others.values()), join.server_version))
+        self._start_child(_LOCAL, join.participant, local=True, announce=False)
+        for identity, info in others.items():
+            self._start_child(identity, info, announce=False)
+        self._arm(link_, 0.0, PingTick(link_.generation))
+        if not join.subscriber_primary:
+            await self._ensure_publisher()
+
+    def _on_room_update(self, room: RoomInfo) -> None:
+        old, self._room = self._room, room
+        if old is not None and old.metadata != room.metadata:
+            self._sink.emit(RoomMetadataChanged(room, old.metadata, room.metadata))
+
+    async def _on_leave(self, leave: Leave) -> None:
+        if self._state is ConnState.CONNECTING:
+            await self._fail_connect(f"the server refused the join: {leave.reason.name}")
+            return
+        # leave.action RESUME / RECONNECT would start a resume / full reconnect here (not implemented yet).
+        await self._close(leave.reason, send_leave=False)
+
+    def _on_request_response(self, msg: RequestResponse) -> None:
+        reply = self._requests.pop(msg.request_id, None)
+        if reply is None:
+            return
+        if msg.reason is RequestResponseReason.OK:
+            reply.ok(None)
+        else:
+            reply.fail(RequestFailedError(f"{msg.reason.name}: {msg.message}".rstrip(": ")))
+
+    async def _on_signal_closed(self, message: SignalClosed) -> None:
+        if message.local or self._state in (ConnState.IDLE, ConnState.CLOSED):
+            return
+        if self._state is ConnState.CONNECTING:
+            await self._fail_connect(
+                f"the server closed the signal connection ({message.code} {message.reason})"
+            )
+            return
+        await self._link_lost(DisconnectReason.SIGNAL_CLOSE, f"signal closed ({message.code})")
+
+    async def _link_lost(self, reason: DisconnectReason, why: str) -> None:
+        """The connection broke. Resume / full reconnect belong here; today the room closes."""
+        self._log.warning("connection lost: %s", why)
+        await self._close(reason, send_leave=False)
+
+    async def _on_ping_tick(self, generation: int) -> None:
+        link_ = self._link
+        if link_ is None or generation != link_.generation or link_.session.state is not ClientState.JOINED:
+            return
+        now = time.time()
+        if link_.session.timed_out(now):
+            await self._link_lost(DisconnectReason.SIGNAL_CLOSE, "ping timeout")
+            return
+        if link_.session.ping_due(now) and link_.signal is not None:
+            with contextlib.suppress(GreenroomError):
+                await link_.signal.send(link_.session.make_ping(now))
+        interval = link_.session.ping_interval or 5.0
+        self._arm(link_, min(interval, max(link_.session.ping_timeout / 3, 0.5)), PingTick(generation))
+
+    # -- peer connections -----------------------------------------------------------------------------------
+
+    def _new_peer(self, role: PeerRole) -> PeerTransport:
+        assert self._link is not None
+        return PeerTransport(
+            role, self.actor_ref, policy=self._link.policy, create_data_channels=role is PeerRole.PUBLISHER
+        )
+
+    async def _on_offer(self, offer: Offer) -> None:
+        link_ = self._link
+        assert link_ is not None
+        if link_.subscriber is None:
+            link_.subscriber = self._new_peer(PeerRole.SUBSCRIBER)
+        try:
+            sdp = await link_.subscriber.create_answer(offer.sdp)
+        except GreenroomError as exc:
+            self._log.warning("cannot answer the subscriber offer: %s", exc)
+            return
+        await self._send(Answer(sdp=sdp, id=offer.id))
+
+    async def _on_answer(self, answer: Answer) -> None:
+        link_ = self._link
+        if link_ is None or link_.publisher is None:
+            return
+        try:
+            await link_.publisher.set_remote_description(answer.sdp, "answer")
+        except GreenroomError as exc:
+            self._log.warning("cannot apply the publisher answer: %s", exc)
+
+    async def _on_trickle(self, trickle: Trickle) -> None:
+        link_ = self._link
+        assert link_ is not None
+        peer = link_.publisher if trickle.target is SignalTarget.PUBLISHER else link_.subscriber
+        if peer is not None and trickle.candidate.candidate:
+            await peer.add_ice_candidate(trickle.candidate)
+
+    async def _ensure_publisher(self) -> None:
+        """Create and offer the publisher PC (with ``_reliable``/``_lossy``) on first use."""
+        link_ = self._link
+        assert link_ is not None
+        if link_.publisher is not None:
+            return
+        link_.publisher = self._new_peer(PeerRole.PUBLISHER)
+        link_.publisher_offer_id += 1
+        sdp = await link_.publisher.create_offer()
+        await self._send(Offer(sdp=sdp, id=link_.publisher_offer_id))
+
+    async def _on_peer_state(self, role: PeerRole, state: str) -> None:
+        link_ = self._link
+        if link_ is None:
+            return
+        primary = PeerRole.SUBSCRIBER if link_.subscriber_primary else PeerRole.PUBLISHER
+        if state == "connected" and role is primary:
+            self._connected()
+        elif state in ("failed", "closed") and self._state is ConnState.CONNECTED:
+            await self._link_lost(DisconnectReason.MEDIA_FAILURE, f"{role.value} peer connection {state}")
+        elif state == "failed" and self._state is ConnState.CONNECTING:
+            await self._fail_connect(f"the {role.value} peer connection failed")
+
+    # -- data out: SendPacket from the local ParticipantActor ------------------------------------------------
+
+    def _to_local(self, message: PublishData | PublishDtmf | PublishTranscription | UpdateLocalInfo) -> None:
+        if self._state is not ConnState.CONNECTED or self._local is None:
+            message.reply.fail(NotConnectedError("the room is not connected"))
+            return
+        self._tell_child(_LOCAL, message)
+
+    async def _on_send_packet(self, message: SendPacket) -> None:
+        link_ = self._link
+        if self._state is not ConnState.CONNECTED or link_ is None:
+            message.reply.fail(NotConnectedError("the room is not connected"))
+            return
+        packet = self._sequence.stamp(message.packet) if message.reliable else message.packet
+        max_size = packets.MAX_MESSAGE_SIZE
+        if link_.publisher is not None and link_.publisher.max_message_size is not None:
+            max_size = min(max_size, link_.publisher.max_message_size)
+        try:
+            data = packets.encode_packet(packet, max_size=max_size)
+        except GreenroomError as exc:
+            message.reply.fail(exc)
+            return
+        self._outbox.append(_Outgoing(RELIABLE if message.reliable else LOSSY, data, message.reply))
+        await self._ensure_publisher()
+        await self._flush_outbox(PeerRole.PUBLISHER)
+
+    async def _flush_outbox(self, role: PeerRole) -> None:
+        """Send what waits for the publisher's channels, in order, each once its channel is open."""
+        link_ = self._link
+        if role is not PeerRole.PUBLISHER or link_ is None or link_.publisher is None:
+            return
+        publisher = link_.publisher
+        open_labels = set(publisher.channel_labels())
+        waiting: list[_Outgoing] = []
+        for item in self._outbox:
+            if item.label not in open_labels or any(w.label == item.label for w in waiting):
+                waiting.append(item)
+                continue
+            try:
+                await publisher.send(item.label, item.data)
+            except GreenroomError as exc:
+                item.reply.fail(exc)
+            else:
+                item.reply.ok(None)
+        self._outbox = waiting
+
+    async def _on_set_local_info(self, message: SetLocalInfo) -> None:
+        link_ = self._link
+        if self._state is not ConnState.CONNECTED or link_ is None:
+            message.reply.fail(NotConnectedError("the room is not connected"))
+            return
+        request_id = link_.session.next_request_id()
+        self._requests[request_id] = message.reply
+        update = UpdateMetadata(request_id, message.name, message.metadata, message.attributes)
+        try:
+            await self._send(update)
+        except GreenroomError as exc:
+            self._requests.pop(request_id, None)
+            message.reply.fail(exc)
+            return
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(REQUEST_TIMEOUT, self._request_timed_out, request_id)
+        message.reply.future.add_done_callback(lambda _f: timer.cancel())
+
+    def _request_timed_out(self, request_id: int) -> None:
+        reply = self._requests.pop(request_id, None)
+        if reply is not None:
+            reply.fail(RequestFailedError(f"no answer from the server within {REQUEST_TIMEOUT} s"))
+
+    # -- data in: DataReceived from a PeerTransport ----------------------------------------------------------
+
+    def _on_data(self, message: DataReceived) -> None:
+        reliable = message.label == RELIABLE  # route by channel label, never by DataPacket.kind
+        try:
+            packet = packets.decode_packet(message.data)
+        except GreenroomError as exc:
+            self._log.warning("dropped an undecodable data packet: %s", exc)
+            return
+        if reliable and not self._dedup.accept_packet(packet, time.monotonic()):
+            return
+        identity = packet.participant_identity
+        if not identity and isinstance(packet.value, packets.UserPacket):
+            identity = packet.value.legacy_participant_identity
+        if identity and identity in self._children:
+            self._tell_child(identity, DeliverPacket(packet, reliable))
+        else:
+            self._emit_unattributed(packet, reliable)
+
+    def _emit_unattributed(self, packet: packets.DataPacket, reliable: bool) -> None:
+        """A packet from no known participant (a server API): reported with ``participant=None``."""
+        match packet.value:
+            case packets.UserPacket(payload=payload, topic=topic):
+                self._sink.emit(DataEvent("", payload, reliable, topic))
+            case packets.SipDtmf(code=code, digit=digit):
+                self._sink.emit(DtmfEvent("", code, digit))
+            case packets.Transcription() as t:
+                self._sink.emit(TranscriptionEvent(t.participant_identity, t.track_id, t.segments))
+            case _:
+                pass
+
+    # -- participants ---------------------------------------------------------------------------------------
+
+    def _on_participant_update(self, infos: tuple[ParticipantInfo, ...]) -> None:
+        local = self._local
+        for info in infos:
+            if local is not None and (info.sid == local.sid or info.identity == local.identity):
+                self._local = local = info
+                self._tell_child(_LOCAL, ApplyParticipantInfo(info))
+            elif info.state is ParticipantState.DISCONNECTED:
+                self._participant_left(info, info.disconnect_reason)
+            else:
+                self._participant_seen(info)
+
+    def _participant_seen(self, info: ParticipantInfo) -> None:
+        known = self._remotes.get(info.identity)
+        if known is not None and known.sid != info.sid:  # same identity, new session: old one left
+            self._participant_left(known, DisconnectReason.DUPLICATE_IDENTITY)
+            known = None
+        if known is None:
+            self._remotes[info.identity] = info
+            self._start_child(info.identity, info, announce=True)
+        elif info.version >= known.version:
+            self._remotes[info.identity] = info
+            self._tell_child(info.identity, ApplyParticipantInfo(info))
+
+    def _participant_left(self, info: ParticipantInfo, reason: DisconnectReason) -> None:
+        if self._remotes.pop(info.identity, None) is None:
+            return
+        self._dedup.forget(info.sid)
+        ref = self._children.pop(info.identity, None)
+        self._stash.pop(info.identity, None)
+        if ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(ParticipantLeft(info, reason))
+
+    def _start_child(self, key: str, info: ParticipantInfo, *, local: bool = False, announce: bool) -> None:
+        ref = ParticipantActor.start(info, self._sink, self.actor_ref, local=local, announce=announce)
+        link(ref, self.actor_ref, key)
+        redirect_leftovers(
+            ref, lambda envelopes: self._stash.setdefault(key, []).extend(e.message for e in envelopes)
+        )
+        self._children[key] = ref
+        for message in self._stash.pop(key, []):
+            ref.tell(message)
+
+    def _info_of(self, key: str) -> ParticipantInfo | None:
+        return self._local if key == _LOCAL else self._remotes.get(key)
+
+    def _tell_child(self, key: str, message: Any) -> None:
+        """Tell a ParticipantActor; if it died since, restart it from the room's state first."""
+        ref = self._children.get(key)
+        if ref is not None:
+            try:
+                ref.tell(message)
+                return
+            except pykka.ActorDeadError:
+                pass
+        self._restart_child(key)
+        if key in self._children:
+            self._children[key].tell(message)
+
+    def _restart_child(self, key: str) -> None:
+        info = self._info_of(key)
+        if info is None or self._state in (ConnState.IDLE, ConnState.CLOSED):
+            self._children.pop(key, None)
+            return
+        self._log.warning("restarting the participant actor of %s from the room's state", info.identity)
+        self._start_child(key, info, local=key == _LOCAL, announce=False)
+
+    def _on_child_ended(self, message: ChildFailed | ChildStopped) -> None:
+        if self._children.get(message.child_id) is not message.ref:
+            return  # an earlier incarnation (already replaced) or a participant that left
+        if isinstance(message, ChildFailed):
+            self._log.warning("participant actor %s crashed: %r", message.child_id, message.exception)
+            self._restart_child(message.child_id)
+        else:
+            self._children.pop(message.child_id, None)
+
+    # -- teardown -------------------------------------------------------------------------------------------
+
+    def _arm(self, link_: _Link, delay: float, message: Any) -> None:
+        loop = asyncio.get_running_loop()
+        link_.timers.append(loop.call_later(delay, self._tell_self, message))
+
+    def _tell_self(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
+
+    async def _close(self, reason: DisconnectReason, *, send_leave: bool, emit: bool = True) -> None:
+        """Close the connection: leave, transports, children, pending requests; then report it once."""
+        was = self._state
+        if was is ConnState.CLOSED:
+            return
+        self._state = ConnState.CLOSED
+        link_, self._link = self._link, None
+        if link_ is not None:
+            await self._release(link_, send_leave)
+        self._fail_pending(NotConnectedError(f"the room disconnected ({reason.name})"))
+        await self._stop_children()
+        if emit and was in (ConnState.CONNECTED, ConnState.RECONNECTING):
+            self._sink.emit(Disconnected(reason))
+
+    async def _release(self, link_: _Link, send_leave: bool) -> None:
+        for timer in link_.timers:
+            timer.cancel()
+        if send_leave and link_.signal is not None and link_.session.state is ClientState.JOINED:
+            with contextlib.suppress(GreenroomError, OSError):
+                await asyncio.wait_for(link_.signal.send(link_.session.send(Leave())), CLOSE_TIMEOUT)
+        closers = [p.close() for p in (link_.publisher, link_.subscriber) if p is not None]
+        if link_.signal is not None:
+            closers.append(link_.signal.close())
+        for closer in closers:
+            try:
+                await asyncio.wait_for(closer, CLOSE_TIMEOUT)
+            except (TimeoutError, Exception):
+                self._log.warning("a transport did not close cleanly", exc_info=True)
+
+    def _fail_pending(self, error: GreenroomError) -> None:
+        connect, self._connect = self._connect, None
+        if connect is not None:
+            connect.reply.fail(ConnectFailedError(str(error)))
+        requests, self._requests = self._requests, {}
+        for reply in requests.values():
+            reply.fail(error)
+        outbox, self._outbox = self._outbox, []
+        for item in outbox:
+            item.reply.fail(error)
+
+    async def _stop_children(self) -> None:
+        children, self._children = self._children, {}
+        self._stash.clear()
+        for ref in children.values():
+            redirect_leftovers(ref, None)
+            await stop_actor(ref, timeout=CLOSE_TIMEOUT)
+
+
+def _describe_refusal(exc: SignalConnectError) -> str:
+    if exc.status is None:
+        return f"cannot reach the server: {exc.reason}"
+    return f"the server refused the connection ({exc.status}): {exc.reason}"
+
+
+# --- the facade's handle -----------------------------------------------------------------------------------
+
+
+class RoomClient:
+    """The rtc facade's handle on one room's actor tree.
+
+    Every coroutine here runs on the runtime loop (the facade schedules them with
+    :func:`greenroom.runtime.loop.submit`); each ends with a deadline. Requests go to the RoomActor's mailbox
+    with a :class:`~greenroom.actors.messages.Reply` and wait for it — never for the actor itself.
+
+    Args:
+        ref: the RoomActor.
+    """
+
+    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
+        self.ref = ref
+
+    @classmethod
+    def start(cls, sink: EventSink) -> RoomClient:
+        """Start a RoomActor reporting to ``sink`` (any thread)."""
+        return cls(RoomActor.start(sink))
+
+    async def connect(self, url: str, token: str, options: ConnectOptions) -> RoomJoined:
+        """Join the room; returns the join snapshot once the primary peer connection is up.
+
+        Raises:
+            ConnectFailedError: refused, unreachable, timed out, or the server closed the connection.
+        """
+        reply: Reply[RoomJoined] = Reply.new()
+        self.ref.tell(Connect(url, token, options, reply))
+        try:
+            return await asyncio.wait_for(asyncio.shield(reply.future), options.timeout + CLOSE_TIMEOUT)
+        except TimeoutError:
+            raise ConnectFailedError(f"timed out after {options.timeout} s") from None
+
+    async def request(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> None:
+        """Send ``make(reply)`` to the RoomActor and wait for the reply (publish, set_metadata …)."""
+        reply: Reply[None] = Reply.new()
+        try:
+            self.ref.tell(make(reply))
+        except pykka.ActorDeadError:
+            raise NotConnectedError("the room is closed") from None
+        try:
+            await asyncio.wait_for(asyncio.shield(reply.future), timeout)
+        except TimeoutError:
+            raise RequestFailedError(f"no answer within {timeout} s") from None
+
+    async def close(self, reason: DisconnectReason = DisconnectReason.CLIENT_INITIATED) -> None:
+        """Disconnect (if connected) and stop the whole tree; safe to call more than once."""
+        reply: Reply[None] = Reply.new()
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.ref.tell(Disconnect(reason, reply))
+            with contextlib.suppress(TimeoutError, GreenroomError):
+                await asyncio.wait_for(asyncio.shield(reply.future), 3 * CLOSE_TIMEOUT)
+        await stop_actor(self.ref, timeout=3 * CLOSE_TIMEOUT)
