@@ -90,6 +90,21 @@ class Peer:
             topic=cmd.get("topic", ""),
         )
 
+    async def op_publish_series(self, cmd: dict[str, Any]) -> Any:
+        """Send ``count`` packets one after another, each carrying ``<index>:<time.monotonic()>``.
+
+        CLOCK_MONOTONIC is system-wide, so a receiver's event ``t`` minus the stamped time is the one-way
+        latency (benchmarks). ``interval`` seconds pass between sends so packets do not queue.
+        """
+        for index in range(cmd["count"]):
+            await self.room.local_participant.publish_data(
+                f"{index}:{time.monotonic()!r}".encode(),
+                reliable=cmd.get("reliable", True),
+                topic=cmd.get("topic", "series"),
+            )
+            await asyncio.sleep(cmd.get("interval", 0.002))
+        return {"sent": cmd["count"]}
+
     async def op_set_metadata(self, cmd: dict[str, Any]) -> Any:
         await self.room.local_participant.set_metadata(cmd["metadata"])
 
