@@ -234,6 +234,9 @@ class ParticipantSession:
 
     # --- outgoing ----------------------------------------------------------------------------------
 
+    # One ordered outbox per session: a ParticipantUpdate carrying a track must reach the client before the
+    # subscriber offer that carries its media (signal-protocol.md §6.7, trap 10 of §11.5), and broadcasts
+    # queued by other sessions must never interleave with this session's own frames.
     def signal(self, message: SignalResponseMessage) -> None:
         """Queue one ``SignalResponse`` (sent in order by the writer); dropped once the session closed."""
         try:
@@ -473,6 +476,8 @@ class ParticipantSession:
         except CodecError as exc:
             self._log.warning("refused a data packet on %s: %s", event.label, exc)
             return
+        # The channel label decides reliability, never DataPacket.kind: the Rust SDK writes it inverted
+        # (feasibility-official-sdk.md trap 6; rust-sdks local_participant.rs).
         decision = self.room.route(self.member, packet, reliable=event.label == RELIABLE)
         match decision:
             case Dropped():
@@ -484,7 +489,11 @@ class ParticipantSession:
 
     def _forward(self, label: str, routed: Routed) -> None:
         # The stamped sender fields add a few bytes; the receiver's channel limit is checked on send.
-        data = encode_packet(routed.packet, max_size=self._config.max_data_size + _STAMP_HEADROOM)
+        try:
+            data = encode_packet(routed.packet, max_size=self._config.max_data_size + _STAMP_HEADROOM)
+        except GreenroomError as exc:
+            self._log.warning("could not re-encode a data packet: %s", exc)
+            return
         for identity in routed.recipients:
             session = self._hub.session_of(self.room, identity)
             if session is not None:

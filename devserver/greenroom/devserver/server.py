@@ -367,6 +367,9 @@ class DevServer:
         if room is None:
             room = self.rooms[grants.room] = Room(grants.room, empty_timeout=self.config.empty_timeout)
             _log.info("[%s] room created (%s)", room.name, room.sid)
+        # A second join of an identity replaces the first (DUPLICATE_IDENTITY): the 1.2.1 official SDK leaves
+        # the socket of a failed attempt open while it retries (signal-protocol.md §11.5 trap 18;
+        # livekit/livekit pkg/service/roommanager.go does the same).
         member, evicted = room.admit(admission_from(claims, grants, params))
         previous = self._sessions.pop((room.name, member.identity), None)
         if previous is not None:
