@@ -347,39 +347,62 @@ def test_video_colour_cycle_through_the_forwarder_and_keyframe_requests(
 
 
 def test_new_video_subscriber_waits_for_a_keyframe() -> None:
-    requests: list[int] = []
-    track = ForwardedTrack("video", "video/VP8", capacity=3, on_keyframe_request=lambda: requests.append(1))
-    delta = EncodedFrame("video/vp8", b"\x01rest", 0, 90_000, False, 1)
-    key = EncodedFrame("video/vp8", b"\x00rest", 3000, 90_000, True, 1)
-    assert is_keyframe("video/vp8", key.data)
-    assert not is_keyframe("video/vp8", delta.data)
-    track.push(delta)
-    assert len(requests) == 1
-    assert track.frames_dropped == 1
-    track.push(key)
-    for _ in range(5):  # overflow: video flushes and waits for the next keyframe
+    async def main() -> None:
+        requests: list[int] = []
+        track = ForwardedTrack(
+            "video", "video/VP8", capacity=3, on_keyframe_request=lambda: requests.append(1)
+        )
+        delta = EncodedFrame("video/vp8", b"\x01rest", 0, 90_000, False, 1)
+        key = EncodedFrame("video/vp8", b"\x00rest", 3000, 90_000, True, 1)
+        assert is_keyframe("video/vp8", key.data)
+        assert not is_keyframe("video/vp8", delta.data)
+        track.push(key)  # the sender has not pulled yet: nothing is queued, no stale burst later
+        assert track.frames_dropped == 0
+        pulled = asyncio.ensure_future(track.recv())
+        await asyncio.sleep(0)
         track.push(delta)
-    assert track.frames_dropped > 1
-    assert len(requests) >= 2
-    assert is_keyframe("video/h264", b"\x00\x00\x00\x01\x67abc")
-    assert not is_keyframe("video/h264", b"\x00\x00\x01\x41abc")
-    assert is_keyframe("audio/opus", b"")
-    with pytest.raises(UnsupportedCodecError):
-        ForwardedTrack("audio", "video/vp8")
+        assert requests == [1]
+        assert track.frames_dropped == 1
+        track.push(key)
+        assert bytes(await pulled) == key.data
+        for _ in range(5):  # overflow: video flushes and waits for the next keyframe
+            track.push(delta)
+        assert track.frames_dropped == 1 + 3 + 2  # the early delta, the flushed queue, two deltas
+        assert len(requests) == 3
+        track.set_paused(True)
+        track.push(key)
+        assert track.paused
+        track.set_paused(False)
+        track.push(delta)  # resuming waits for a keyframe again
+        assert len(requests) == 4
+        assert is_keyframe("video/h264", b"\x00\x00\x00\x01\x67abc")
+        assert not is_keyframe("video/h264", b"\x00\x00\x01\x41abc")
+        assert is_keyframe("audio/opus", b"")
+        with pytest.raises(UnsupportedCodecError):
+            ForwardedTrack("audio", "video/vp8")
+        track.stop()
+        with pytest.raises(MediaStreamError):
+            await track.recv()
+
+    run(main())
 
 
 def test_forwarded_audio_track_drops_oldest_and_yields_packets() -> None:
     async def main() -> None:
         track = ForwardedTrack("audio", "audio/opus", capacity=2)
-        for i in range(4):
+        pulled = asyncio.ensure_future(track.recv())
+        await asyncio.sleep(0)
+        track.push(EncodedFrame("audio/opus", b"\x00", 0, RATE, True, 7))
+        assert bytes(await pulled) == b"\x00"
+        for i in range(1, 5):
             track.push(EncodedFrame("audio/opus", bytes([i]), i * 960, RATE, True, 7))
         track.push(EncodedFrame("video/vp8", b"\x00", 0, 90_000, True, 7))
         assert track.frames_dropped == 2
         assert track.mismatched == 1
         packet = await track.recv()
         assert isinstance(packet, av.Packet)
-        assert bytes(packet) == b"\x02"
-        assert packet.pts == 1920
+        assert bytes(packet) == b"\x03"
+        assert packet.pts == 3 * 960
         assert packet.time_base == fractions.Fraction(1, RATE)
         track.stop()
         with pytest.raises(MediaStreamError):

@@ -234,16 +234,20 @@ class RtpTap:
 
     # -- fan-out -------------------------------------------------------------------------------------------
 
-    def forward(self, *, capacity: int = 0) -> ForwardedTrack:
+    def forward(self, *, mime_type: str | None = None, capacity: int = 0) -> ForwardedTrack:
         """A new :class:`ForwardedTrack` fed by this tap (add it to a subscriber's peer connection).
 
         Args:
-            capacity: frames queued for the sender; ``0`` = 50 for audio (1 s), 60 for video.
+            mime_type: the publisher's codec; default: the codec seen on the wire, else the first
+                forwardable codec the receiver negotiated, else Opus/VP8. Pass it when subscribing before
+                the publisher's media flows with a codec other than Opus/VP8 (the dev server knows it from
+                the publisher's SDP).
+            capacity: frames queued for the sender (see :class:`ForwardedTrack`).
 
         Raises:
-            UnsupportedCodecError: the codec is known and cannot be forwarded.
+            UnsupportedCodecError: the codec cannot be forwarded.
         """
-        mime = self.mime_type or ("audio/opus" if self.kind == "audio" else "video/vp8")
+        mime = mime_type or self.mime_type or self._negotiated_mime()
         track = ForwardedTrack(self.kind, mime, capacity=capacity, on_keyframe_request=self.request_keyframe)
         track._tap = self
         if self._closed:
@@ -251,6 +255,13 @@ class RtpTap:
         else:
             self._tracks.add(track)
         return track
+
+    def _negotiated_mime(self) -> str:
+        for codec in getattr(self._receiver, _CODECS).values():
+            mime = str(codec.mimeType).lower()
+            if mime in CLOCK_RATES:
+                return mime
+        return "audio/opus" if self.kind == "audio" else "video/vp8"
 
     def add_listener(self, listener: Callable[[EncodedFrame], None]) -> Callable[[], None]:
         """Call ``listener`` with every tapped frame (on the loop; keep it quick). Returns a remover."""
@@ -352,8 +363,10 @@ class ForwardedTrack(MediaStreamTrack):
         kind: ``"audio"`` or ``"video"``.
         mime_type: the codec of the frames (``"audio/opus"``, ``"video/vp8"``, ``"video/h264"``); the
             subscriber's transceiver must negotiate the same one (:func:`add_forwarded_track` sees to that).
-        capacity: frames queued for the sender; ``0`` = 50 for audio, 60 for video. Audio drops the oldest
-            frame when full; video drops everything queued and waits for the next keyframe.
+        capacity: frames queued for the sender; ``0`` = 10 for audio (200 ms), 30 for video. Audio drops the
+            oldest frame when full; video drops everything queued and waits for the next keyframe. Nothing
+            is queued before the sender first pulls (its transport is up), so a late-connecting subscriber
+            never gets a burst of stale frames; video then starts at a keyframe it asks for.
         on_keyframe_request: called when the subscriber asks for a keyframe, and when the track needs one
             to start or recover.
 
@@ -377,9 +390,11 @@ class ForwardedTrack(MediaStreamTrack):
         self.mime_type = mime
         self._time_base = fractions.Fraction(1, CLOCK_RATES[mime])
         self._queue: DropOldestQueue[EncodedFrame] = DropOldestQueue(
-            capacity or (50 if kind == "audio" else 60)
+            capacity or (10 if kind == "audio" else 30)
         )
         self._need_keyframe = kind == "video"
+        self._pulling = False
+        self._paused = False
         self._tap: RtpTap | None = None
         self.keyframe_requested: Callable[[], object] | None = on_keyframe_request
         #: counters: frames sent, frames dropped (overflow, or deltas while waiting for a keyframe), keyframe
@@ -401,9 +416,21 @@ class ForwardedTrack(MediaStreamTrack):
         sender._send_keyframe = self._on_keyframe_request  # type: ignore[method-assign]
         self.on("ended", lambda: _schedule(sender.stop()))
 
+    @property
+    def paused(self) -> bool:
+        """Whether frames are being discarded instead of sent (see :meth:`set_paused`)."""
+        return self._paused
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop or resume sending (server-side mute, paused subscription); video resumes at a keyframe."""
+        if paused and not self._paused:
+            self._queue.clear()
+            self._need_keyframe = self.kind == "video"
+        self._paused = paused
+
     def push(self, frame: EncodedFrame) -> None:
         """Queue one encoded frame for the sender (from the tap, or by hand)."""
-        if self.readyState != "live":
+        if self.readyState != "live" or not self._pulling or self._paused:
             return
         if frame.mime_type != self.mime_type:
             self.mismatched += 1
@@ -436,6 +463,7 @@ class ForwardedTrack(MediaStreamTrack):
         """
         if self.readyState != "live":
             raise MediaStreamError
+        self._pulling = True
         try:
             frame = await self._queue.get()
         except StopAsyncIteration:
