@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 from greenroom.codecs import packets
 from greenroom.codecs.models import (
@@ -86,6 +86,7 @@ class Reply(Generic[T]):
     def __init__(self, future: asyncio.Future[T]) -> None:
         """Wrap ``future`` (created on the runtime loop)."""
         self.future = future
+        future.add_done_callback(_observe)
 
     @classmethod
     def new(cls) -> Reply[T]:
@@ -106,6 +107,12 @@ class Reply(Generic[T]):
     def done(self) -> bool:
         """Whether the reply was completed (or cancelled by the caller)."""
         return self.future.done()
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    """Mark an outcome as seen: a caller that gave up (cancelled) must not cause "never retrieved" noise."""
+    if not future.cancelled():
+        future.exception()
 
 
 # --- commands (facade → actors) ----------------------------------------------------------------------

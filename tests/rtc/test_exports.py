@@ -1,0 +1,72 @@
+"""The facade exports only names that exist in livekit.rtc (same spelling), and the errors users import."""
+
+from __future__ import annotations
+
+import inspect
+
+import livekit.rtc as official
+import livekit.rtc.participant as official_participant
+
+from greenroom import rtc
+from greenroom.rtc import participant, room
+
+
+def test_every_export_is_an_official_name() -> None:
+    assert sorted(set(rtc.__all__) - set(official.__all__)) == []
+    for name in rtc.__all__:
+        assert hasattr(rtc, name), name
+
+
+def test_publish_errors_live_where_users_import_them() -> None:
+    for name in (
+        "PublishTrackError",
+        "UnpublishTrackError",
+        "PublishDataError",
+        "PublishDTMFError",
+        "PublishTranscriptionError",
+        "PublishDataTrackError",
+    ):
+        assert hasattr(official_participant, name)
+        error = getattr(participant, name)("boom")
+        assert error.message == "boom"
+
+
+def test_enum_names_and_numbers_match() -> None:
+    for name in (
+        "ConnectionState",
+        "DataPacketKind",
+        "DisconnectReason",
+        "ParticipantKind",
+        "ParticipantState",
+        "TrackKind",
+        "TrackSource",
+        "IceTransportType",
+        "ContinualGatheringPolicy",
+    ):
+        ours = {member.name: int(member) for member in getattr(rtc, name)}
+        assert ours == dict(getattr(official, name).items()), name
+    assert {m.name: int(m) for m in rtc.ConnectionQuality} == {
+        m.name: int(m) for m in official.ConnectionQuality
+    }
+
+
+def test_signatures_match_the_official_ones() -> None:
+    def params(fn: object) -> list[str]:
+        return list(inspect.signature(fn).parameters)  # type: ignore[arg-type]
+
+    assert params(rtc.Room.__init__) == params(official.Room.__init__)
+    assert params(rtc.Room.connect) == params(official.Room.connect)
+    for method in ("publish_data", "publish_dtmf", "publish_transcription", "set_metadata", "set_name"):
+        assert params(getattr(rtc.LocalParticipant, method)) == params(
+            getattr(official.LocalParticipant, method)
+        ), method
+    assert [f for f in rtc.RoomOptions.__dataclass_fields__] == list(
+        official.RoomOptions.__dataclass_fields__
+    )
+    assert list(rtc.DataPacket.__dataclass_fields__) == list(official.DataPacket.__dataclass_fields__)
+    assert list(rtc.SipDTMF.__dataclass_fields__) == list(official.SipDTMF.__dataclass_fields__)
+    assert list(rtc.TranscriptionSegment.__dataclass_fields__) == list(
+        official.TranscriptionSegment.__dataclass_fields__
+    )
+    assert room.__all__
+    assert participant.__all__
