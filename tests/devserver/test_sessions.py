@@ -25,6 +25,7 @@ from greenroom.codecs.signalling import (
     LegacyPong,
     PongResp,
     RequestResponse,
+    RoomUpdate,
     TrackPublished,
 )
 from greenroom.devserver.server import DevServer
@@ -70,7 +71,15 @@ def test_join_response_and_lifecycle_updates() -> None:
         assert joined.state is ParticipantState.JOINED
         assert active.version > joined.version
 
+        counts = await alice.wait_message(RoomUpdate, lambda u: u.room.num_participants == 2)
+        assert join.room is not None
+        assert counts.room.sid == join.room.sid
+        before = len(alice.messages)
         await bob.leave()
+        await alice.wait_message(
+            RoomUpdate,
+            lambda u: u.room.num_participants == 1 and any(m is u for m in alice.messages[before:]),
+        )
         gone = await alice.wait_update(
             lambda p: p.identity == "bob" and p.state is ParticipantState.DISCONNECTED
         )

@@ -100,6 +100,9 @@ class Hub(Protocol):
     def depart(self, session: ParticipantSession, reason: DisconnectReason) -> None:
         """Take the session's member out of its room and tell the others."""
 
+    def room_changed(self, room: Room) -> None:
+        """Send every member a ``room_update`` (participant counts changed)."""
+
 
 class _Log(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
@@ -303,6 +306,8 @@ class ParticipantSession:
                 if session is not None:
                     session.announce(evicted)
         self._broadcast(self.member.info(), to_self=False)
+        if not self.member.hidden:
+            self._hub.room_changed(self.room)
         self._log.info("joined as %s (%s)", self.member.sid, self.params.sdk or "unknown sdk")
 
     async def renegotiate(self) -> None:

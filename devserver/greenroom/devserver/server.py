@@ -46,7 +46,7 @@ from greenroom.codecs.models import (
     TrackSource,
 )
 from greenroom.codecs.session import ServerSignalSession
-from greenroom.codecs.signalling import JoinParams, Leave
+from greenroom.codecs.signalling import JoinParams, Leave, RoomUpdate
 from greenroom.codecs.tokens import DEFAULT_TTL, Claims, VideoGrants, check_join, mint_token, verify_token
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.participant import ParticipantSession
@@ -280,6 +280,15 @@ class DevServer:
             other = self.session_of(session.room, member.identity)
             if other is not None:
                 other.announce(info)
+        self.room_changed(session.room)
+
+    def room_changed(self, room: Room) -> None:
+        """``room_update`` to every member (``room`` is always set: the Rust SDK unwraps it)."""
+        update = RoomUpdate(room.info())
+        for member in room:
+            session = self.session_of(room, member.identity)
+            if session is not None:
+                session.signal(update)
 
     async def _reap_rooms(self) -> None:
         """Close rooms that stayed empty for their ``empty_timeout``."""
