@@ -451,6 +451,14 @@ class StableRef:
                 else:
                     self._replayed += 1
         redirect_leftovers(ref, self._absorb)
+        watch(ref, self._on_down)
+
+    def _on_down(self, ref: pykka.ActorRef[Any], _reason: ExitReason) -> None:
+        """The incarnation ended: stash from now on, until the supervisor rebinds or terminates us."""
+        with self._lock:
+            if self._ref is ref and self._state == "live":
+                self._state = "pending"
+                self._ref = None
 
     def _absorb(self, leftovers: list[Envelope[Any]]) -> None:
         """Keep what a dead incarnation had not handled, ahead of anything stashed since."""
