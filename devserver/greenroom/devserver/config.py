@@ -76,7 +76,7 @@ class ServerConfig:
         max_signal_size: the largest signal frame accepted (websockets ``max_size``); bigger closes the
             session with 1009.
         max_data_size: the largest data-channel packet forwarded (LiveKit's 64 000-byte default).
-        join_timeout: seconds to wait for the primary connection before the room sees the member ACTIVE.
+        join_timeout: seconds a relayed packet waits for the receiver's subscriber data channel to open.
     """
 
     bind: str = DEFAULT_BIND
