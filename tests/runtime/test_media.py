@@ -239,6 +239,31 @@ def test_tap_listener_sees_encoded_frames_with_continuous_timestamps() -> None:
     run(main())
 
 
+def test_forwarded_opus_payloads_are_byte_identical() -> None:
+    """What the subscriber receives is exactly what the publisher sent: E2EE-encrypted frames survive."""
+
+    async def main() -> None:
+        source = PcmSourceTrack(RATE, 1)
+        chain = await build_chain([source], connect_subscriber=False)
+        sent: list[bytes] = []
+        got: list[bytes] = []
+        chain.taps[0].add_listener(lambda f: sent.append(f.data))
+
+        @chain.sub.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            RtpTap(receiver_for_track(chain.sub, track)).add_listener(lambda f: got.append(f.data))
+
+        await negotiate(chain.mid_out, chain.sub)
+        await source.put(b"".join(tone(f, TONE_S) for f in TONES))
+        await assert_eventually_async(lambda: len(got) >= 25, timeout=10)
+        start = sent.index(got[0])
+        assert got[:25] == sent[start : start + 25]
+        assert len(set(got[:25])) > 20  # real, varying Opus payloads
+        await chain.close()
+
+    run(main())
+
+
 def test_stream_end_propagates_publisher_to_subscriber_sink() -> None:
     async def main() -> None:
         source = PcmSourceTrack(RATE, 1)
