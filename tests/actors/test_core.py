@@ -545,3 +545,18 @@ def test_handlers_run_on_the_loop_and_yield_under_load() -> None:
     assert run(flood()) == 1
     producer.stop()
     other.stop()
+
+
+def test_the_pykka_seams_we_build_on_still_exist() -> None:
+    """pykka's private surface core.py relies on (pinned by pyproject's pykka range)."""
+    from pykka._envelope import Envelope
+    from pykka.messages import _ActorStop
+
+    assert Envelope(_ActorStop()).reply_to is None
+    for name in ("_create_actor_inbox", "_create_future", "_start_actor_loop", "_handle_receive"):
+        assert callable(getattr(pykka.Actor, name)), name
+    ref = Echo.start()
+    assert ref._actor_weakref() is not None
+    assert isinstance(ref.ask("x", block=False), core.AsyncioFuture)  # ActorRef.ask uses _create_future
+    assert isinstance(ref.actor_inbox, core.Mailbox)
+    ref.stop()
