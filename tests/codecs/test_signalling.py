@@ -394,3 +394,16 @@ if __name__ == "__main__" and sys.argv[1:] == ["--regenerate"]:  # pragma: no co
     GOLDEN.write_text(
         json.dumps({k: v[1].SerializeToString().hex() for k, v in sorted(_cases().items())}, indent=1) + "\n"
     )
+
+
+def test_reconnect_response_with_every_optional_part_round_trips() -> None:
+    from greenroom.codecs.models import ClientConfigSetting, ClientConfiguration, IceServer, ServerInfo
+    from greenroom.codecs.signalling import ReconnectResponse, decode_response, encode_response
+
+    msg = ReconnectResponse(
+        ice_servers=(IceServer(urls=("stun:127.0.0.1:3478",)),),
+        client_configuration=ClientConfiguration(resume_connection=ClientConfigSetting.ENABLED),
+        server_info=ServerInfo("1.9.0", protocol=16),
+        last_message_seq=7,
+    )
+    assert decode_response(encode_response(msg)) == msg
