@@ -1,4 +1,4 @@
-"""The ``greenroom`` console script: ``greenroom serve`` (the dev server) and ``greenroom demo`` (a slot)."""
+"""The ``greenroom`` console script: ``greenroom serve`` (the dev server) and ``greenroom demo``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from greenroom.devserver import demo
 from greenroom.devserver.config import DEFAULT_BIND, DEFAULT_PORT, ConfigError, ServerConfig, parse_keys
 from greenroom.devserver.server import DevServer
 
@@ -47,7 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level (stderr)",
     )
-    commands.add_parser("demo", help="run the demo (arrives with the Room client)")
+    demo_cmd = commands.add_parser(
+        "demo",
+        help="three bots talk in a room on the embedded dev server",
+        description="Three supervised bots (greeter, echo, chatter) talk in one room through their "
+        "mailboxes; prints the room events and a summary. Uses LIVEKIT_URL, LIVEKIT_API_KEY and "
+        "LIVEKIT_API_SECRET when all three are set, else an embedded dev server on an ephemeral port.",
+    )
+    demo.add_arguments(demo_cmd)
     return parser
 
 
@@ -79,8 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``greenroom`` console script and ``python -m greenroom.devserver``."""
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        print("the demo arrives with the Room client")
-        return 0
+        return demo.main(args)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
