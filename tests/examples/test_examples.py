@@ -1,0 +1,120 @@
+"""The examples, run as programs against the dev server (they are also type-checked with mypy --strict)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.server import DevServer
+from greenroom.rtc.sync import SyncRoom
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture
+def server() -> Iterator[DevServer]:
+    dev = DevServer(ServerConfig(port=0)).start_in_thread()
+    try:
+        yield dev
+    finally:
+        dev.close_in_thread()
+
+
+def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
+def _start(script: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / script)],
+        cwd=ROOT,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+    assert proc.stdout is not None
+    seen: list[str] = []
+    while line := proc.stdout.readline():
+        seen.append(line)
+        if found := re.search(pattern, line):
+            return found
+    raise AssertionError(f"{pattern!r} never printed; stdout: {''.join(seen)}")
+
+
+def _talk_to_echo_bot(proc: subprocess.Popen[str], url: str, token: str) -> None:
+    try:
+        _read_until(proc, r"echo bot connected to room 'echo' as 'echo-bot'")
+        with SyncRoom() as guest:
+            guest.connect(url, token, timeout=15)
+            guest.local_participant.publish_data(b"hello", destination_identities=["echo-bot"])
+            reply = guest.wait_for("data_received", lambda p: p.topic == "echo", timeout=10).args[0]
+            assert reply.data == b"echo: hello"
+            assert reply.participant is not None
+            assert reply.participant.identity == "echo-bot"
+        _read_until(proc, r"from guest: b'hello'")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+        assert proc.returncode == 0, stderr
+        assert "disconnected" in stdout
+        assert "Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_echo_bot_with_url_and_token_from_the_environment(server: DevServer) -> None:
+    env = _clean_env({"LIVEKIT_URL": server.url, "LIVEKIT_TOKEN": server.mint_token("echo-bot", "echo")})
+    proc = _start("echo_bot.py", env)
+    _talk_to_echo_bot(proc, server.url, server.mint_token("guest", "echo"))
+
+
+def test_echo_bot_with_api_key_and_secret(server: DevServer) -> None:
+    env = _clean_env({"LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": "devkey", "LIVEKIT_API_SECRET": "secret"})
+    proc = _start("echo_bot.py", env)
+    _talk_to_echo_bot(proc, server.url, server.mint_token("guest", "echo"))
+
+
+def test_echo_bot_starts_its_own_dev_server() -> None:
+    proc = _start("echo_bot.py", _clean_env())
+    url = _read_until(proc, r"dev server: (ws://127\.0\.0\.1:\d+)")[1]
+    token = _read_until(proc, r"guest token: (\S+)")[1]
+    _talk_to_echo_bot(proc, url, token)
+
+
+def test_sync_worker_pool() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sync_worker.py"), "3"],
+        cwd=ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 results collected: squares [0, 1, 4]" in proc.stdout
+    pids = set(re.findall(r"worker pid (\d+)", proc.stdout))
+    assert pids
+    assert str(os.getpid()) not in pids
+
+
+def test_echo_bot_source_differs_from_livekit_rtc_only_by_its_import() -> None:
+    source = (EXAMPLES / "echo_bot.py").read_text()
+    bot = source[source.index("async def run_bot") : source.index("# -- where to connect")]
+    assert "greenroom" not in bot  # the bot itself names only `rtc`
+    assert re.findall(r"^from greenroom import rtc$", source, re.MULTILINE) == ["from greenroom import rtc"]
