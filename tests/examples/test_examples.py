@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.server import DevServer
 from greenroom.rtc.sync import SyncRoom
+from tests.interop.netns import HOST_IP, PeerProcess, run_in_netns
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -118,3 +123,50 @@ def test_echo_bot_source_differs_from_livekit_rtc_only_by_its_import() -> None:
     bot = source[source.index("async def run_bot") : source.index("# -- where to connect")]
     assert "greenroom" not in bot  # the bot itself names only `rtc`
     assert re.findall(r"^from greenroom import rtc$", source, re.MULTILINE) == ["from greenroom import rtc"]
+
+
+async def echo_bot_under_livekit_rtc() -> dict[str, Any]:
+    """In the private namespace: ``examples/echo_bot.py`` with ``from livekit import rtc`` swapped in, run
+    by the official SDK against the dev server; a greenroom peer talks to it."""
+    source = (EXAMPLES / "echo_bot.py").read_text()
+    swapped = source.replace("from greenroom import rtc", "from livekit import rtc")
+    async with DevServer(ServerConfig(bind=HOST_IP, port=0)) as server:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "echo_bot_livekit.py"
+            script.write_text(swapped)
+            env = _clean_env(
+                {"LIVEKIT_URL": server.url, "LIVEKIT_TOKEN": server.mint_token("echo-bot", "echo")}
+            )
+            bot = await asyncio.create_subprocess_exec(
+                sys.executable, str(script), cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE
+            )
+            guest = await PeerProcess("greenroom", "guest").start()
+            try:
+                assert bot.stdout is not None
+                first = await asyncio.wait_for(bot.stdout.readline(), 30)
+                await guest.call("connect", url=server.url, token=server.mint_token("guest", "echo"))
+                await guest.send_data(b"hello", destinations=["echo-bot"])
+                reply = await guest.wait_event(lambda e: e.get("event") == "data_received", timeout=15)
+                bot.send_signal(signal.SIGINT)
+                code = await asyncio.wait_for(bot.wait(), 20)
+            finally:
+                await guest.stop()
+                if bot.returncode is None:
+                    bot.kill()
+                    await bot.wait()
+    return {
+        "first_line": first.decode(),
+        "reply": base64.b64decode(reply["data"]).decode(),
+        "from": reply["from"],
+        "topic": reply["topic"],
+        "exit": code,
+    }
+
+
+@pytest.mark.interop
+@pytest.mark.timeout(120)
+def test_echo_bot_runs_on_the_official_sdk_with_only_the_import_changed() -> None:
+    result = run_in_netns("tests.examples.test_examples:echo_bot_under_livekit_rtc", timeout=100)
+    assert result["first_line"].startswith("echo bot connected to room 'echo' as 'echo-bot'")
+    assert (result["reply"], result["from"], result["topic"]) == ("echo: hello", "echo-bot", "echo")
+    assert result["exit"] == 0
