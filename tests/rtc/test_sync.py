@@ -107,7 +107,7 @@ def test_metadata_name_attributes_dtmf_transcription(server: DevServer) -> None:
         dtmf = bob.wait_for("sip_dtmf_received", timeout=5).args[0]
         assert (dtmf.code, dtmf.digit, dtmf.participant.identity) == (11, "#", "agent")
         segments = [rtc.TranscriptionSegment("s1", "hello", 0, 10, "en", True)]
-        local.publish_transcription(rtc.Transcription("bob", "", segments))
+        local.publish_transcription(rtc.Transcription("bob", "TR_bobmic", segments))
         got, participant, _publication = bob.wait_for("transcription_received", timeout=5).args
         assert got == segments
         assert participant.identity == "bob"
