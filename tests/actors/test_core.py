@@ -560,3 +560,27 @@ def test_the_pykka_seams_we_build_on_still_exist() -> None:
     assert isinstance(ref.ask("x", block=False), core.AsyncioFuture)  # ActorRef.ask uses _create_future
     assert isinstance(ref.actor_inbox, core.Mailbox)
     ref.stop()
+
+
+def _child_counts(queue: Any) -> None:
+    queue.put((len(core.live_actors()), len(pykka.ActorRegistry.get_all())))
+
+
+def test_a_forked_child_forgets_the_parents_actors() -> None:
+    import multiprocessing
+
+    class Idle(core.AsyncioActor):
+        pass
+
+    ref = Idle.start()
+    try:
+        assert ref in core.live_actors()
+        ctx: Any = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_counts, args=(queue,))
+        child.start()
+        assert queue.get(timeout=20) == (0, 0)
+        child.join(10)
+        assert child.exitcode == 0
+    finally:
+        ref.stop()

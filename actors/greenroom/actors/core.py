@@ -50,6 +50,7 @@ import collections
 import contextlib
 import inspect
 import logging
+import os
 import queue
 import sys
 import threading
@@ -1052,6 +1053,23 @@ def mailbox_stats(ref: pykka.ActorRef[Any]) -> MailboxStats:
 def live_actors() -> list[pykka.ActorRef[Any]]:
     """Refs of the AsyncioActors whose task has not finished, in start order (a snapshot)."""
     return [actor.actor_ref for actor in list(_live.values())]
+
+
+def _forget_after_fork() -> None:
+    """In a forked child, the parent's actors live on a loop that does not exist here: forget them.
+
+    They are unregistered from pykka's process-global ``ActorRegistry`` too, so ``get_all()`` in the child
+    lists only the child's own actors (the runtime loop forgets the parent's loop the same way).
+    """
+    global _hook_lock
+    for actor in list(_live.values()):
+        pykka.ActorRegistry.unregister(actor.actor_ref)
+    _live.clear()
+    _hooked_loops.clear()
+    _hook_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _install_shutdown_hook(loop: asyncio.AbstractEventLoop) -> None:
