@@ -28,14 +28,18 @@ from greenroom.codecs.models import (
     RoomInfo,
     StringPairs,
     TrackInfo,
+    TrackSource,
+    TrackType,
 )
 
 __all__ = [
+    "ActiveSpeakersChanged",
     "ApplyParticipantInfo",
     "ApplyTrackInfo",
     "Connect",
     "ConnectDeadline",
     "ConnectOptions",
+    "ConnectionQualityChanged",
     "ConnectionStateChanged",
     "Crash",
     "DataPacketReceived",
@@ -44,6 +48,10 @@ __all__ = [
     "Disconnected",
     "EventSink",
     "GetState",
+    "LocalTrackAdded",
+    "LocalTrackSubscribed",
+    "MediaAttached",
+    "MediaDetached",
     "ParticipantActive",
     "ParticipantAttributesChanged",
     "ParticipantConnected",
@@ -54,6 +62,7 @@ __all__ = [
     "PingTick",
     "PublishData",
     "PublishDtmf",
+    "PublishTrack",
     "PublishTranscription",
     "Reply",
     "RoomConnected",
@@ -62,12 +71,18 @@ __all__ = [
     "RoomMetadataChanged",
     "SendPacket",
     "SetLocalInfo",
+    "SetLocalTrackMuted",
+    "SetSubscribed",
     "SipDtmfReceived",
     "TrackMuted",
     "TrackPublished",
     "TrackRemoved",
+    "TrackSubscribed",
+    "TrackSubscriptionFailed",
     "TrackUnpublished",
+    "TrackUnsubscribed",
     "TranscriptionReceived",
+    "UnpublishTrack",
     "UpdateLocalInfo",
 ]
 
@@ -204,6 +219,52 @@ class Crash:
     reason: str = "injected failure"
 
 
+@dataclass(frozen=True, slots=True)
+class PublishTrack:
+    """``LocalParticipant.publish_track`` → RoomActor: ``add_track``, then the sender and renegotiation.
+
+    The media itself never travels in the message: ``cid`` names the gate track the facade registered with
+    the room's :class:`~greenroom.actors.media.MediaRouter` (on the runtime loop) before sending this.
+    Answered with the server's ``TrackInfo`` once the publisher offer carrying the track is sent.
+    """
+
+    cid: str
+    name: str
+    type: TrackType
+    source: TrackSource
+    reply: Reply[TrackInfo]
+    width: int = 0
+    height: int = 0
+    stereo: bool = False
+    disable_dtx: bool = False
+    disable_red: bool = False
+    stream: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnpublishTrack:
+    """``LocalParticipant.unpublish_track`` → RoomActor: stop the sender, renegotiate (no signal message)."""
+
+    sid: str
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class SetLocalTrackMuted:
+    """``LocalAudioTrack.mute()/unmute()`` → RoomActor (``mute`` signal) → local TrackActor (the gate)."""
+
+    sid: str
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetSubscribed:
+    """``RemoteTrackPublication.set_subscribed`` → RoomActor (``subscription``) → the TrackActor."""
+
+    track_sid: str
+    subscribe: bool
+
+
 # --- internal ----------------------------------------------------------------------------------------
 
 
@@ -273,6 +334,27 @@ class ConnectDeadline:
     """RoomActor timer: the connect attempt ``generation`` ran out of time."""
 
     generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTrackAdded:
+    """RoomActor → local ParticipantActor: ``track_published`` arrived; start the publication's TrackActor."""
+
+    info: TrackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class MediaAttached:
+    """RoomActor → ParticipantActor → TrackActor: the subscriber PC received this publication's media."""
+
+    track_sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDetached:
+    """RoomActor → ParticipantActor → TrackActor: unsubscribed (by us, or the server's renegotiation)."""
+
+    track_sid: str
 
 
 # --- events (actors → facade) ------------------------------------------------------------------------
@@ -417,6 +499,53 @@ class TranscriptionReceived:
     segments: tuple[packets.TranscriptionSegment, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TrackSubscribed:
+    """A remote publication's media is attached (``track_subscribed``); reported by its TrackActor."""
+
+    identity: str
+    track: TrackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUnsubscribed:
+    """A remote publication's media is detached and its streams ended (``track_unsubscribed``)."""
+
+    identity: str
+    track: TrackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSubscriptionFailed:
+    """A subscription could not be set up (``track_subscription_failed``)."""
+
+    identity: str
+    track_sid: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTrackSubscribed:
+    """The server's ``track_subscribed``: someone subscribed to our track ``track_sid`` for the first time."""
+
+    track_sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSpeakersChanged:
+    """``speakers_changed``: the active speakers' ``(participant sid, level)``, loudest first."""
+
+    speakers: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionQualityChanged:
+    """``connection_quality``: one participant's quality (wire ``ConnectionQuality`` number)."""
+
+    participant_sid: str
+    quality: int
+
+
 RoomEvent: TypeAlias = (
     RoomJoined
     | RoomConnected
@@ -435,6 +564,12 @@ RoomEvent: TypeAlias = (
     | DataPacketReceived
     | SipDtmfReceived
     | TranscriptionReceived
+    | TrackSubscribed
+    | TrackUnsubscribed
+    | TrackSubscriptionFailed
+    | LocalTrackSubscribed
+    | ActiveSpeakersChanged
+    | ConnectionQualityChanged
 )
 """Everything the actor tree reports to the facade."""
 

@@ -10,8 +10,10 @@ The local participant's actor also shapes what the user publishes: ``publish_dat
 ``publish_transcription`` become ``DataPacket`` values told to the RoomActor (``SendPacket``), and
 ``set_metadata``/``set_name``/``set_attributes`` become ``SetLocalInfo``.
 
-A TrackActor holds one publication's state (sid, name, kind, source, muted, subscribed) and reports mute
-changes. Media never flows through either actor.
+A TrackActor holds one publication's state (sid, name, kind, source, muted, subscribed), reports mute and
+subscription changes, and controls the publication's media path in the room's
+:class:`~greenroom.actors.media.MediaRouter`: it gates (mutes) a local publication and detaches a remote one
+on unsubscribe, unpublish and stop, which ends its streams. Media frames never flow through either actor.
 
 Crash containment: the RoomActor keeps the latest ``ParticipantInfo`` of everyone, so a crashed
 ParticipantActor is restarted *restored* — from that state, without re-announcing anything — and messages
@@ -29,6 +31,7 @@ from typing import Any, TypeAlias, assert_never
 import pykka
 
 from greenroom.actors.core import AsyncioActor, ChildFailed, ChildStopped, link, stop_actor
+from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
     ApplyParticipantInfo,
     ApplyTrackInfo,
@@ -37,6 +40,9 @@ from greenroom.actors.messages import (
     DeliverPacket,
     EventSink,
     GetState,
+    LocalTrackAdded,
+    MediaAttached,
+    MediaDetached,
     ParticipantActive,
     ParticipantAttributesChanged,
     ParticipantConnected,
@@ -49,15 +55,20 @@ from greenroom.actors.messages import (
     PublishTranscription,
     SendPacket,
     SetLocalInfo,
+    SetLocalTrackMuted,
     SipDtmfReceived,
     TrackMuted,
     TrackPublished,
     TrackRemoved,
+    TrackSubscribed,
+    TrackSubscriptionFailed,
     TrackUnpublished,
+    TrackUnsubscribed,
     TranscriptionReceived,
     UpdateLocalInfo,
 )
 from greenroom.codecs import packets
+from greenroom.codecs.errors import LocalProtocolError
 from greenroom.codecs.models import ParticipantInfo, ParticipantState, TrackInfo, frozen_map
 
 __all__ = ["ParticipantActor", "TrackActor", "TrackState", "changed_attributes"]
@@ -88,39 +99,75 @@ class TrackState:
     subscribed: bool
 
 
-TrackMessage: TypeAlias = ApplyTrackInfo | TrackRemoved | GetState | Crash
+TrackMessage: TypeAlias = (
+    ApplyTrackInfo | TrackRemoved | MediaAttached | MediaDetached | SetLocalTrackMuted | GetState | Crash
+)
+_TRACK_MESSAGES = (
+    ApplyTrackInfo,
+    TrackRemoved,
+    MediaAttached,
+    MediaDetached,
+    SetLocalTrackMuted,
+    GetState,
+    Crash,
+)
 
 
 class TrackActor(AsyncioActor):
-    """One publication's state; reports mute changes.
+    """One publication's state and the control of its media path; reports mute and subscription changes.
 
     Args:
         identity: the publishing participant's identity (for events and logs).
         info: the publication's current ``TrackInfo``.
         sink: where events go.
-        subscribed: whether the local participant receives it (no media path yet: False).
+        subscribed: whether the local participant receives it (a restarted actor re-reads the router).
+        media: the room's media path (``None``: state only, as in unit tests).
+        local: a publication of the local participant (mute gates its sender).
     """
 
-    def __init__(self, identity: str, info: TrackInfo, sink: EventSink, subscribed: bool = False) -> None:
+    def __init__(
+        self,
+        identity: str,
+        info: TrackInfo,
+        sink: EventSink,
+        subscribed: bool = False,
+        *,
+        media: MediaRouter | None = None,
+        local: bool = False,
+    ) -> None:
         super().__init__()
         self._identity = identity
         self._info = info
         self._sink = sink
-        self._subscribed = subscribed
+        self._media = media
+        self._local = local
+        self._subscribed = subscribed or (media is not None and media.is_attached(info.sid))
 
-    def on_receive(self, message: Any) -> Any:
+    async def on_receive(self, message: Any) -> Any:
         """Dispatch one :data:`TrackMessage`."""
-        if not isinstance(message, ApplyTrackInfo | TrackRemoved | GetState | Crash):
+        if not isinstance(message, _TRACK_MESSAGES):
             _log.warning("track %s of %s: unexpected message %r", self._info.sid, self._identity, message)
             return None
-        return self._dispatch(message)
+        return await self._dispatch(message)
 
-    def _dispatch(self, message: TrackMessage) -> Any:
+    async def on_stop(self) -> None:
+        """A publication that goes away (unpublished, participant left, room closed) ends its streams."""
+        await self._detach(emit=False)
+
+    async def _dispatch(self, message: TrackMessage) -> Any:
         match message:
             case ApplyTrackInfo(info=info):
                 self._apply(info)
             case TrackRemoved():
+                await self._detach(emit=True)
                 self.stop()
+            case MediaAttached():
+                self._attached()
+            case MediaDetached():
+                await self._detach(emit=True)
+            case SetLocalTrackMuted(muted=muted):
+                if self._media is not None:
+                    self._media.set_local_muted(self._info.sid, muted)
             case GetState():
                 return self.state
             case Crash(reason=reason):
@@ -138,7 +185,24 @@ class TrackActor(AsyncioActor):
     def _apply(self, info: TrackInfo) -> None:
         old, self._info = self._info, info
         if old.muted != info.muted:
+            if self._local and self._media is not None:
+                self._media.set_local_muted(info.sid, info.muted)
             self._sink.emit(TrackMuted(self._identity, info, info.muted))
+
+    def _attached(self) -> None:
+        """The subscriber PC delivers this publication's media (server offer, ``PA_sid|TR_sid``)."""
+        if not self._subscribed:
+            self._subscribed = True
+            self._sink.emit(TrackSubscribed(self._identity, self._info))
+
+    async def _detach(self, *, emit: bool) -> None:
+        """Unsubscribe locally: stop reading the media and end every stream of it."""
+        if self._media is not None and not self._local:
+            await self._media.detach_remote(self._info.sid)
+        if self._subscribed:
+            self._subscribed = False
+            if emit:
+                self._sink.emit(TrackUnsubscribed(self._identity, self._info))
 
 
 # --- ParticipantActor ------------------------------------------------------------------------------------
@@ -147,6 +211,10 @@ ParticipantMessage: TypeAlias = (
     ApplyParticipantInfo
     | DeliverPacket
     | ParticipantLeft
+    | LocalTrackAdded
+    | MediaAttached
+    | MediaDetached
+    | SetLocalTrackMuted
     | PublishData
     | PublishDtmf
     | PublishTranscription
@@ -160,6 +228,10 @@ _PARTICIPANT_MESSAGES = (
     ApplyParticipantInfo,
     DeliverPacket,
     ParticipantLeft,
+    LocalTrackAdded,
+    MediaAttached,
+    MediaDetached,
+    SetLocalTrackMuted,
     PublishData,
     PublishDtmf,
     PublishTranscription,
@@ -181,6 +253,7 @@ class ParticipantActor(AsyncioActor):
         local: this is the local participant.
         announce: report ``participant_connected`` (and its tracks) on start — False for those already in
             the room at join, for the local participant, and for a restarted (restored) incarnation.
+        media: the room's media path, handed to the TrackActors.
     """
 
     def __init__(
@@ -191,8 +264,10 @@ class ParticipantActor(AsyncioActor):
         *,
         local: bool = False,
         announce: bool = True,
+        media: MediaRouter | None = None,
     ) -> None:
         super().__init__()
+        self._media = media
         self._info = info
         self._sink = sink
         self._room = room
@@ -252,6 +327,11 @@ class ParticipantActor(AsyncioActor):
                 self._deliver(message)
             case ParticipantLeft(info=info, reason=reason):
                 self._left(info, reason)
+            case LocalTrackAdded(info=track):
+                if track.sid not in self._tracks:
+                    self._start_track(track)
+            case MediaAttached(track_sid=sid) | MediaDetached(track_sid=sid) | SetLocalTrackMuted(sid=sid):
+                self._to_track(sid, message)
             case PublishData() | PublishDtmf() | PublishTranscription():
                 self._publish(message)
             case UpdateLocalInfo():
@@ -290,7 +370,7 @@ class ParticipantActor(AsyncioActor):
         before = {t.sid: t for t in old.tracks}
         after = {t.sid: t for t in info.tracks}
         for sid, track in after.items():
-            if sid in before:
+            if sid in before or sid in self._tracks:  # a local track's actor starts at track_published
                 self._tell_track(track)
                 continue
             self._start_track(track)
@@ -331,6 +411,16 @@ class ParticipantActor(AsyncioActor):
     def _publish(self, message: PublishData | PublishDtmf | PublishTranscription) -> None:
         if not self._local:
             message.reply.fail(RuntimeError("only the local participant publishes"))
+            return
+        if isinstance(message, PublishTranscription) and not message.transcription.track_id.startswith("TR_"):
+            # Trap: the Rust SDK (every official client but JS) aborts its whole process on receiving one:
+            # ``handle_transcription`` does ``TrackSid::try_from(track_id).unwrap()`` and ``TrackSid``
+            # requires the ``TR_`` prefix (rust-sdks livekit/src/room/mod.rs ``handle_transcription``,
+            # room/id.rs ``impl_from_prefix!``; livekit 1.2.1 panics at mod.rs:1927, SIGABRT). The official
+            # sender does not check, so one empty ``track_sid`` kills every official client in the room.
+            wrong = message.transcription.track_id
+            reason = f"track_sid must be a TR_ track sid, not {wrong!r}: official receivers abort on it"
+            message.reply.fail(LocalProtocolError(reason))
             return
         packet, reliable = self._packet_for(message)
         self._room.tell(SendPacket(packet, reliable, message.reply))
@@ -377,9 +467,20 @@ class ParticipantActor(AsyncioActor):
     # -- TrackActors ----------------------------------------------------------------------------------------
 
     def _start_track(self, track: TrackInfo) -> None:
-        ref = TrackActor.start(self._info.identity, track, self._sink)
+        ref = TrackActor.start(self._info.identity, track, self._sink, media=self._media, local=self._local)
         link(ref, self.actor_ref, track.sid)
         self._tracks[track.sid] = ref
+
+    def _to_track(self, sid: str, message: MediaAttached | MediaDetached | SetLocalTrackMuted) -> None:
+        ref = self._tracks.get(sid)
+        if ref is not None:
+            try:
+                ref.tell(message)
+                return
+            except pykka.ActorDeadError:
+                pass
+        if isinstance(message, MediaAttached):
+            self._sink.emit(TrackSubscriptionFailed(self._info.identity, sid, "unknown publication"))
 
     def _tell_track(self, track: TrackInfo) -> None:
         ref = self._tracks.get(track.sid)

@@ -19,8 +19,12 @@ from greenroom.rtc._enums import (
     TrackKind,
     TrackSource,
 )
+from greenroom.rtc.audio_frame import AudioFrame
+from greenroom.rtc.audio_source import AudioSource
+from greenroom.rtc.audio_stream import AudioFrameEvent, AudioStream
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, Participant, RemoteParticipant
+from greenroom.rtc.publish_options import TrackPublishOptions
 from greenroom.rtc.room import (
     ConnectError,
     DataPacket,
@@ -31,13 +35,31 @@ from greenroom.rtc.room import (
     RtcConfiguration,
     SipDTMF,
 )
-from greenroom.rtc.track import RemoteAudioTrack, RemoteTrack, RemoteVideoTrack, Track
+from greenroom.rtc.track import (
+    AudioTrack,
+    LocalAudioTrack,
+    LocalTrack,
+    LocalVideoTrack,
+    RemoteAudioTrack,
+    RemoteTrack,
+    RemoteVideoTrack,
+    Track,
+    VideoTrack,
+)
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import Transcription, TranscriptionSegment
+from greenroom.rtc.video_frame import VideoBufferType, VideoFrame, VideoRotation
+from greenroom.rtc.video_source import VideoSource
+from greenroom.rtc.video_stream import VideoFrameEvent, VideoStream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudioFrame",
+    "AudioFrameEvent",
+    "AudioSource",
+    "AudioStream",
+    "AudioTrack",
     "ConnectError",
     "ConnectionQuality",
     "ConnectionState",
@@ -49,8 +71,11 @@ __all__ = [
     "EventEmitter",
     "IceServer",
     "IceTransportType",
+    "LocalAudioTrack",
     "LocalParticipant",
+    "LocalTrack",
     "LocalTrackPublication",
+    "LocalVideoTrack",
     "Participant",
     "ParticipantKind",
     "ParticipantState",
@@ -66,8 +91,16 @@ __all__ = [
     "Track",
     "TrackKind",
     "TrackPublication",
+    "TrackPublishOptions",
     "TrackSource",
     "Transcription",
     "TranscriptionSegment",
+    "VideoBufferType",
+    "VideoFrame",
+    "VideoFrameEvent",
+    "VideoRotation",
+    "VideoSource",
+    "VideoStream",
+    "VideoTrack",
     "__version__",
 ]

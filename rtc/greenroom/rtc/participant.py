@@ -13,7 +13,15 @@ import datetime
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from greenroom.actors.messages import PublishData, PublishDtmf, PublishTranscription, Reply, UpdateLocalInfo
+from greenroom.actors.messages import (
+    PublishData,
+    PublishDtmf,
+    PublishTrack,
+    PublishTranscription,
+    Reply,
+    UnpublishTrack,
+    UpdateLocalInfo,
+)
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError
 from greenroom.codecs.models import (
@@ -21,8 +29,11 @@ from greenroom.codecs.models import (
     ParticipantInfo,
     ParticipantPermission,
     TrackInfo,
+    TrackType,
     frozen_map,
 )
+from greenroom.codecs.models import TrackSource as WireTrackSource
+from greenroom.rtc._bridge import call
 from greenroom.rtc._enums import (
     ConnectionQuality,
     ParticipantKind,
@@ -30,10 +41,13 @@ from greenroom.rtc._enums import (
     participant_kind,
     participant_state,
 )
+from greenroom.rtc.publish_options import TrackPublishOptions
+from greenroom.rtc.track import LocalAudioTrack, LocalTrack, LocalVideoTrack, Track
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import Transcription
 
 if TYPE_CHECKING:
+    from greenroom.actors.room import RoomClient
     from greenroom.rtc.room import Room
 
 __all__ = [
@@ -48,6 +62,9 @@ __all__ = [
     "RemoteParticipant",
     "UnpublishTrackError",
 ]
+
+
+_DEFAULT_PUBLISH = TrackPublishOptions()
 
 
 class _PublishError(Exception):
@@ -91,9 +108,34 @@ class Participant:
         self._info = info
         self._publications: dict[str, TrackPublication] = {}
         self._disconnect_reason = DisconnectReason.UNKNOWN_REASON
+        self._quality = ConnectionQuality.QUALITY_UNKNOWN
+        self._track_waiters: list[tuple[int, int, Callable[[Track | None], None]]] = []
 
     def _update(self, info: ParticipantInfo) -> None:
         self._info = info
+
+    def _wait_for_track(self, source: int, kind: int, callback: Callable[[Track | None], None]) -> None:
+        """Call ``callback(track)`` with the first subscribed track of ``source`` and ``kind`` (now if there
+        is one); ``callback(None)`` if the participant leaves first (``AudioStream.from_participant``)."""
+        for publication in self._publications.values():
+            track = publication.track
+            if track is not None and publication.source == source and publication.kind == kind:
+                callback(track)
+                return
+        self._track_waiters.append((source, kind, callback))
+
+    def _track_subscribed(self, publication: TrackPublication) -> None:
+        waiting, self._track_waiters = self._track_waiters, []
+        for source, kind, callback in waiting:
+            if publication.track is not None and publication.source == source and publication.kind == kind:
+                callback(publication.track)
+            else:
+                self._track_waiters.append((source, kind, callback))
+
+    def _gone(self) -> None:
+        waiting, self._track_waiters = self._track_waiters, []
+        for _, _, callback in waiting:
+            callback(None)
 
     @property
     def track_publications(self) -> Mapping[str, TrackPublication]:
@@ -153,8 +195,8 @@ class Participant:
 
     @property
     def connection_quality(self) -> ConnectionQuality:
-        """Connection quality (not tracked yet: ``QUALITY_UNKNOWN``)."""
-        return ConnectionQuality.QUALITY_UNKNOWN
+        """Connection quality (from the server's ``connection_quality``; ``QUALITY_UNKNOWN`` until then)."""
+        return self._quality
 
     @property
     def disconnect_reason(self) -> DisconnectReason:
@@ -165,11 +207,12 @@ class Participant:
 class RemoteParticipant(Participant):
     """Another participant in the room (``Room.remote_participants`` is keyed by identity)."""
 
-    def __init__(self, info: ParticipantInfo) -> None:
-        """Build the view of ``info`` with its publications."""
+    def __init__(self, info: ParticipantInfo, client: RoomClient | None = None) -> None:
+        """Build the view of ``info`` with its publications (``client``: the room, for subscriptions)."""
         super().__init__(info)
+        self._client = client
         for track in info.tracks:
-            self._publications[track.sid] = RemoteTrackPublication(track)
+            self._publications[track.sid] = RemoteTrackPublication(track, client=client)
 
     @property
     def track_publications(self) -> Mapping[str, RemoteTrackPublication]:
@@ -179,7 +222,7 @@ class RemoteParticipant(Participant):
         }
 
     def _add_publication(self, track: TrackInfo) -> RemoteTrackPublication:
-        publication = RemoteTrackPublication(track)
+        publication = RemoteTrackPublication(track, client=self._client)
         self._publications[track.sid] = publication
         return publication
 
@@ -201,7 +244,7 @@ class LocalParticipant(Participant):
 
     @property
     def track_publications(self) -> Mapping[str, LocalTrackPublication]:
-        """Local publications by track sid (publishing media is not supported yet: empty)."""
+        """Local publications by track sid."""
         return {sid: pub for sid, pub in self._publications.items() if isinstance(pub, LocalTrackPublication)}
 
     async def _request(self, make: Callable[[Reply[None]], Any], error: type[_PublishError] | None) -> None:
@@ -266,6 +309,84 @@ class LocalParticipant(Participant):
             ),
         )
         await self._request(lambda r: PublishTranscription(value, r), PublishTranscriptionError)
+
+    async def publish_track(
+        self,
+        track: LocalTrack,
+        options: TrackPublishOptions = _DEFAULT_PUBLISH,
+    ) -> LocalTrackPublication:
+        """Publish a local audio or video track (``add_track`` → ``track_published`` → renegotiation).
+
+        Returns once the publisher offer carrying the track is sent (as the Rust SDK); the server then
+        announces the track and subscribers receive it. ``local_track_published`` is emitted before return.
+
+        Raises:
+            PublishTrackError: not connected, already published, refused (no ``canPublish``) or timed out.
+        """
+        client = self._room._client
+        if client is None:
+            raise PublishTrackError("the room is not connected")
+        if track.sid:
+            raise PublishTrackError(f"track {track.sid} is already published")
+        media = client.media
+
+        async def register() -> str:
+            return media.add_local(track._source_track)
+
+        async def forget(cid: str) -> None:
+            media.drop_local(cid)
+
+        try:
+            cid = await call(register())
+        except GreenroomError as exc:
+            raise PublishTrackError(_message(exc)) from exc
+        video = isinstance(track, LocalVideoTrack)
+        wire_type = TrackType.VIDEO if video else TrackType.AUDIO
+        source = (
+            WireTrackSource(int(options.source)) if 0 <= int(options.source) <= 4 else WireTrackSource.UNKNOWN
+        )
+        try:
+            info: TrackInfo = await call(
+                client.ask(
+                    lambda r: PublishTrack(
+                        cid,
+                        track.name,
+                        wire_type,
+                        source,
+                        r,
+                        disable_dtx=not options.dtx,
+                        disable_red=not options.red,
+                        stream=options.stream,
+                    )
+                )
+            )
+        except GreenroomError as exc:
+            await call(forget(cid))
+            raise PublishTrackError(_message(exc)) from exc
+        muted = track.muted
+        track._bind(info, client)
+        publication = LocalTrackPublication(track._info, track)
+        self._publications[info.sid] = publication
+        if muted:
+            track.mute()
+        self._room.emit("local_track_published", publication, track)
+        return publication
+
+    async def unpublish_track(self, track_sid: str) -> None:
+        """Stop publishing ``track_sid`` (the sender goes inactive and the publisher renegotiates).
+
+        Raises:
+            UnpublishTrackError: no such local publication, or the room is not connected.
+        """
+        publication = self.track_publications.get(track_sid)
+        if publication is None:
+            raise UnpublishTrackError(f"no local track {track_sid}")
+        await self._request(lambda r: UnpublishTrack(track_sid, r), UnpublishTrackError)
+        self._publications.pop(track_sid, None)
+        self._room.emit("local_track_unpublished", publication)
+        track = publication.track
+        if isinstance(track, LocalAudioTrack | LocalVideoTrack):
+            track._unbind()
 
     async def set_metadata(self, metadata: str) -> None:
         """Set the local participant's metadata (needs the ``canUpdateOwnMetadata`` grant).

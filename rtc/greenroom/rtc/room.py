@@ -30,15 +30,18 @@ from greenroom.codecs.models import IceServer as _WireIceServer
 from greenroom.codecs.models import ParticipantInfo, RoomInfo
 from greenroom.rtc._bridge import LoopSink, call
 from greenroom.rtc._enums import (
+    ConnectionQuality,
     ConnectionState,
     ContinualGatheringPolicy,
     DataPacketKind,
     DisconnectReason,
     IceTransportType,
+    TrackKind,
 )
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, Participant, RemoteParticipant
-from greenroom.rtc.track_publication import TrackPublication
+from greenroom.rtc.track import RemoteAudioTrack, RemoteVideoTrack
+from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import TranscriptionSegment
 
 __all__ = [
@@ -321,7 +324,7 @@ class Room(EventEmitter[EventTypes]):
 
     # -- events (always on the user's loop) -----------------------------------------------------------------
 
-    def _on_event(self, event: m.RoomEvent) -> None:  # noqa: C901 - one short branch per event
+    def _on_event(self, event: m.RoomEvent) -> None:  # noqa: C901, PLR0912 - one short branch per event
         match event:
             case m.RoomJoined():
                 self._joined(event)
@@ -336,7 +339,7 @@ class Room(EventEmitter[EventTypes]):
                 self._info = room
                 self.emit("room_metadata_changed", old, new)
             case m.ParticipantConnected(info=info):
-                participant = RemoteParticipant(info)
+                participant = RemoteParticipant(info, self._client)
                 self._remotes[info.identity] = participant
                 self.emit("participant_connected", participant)
             case m.ParticipantActive(info=info):
@@ -355,13 +358,22 @@ class Room(EventEmitter[EventTypes]):
                 self._track_event(event)
             case m.DataPacketReceived() | m.SipDtmfReceived() | m.TranscriptionReceived():
                 self._data_event(event)
+            case (
+                m.TrackSubscribed()
+                | m.TrackUnsubscribed()
+                | m.TrackSubscriptionFailed()
+                | m.LocalTrackSubscribed()
+            ):
+                self._subscription_event(event)
+            case m.ActiveSpeakersChanged() | m.ConnectionQualityChanged():
+                self._quality_event(event)
             case _:
                 assert_never(event)
 
     def _joined(self, event: m.RoomJoined) -> None:
         self._info = event.room
         self._local = LocalParticipant(self, event.local)
-        self._remotes = {p.identity: RemoteParticipant(p) for p in event.remotes}
+        self._remotes = {p.identity: RemoteParticipant(p, self._client) for p in event.remotes}
         if event.room.sid and not self._first_sid.done():
             self._first_sid.set_result(event.room.sid)
 
@@ -398,6 +410,9 @@ class Room(EventEmitter[EventTypes]):
         participant = self._remotes.pop(info.identity, None)
         if participant is None:
             return
+        for publication in list(participant.track_publications.values()):
+            self._unsubscribed(publication, participant)
+        participant._gone()
         participant._update(info)
         participant._disconnect_reason = reason
         self.emit("participant_disconnected", participant)
@@ -414,7 +429,8 @@ class Room(EventEmitter[EventTypes]):
                 if participant is not None:
                     participant._update(info)
                     publication = participant._publications.pop(track.sid, None)
-                    if publication is not None:
+                    if isinstance(publication, RemoteTrackPublication):
+                        self._unsubscribed(publication, participant)  # the official order: unsubscribed first
                         self.emit("track_unpublished", publication, participant)
             case m.TrackMuted(identity=identity, track=track, muted=muted):
                 found = self._participant(identity)
@@ -422,6 +438,61 @@ class Room(EventEmitter[EventTypes]):
                 if found is not None and pub is not None:
                     pub._update(track)
                     self.emit("track_muted" if muted else "track_unmuted", found, pub)
+            case _:
+                assert_never(event)
+
+    def _subscription_event(
+        self,
+        event: m.TrackSubscribed | m.TrackUnsubscribed | m.TrackSubscriptionFailed | m.LocalTrackSubscribed,
+    ) -> None:
+        match event:
+            case m.TrackSubscribed(identity=identity, track=info):
+                participant = self._remotes.get(identity)
+                publication = None if participant is None else participant.track_publications.get(info.sid)
+                if participant is None or publication is None or publication._track is not None:
+                    return
+                kind = RemoteVideoTrack if publication.kind == TrackKind.KIND_VIDEO else RemoteAudioTrack
+                track = kind(publication._info, self._client)
+                publication._track, publication._subscribed = track, True
+                self.emit("track_subscribed", track, publication, participant)
+                participant._track_subscribed(publication)
+            case m.TrackUnsubscribed(identity=identity, track=info):
+                participant = self._remotes.get(identity)
+                publication = None if participant is None else participant.track_publications.get(info.sid)
+                if participant is not None and publication is not None:
+                    self._unsubscribed(publication, participant)
+            case m.TrackSubscriptionFailed(identity=identity, track_sid=sid, error=error):
+                participant = self._remotes.get(identity)
+                if participant is not None:
+                    self.emit("track_subscription_failed", participant, sid, error)
+            case m.LocalTrackSubscribed(track_sid=sid):
+                local = self._local
+                mine = None if local is None else local._publications.get(sid)
+                if isinstance(mine, LocalTrackPublication):
+                    mine._subscribed()
+                    self.emit("local_track_subscribed", mine.track)
+            case _:
+                assert_never(event)
+
+    def _unsubscribed(self, publication: RemoteTrackPublication, participant: RemoteParticipant) -> None:
+        track = publication._track
+        if track is None:
+            return
+        publication._track, publication._subscribed = None, False
+        self.emit("track_unsubscribed", track, publication, participant)
+
+    def _quality_event(self, event: m.ActiveSpeakersChanged | m.ConnectionQualityChanged) -> None:
+        by_sid: dict[str, Participant] = {p.sid: p for p in self._remotes.values()}
+        if self._local is not None:
+            by_sid[self._local.sid] = self._local
+        match event:
+            case m.ActiveSpeakersChanged(speakers=speakers):
+                self.emit("active_speakers_changed", [by_sid[sid] for sid, _ in speakers if sid in by_sid])
+            case m.ConnectionQualityChanged(participant_sid=sid, quality=quality):
+                participant = by_sid.get(sid)
+                if participant is not None:
+                    participant._quality = ConnectionQuality(quality)
+                    self.emit("connection_quality_changed", participant, participant._quality)
             case _:
                 assert_never(event)
 

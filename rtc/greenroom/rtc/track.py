@@ -1,14 +1,42 @@
-"""Track views. greenroom does not carry media through the facade yet: these are the shapes of
-``livekit.rtc.track`` that publications refer to (``publication.track`` stays ``None`` until media lands)."""
+"""Track views, as in ``livekit.rtc.track``.
+
+A remote track is a handle on the room's media path (``greenroom.actors.media.MediaRouter``): an
+``AudioStream``/``VideoStream`` built on it reads the frames on the runtime loop. A local track wraps its
+source's aiortc track; publishing it registers a gate in front of that track (the source survives the room).
+``mute()``/``unmute()`` are synchronous, as in the official SDK: they tell the RoomActor (``mute`` signal
+and the local TrackActor's gate) without waiting.
+"""
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import contextlib
+import dataclasses
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from greenroom.codecs.models import TrackInfo
+import pykka
+
+from greenroom.actors.messages import SetLocalTrackMuted
+from greenroom.codecs.models import TrackInfo, TrackType
 from greenroom.rtc._enums import TrackKind, track_kind
+from greenroom.runtime import loop as runtime
 
-__all__ = ["RemoteAudioTrack", "RemoteTrack", "RemoteVideoTrack", "StreamState", "Track"]
+if TYPE_CHECKING:
+    from greenroom.actors.room import RoomClient
+    from greenroom.rtc.audio_source import AudioSource
+    from greenroom.rtc.video_source import VideoSource
+
+__all__ = [
+    "AudioTrack",
+    "LocalAudioTrack",
+    "LocalTrack",
+    "LocalVideoTrack",
+    "RemoteAudioTrack",
+    "RemoteTrack",
+    "RemoteVideoTrack",
+    "StreamState",
+    "Track",
+    "VideoTrack",
+]
 
 
 class StreamState:
@@ -22,8 +50,12 @@ class StreamState:
 class Track:
     """A media track: sid, name, kind, stream state and mute flag (a read-only view)."""
 
-    def __init__(self, info: TrackInfo) -> None:
-        """Build the view of ``info``."""
+    def __init__(self, info: TrackInfo, client: RoomClient | None = None) -> None:
+        """Build the view of ``info`` (``client``: the room whose media path carries it)."""
+        self._info = info
+        self._client = client
+
+    def _update(self, info: TrackInfo) -> None:
         self._info = info
 
     @property
@@ -55,12 +87,75 @@ class Track:
         return f"rtc.{type(self).__name__}(sid={self.sid}, name={self.name})"
 
 
+class _LocalTrack(Track):
+    """What local audio and video tracks share: the source's aiortc track, binding, mute."""
+
+    def __init__(self, name: str, type: TrackType, source_track: Any) -> None:
+        super().__init__(TrackInfo(sid="", type=type, name=name))
+        self._source_track = source_track
+
+    def _bind(self, info: TrackInfo, client: RoomClient) -> None:
+        """Published: the server's ``TrackInfo`` (sid) and the room."""
+        self._info = dataclasses.replace(info, muted=self._info.muted)
+        self._client = client
+
+    def _unbind(self) -> None:
+        self._client = None
+        self._info = dataclasses.replace(self._info, sid="")
+
+    def _set_muted(self, muted: bool) -> None:
+        self._info = dataclasses.replace(self._info, muted=muted)
+        client, sid = self._client, self._info.sid
+        if client is not None and sid:
+            runtime.call_soon(_tell, client, SetLocalTrackMuted(sid, muted))
+
+    def mute(self) -> None:
+        """Mute: the server and every subscriber are told; the sender sends silence (black for video)."""
+        self._set_muted(True)
+
+    def unmute(self) -> None:
+        """Unmute."""
+        self._set_muted(False)
+
+
+def _tell(client: RoomClient, message: Any) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        client.ref.tell(message)
+
+
+class LocalAudioTrack(_LocalTrack):
+    """An audio track fed by an :class:`~greenroom.rtc.audio_source.AudioSource`."""
+
+    @staticmethod
+    def create_audio_track(name: str, source: AudioSource) -> LocalAudioTrack:
+        """A track named ``name`` carrying what is captured on ``source`` (publish it to send it)."""
+        return LocalAudioTrack(name, TrackType.AUDIO, source._track)
+
+    def __repr__(self) -> str:
+        return f"rtc.LocalAudioTrack(sid={self.sid}, name={self.name})"
+
+
+class LocalVideoTrack(_LocalTrack):
+    """A video track fed by a :class:`~greenroom.rtc.video_source.VideoSource`."""
+
+    @staticmethod
+    def create_video_track(name: str, source: VideoSource) -> LocalVideoTrack:
+        """A track named ``name`` carrying what is captured on ``source``."""
+        return LocalVideoTrack(name, TrackType.VIDEO, source._track)
+
+    def __repr__(self) -> str:
+        return f"rtc.LocalVideoTrack(sid={self.sid}, name={self.name})"
+
+
 class RemoteAudioTrack(Track):
-    """A remote participant's audio track."""
+    """A remote participant's audio track (read it with ``AudioStream``)."""
 
 
 class RemoteVideoTrack(Track):
-    """A remote participant's video track."""
+    """A remote participant's video track (read it with ``VideoStream``)."""
 
 
+LocalTrack: TypeAlias = LocalAudioTrack | LocalVideoTrack
 RemoteTrack: TypeAlias = RemoteAudioTrack | RemoteVideoTrack
+AudioTrack: TypeAlias = LocalAudioTrack | RemoteAudioTrack
+VideoTrack: TypeAlias = LocalVideoTrack | RemoteVideoTrack

@@ -6,9 +6,20 @@ copy refreshed from the actors' events, so reading a property never crosses thre
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import pykka
+
+from greenroom.actors.messages import SetSubscribed
 from greenroom.codecs.models import TrackInfo
 from greenroom.rtc._enums import TrackKind, TrackSource, track_kind, track_source
 from greenroom.rtc.track import Track
+from greenroom.runtime import loop as runtime
+
+if TYPE_CHECKING:
+    from greenroom.actors.room import RoomClient
 
 __all__ = ["LocalTrackPublication", "RemoteTrackPublication", "TrackPublication"]
 
@@ -23,10 +34,12 @@ class TrackPublication:
 
     def _update(self, info: TrackInfo) -> None:
         self._info = info
+        if self._track is not None:
+            self._track._update(info)
 
     @property
     def track(self) -> Track | None:
-        """The media track when subscribed (``None``: no media through the facade yet)."""
+        """The media track (remote: while subscribed; local: the published track)."""
         return self._track
 
     @property
@@ -86,16 +99,46 @@ class TrackPublication:
 class LocalTrackPublication(TrackPublication):
     """A track the local participant published."""
 
+    def __init__(self, info: TrackInfo, track: Track | None = None) -> None:
+        """Build the view of ``info`` publishing ``track`` (create it on the room's loop)."""
+        super().__init__(info)
+        self._track = track
+        self._first_subscription: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+
+    def _subscribed(self) -> None:
+        if not self._first_subscription.done():
+            self._first_subscription.set_result(None)
+
+    async def wait_for_subscription(self) -> None:
+        """Wait until a remote participant subscribed to this track (the server's ``track_subscribed``)."""
+        await asyncio.shield(self._first_subscription)
+
 
 class RemoteTrackPublication(TrackPublication):
     """A track a remote participant published."""
 
-    def __init__(self, info: TrackInfo, subscribed: bool = False) -> None:
-        """Build the view of ``info``."""
+    def __init__(self, info: TrackInfo, subscribed: bool = False, client: RoomClient | None = None) -> None:
+        """Build the view of ``info`` (``client``: the room, for ``set_subscribed``)."""
         super().__init__(info)
         self._subscribed = subscribed
+        self._client = client
 
     @property
     def subscribed(self) -> bool:
-        """Whether the local participant receives this track (no media path yet: always False)."""
+        """Whether the local participant receives this track."""
         return self._subscribed
+
+    def set_subscribed(self, subscribed: bool) -> None:
+        """Subscribe or unsubscribe (``UpdateSubscription``; how ``auto_subscribe=False`` rooms receive).
+
+        Returns at once; ``track_subscribed``/``track_unsubscribed`` follow. Unsubscribing ends the
+        track's streams.
+        """
+        client = self._client
+        if client is not None:
+            runtime.call_soon(_tell, client, SetSubscribed(self.sid, subscribed))
+
+
+def _tell(client: RoomClient, message: SetSubscribed) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        client.ref.tell(message)
