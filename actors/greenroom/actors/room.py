@@ -51,10 +51,13 @@ from greenroom.actors.core import (
     redirect_leftovers,
     stop_actor,
 )
+from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
+    ActiveSpeakersChanged,
     ApplyParticipantInfo,
     Connect,
     ConnectDeadline,
+    ConnectionQualityChanged,
     ConnectOptions,
     Crash,
     DeliverPacket,
@@ -62,10 +65,15 @@ from greenroom.actors.messages import (
     Disconnected,
     EventSink,
     GetState,
+    LocalTrackAdded,
+    LocalTrackSubscribed,
+    MediaAttached,
+    MediaDetached,
     ParticipantLeft,
     PingTick,
     PublishData,
     PublishDtmf,
+    PublishTrack,
     PublishTranscription,
     Reply,
     RoomConnected,
@@ -73,6 +81,10 @@ from greenroom.actors.messages import (
     RoomMetadataChanged,
     SendPacket,
     SetLocalInfo,
+    SetLocalTrackMuted,
+    SetSubscribed,
+    TrackSubscriptionFailed,
+    UnpublishTrack,
     UpdateLocalInfo,
 )
 from greenroom.actors.messages import DataPacketReceived as DataEvent
@@ -85,25 +97,36 @@ from greenroom.codecs.models import (
     DisconnectReason,
     ParticipantInfo,
     ParticipantState,
+    ParticipantTracks,
     RequestResponseReason,
     RoomInfo,
     SignalTarget,
+    TrackInfo,
 )
 from greenroom.codecs.session import ClientSignalSession, ClientState
 from greenroom.codecs.signalling import (
+    AddTrackRequest,
     Answer,
+    ConnectionQualityUpdate,
     JoinParams,
     JoinResponse,
     Leave,
+    MuteTrack,
     Offer,
     ParticipantUpdate,
     RequestResponse,
     RoomUpdate,
     SignalResponseMessage,
+    SpeakersChanged,
+    SubscriptionResponse,
     Trickle,
     UpdateMetadata,
+    UpdateSubscription,
 )
+from greenroom.codecs.signalling import TrackPublished as TrackPublishedResponse
+from greenroom.codecs.signalling import TrackSubscribed as TrackSubscribedResponse
 from greenroom.runtime.ice import IcePolicy, IceServer
+from greenroom.runtime.media_path import media_sections, unpack_stream_id
 from greenroom.runtime.peer import (
     LOSSY,
     RELIABLE,
@@ -134,6 +157,8 @@ _log = logging.getLogger("greenroom.actors.room")
 REQUEST_TIMEOUT = 5.0
 #: Seconds a publish may wait (publisher negotiation + flow control) before it fails.
 PUBLISH_TIMEOUT = 30.0
+#: Seconds ``publish_track`` waits for ``track_published`` (10 s in both official SDKs).
+TRACK_PUBLISH_TIMEOUT = 10.0
 #: Seconds the teardown gives each transport to close.
 CLOSE_TIMEOUT = 3.0
 #: The SDK name and version greenroom reports in the join query.
@@ -218,6 +243,8 @@ class _Link:
     subscriber: PeerTransport | None = None
     publisher: PeerTransport | None = None
     publisher_offer_id: int = 0
+    publisher_negotiating: bool = False
+    publisher_again: bool = False
     subscriber_primary: bool = True
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
@@ -236,6 +263,10 @@ RoomMessage: TypeAlias = (
     | PublishDtmf
     | PublishTranscription
     | UpdateLocalInfo
+    | PublishTrack
+    | UnpublishTrack
+    | SetLocalTrackMuted
+    | SetSubscribed
     | SendPacket
     | SetLocalInfo
     | PingTick
@@ -259,6 +290,10 @@ _ROOM_MESSAGES = (
     PublishDtmf,
     PublishTranscription,
     UpdateLocalInfo,
+    PublishTrack,
+    UnpublishTrack,
+    SetLocalTrackMuted,
+    SetSubscribed,
     SendPacket,
     SetLocalInfo,
     PingTick,
@@ -276,11 +311,14 @@ class RoomActor(AsyncioActor):
 
     Args:
         sink: where the tree reports :data:`~greenroom.actors.messages.RoomEvent` values (the facade).
+        media: the room's media path (shared with the facade's streams; a fresh one by default).
     """
 
-    def __init__(self, sink: EventSink) -> None:
+    def __init__(self, sink: EventSink, media: MediaRouter | None = None) -> None:
         super().__init__()
         self._sink = sink
+        self._media = media if media is not None else MediaRouter()
+        self._publishing: dict[str, PublishTrack] = {}
         self._state = ConnState.IDLE
         self._generation = 0
         self._link: _Link | None = None
@@ -325,8 +363,16 @@ class RoomActor(AsyncioActor):
                 await self._on_peer_state(role, state)
             case DataChannelOpened(role=role):
                 await self._flush_outbox(role)
-            case DataChannelClosed() | TrackReceived():
+            case DataChannelClosed():
                 pass
+            case TrackReceived():
+                await self._on_track_received(message)
+            case PublishTrack():
+                await self._on_publish_track(message)
+            case UnpublishTrack():
+                await self._on_unpublish_track(message)
+            case SetLocalTrackMuted() | SetSubscribed():
+                await self._on_track_control(message)
             case DataReceived():
                 self._on_data(message)
             case PublishData() | PublishDtmf() | PublishTranscription() | UpdateLocalInfo():
@@ -466,6 +512,10 @@ class RoomActor(AsyncioActor):
                 await self._on_leave(msg)
             case RequestResponse():  # SignalResponse.request_response: answers update_metadata
                 self._on_request_response(msg)
+            case TrackPublishedResponse() | TrackSubscribedResponse() | MuteTrack():
+                await self._on_track_signal(msg)
+            case SpeakersChanged() | ConnectionQualityUpdate() | SubscriptionResponse():
+                self._on_room_signal(msg)
             case _:
                 pass  # pongs (the session measures rtt), speakers, quality, token refresh …
 
@@ -563,6 +613,7 @@ class RoomActor(AsyncioActor):
             self._log.warning("cannot answer the subscriber offer: %s", exc)
             return
         await self._send(Answer(sdp=sdp, id=offer.id))
+        self._check_subscriptions(offer.sdp)
 
     async def _on_answer(self, answer: Answer) -> None:
         link_ = self._link
@@ -572,6 +623,10 @@ class RoomActor(AsyncioActor):
             await link_.publisher.set_remote_description(answer.sdp, "answer")
         except GreenroomError as exc:
             self._log.warning("cannot apply the publisher answer: %s", exc)
+        link_.publisher_negotiating = False
+        if link_.publisher_again:
+            link_.publisher_again = False
+            await self._negotiate_publisher()
 
     async def _on_trickle(self, trickle: Trickle) -> None:
         link_ = self._link
@@ -587,6 +642,17 @@ class RoomActor(AsyncioActor):
         if link_.publisher is not None:
             return
         link_.publisher = self._new_peer(PeerRole.PUBLISHER)
+        await self._negotiate_publisher()
+
+    async def _negotiate_publisher(self) -> None:
+        """Offer the publisher PC; one offer outstanding at a time, again after its answer if asked."""
+        link_ = self._link
+        if link_ is None or link_.publisher is None:
+            return
+        if link_.publisher_negotiating:
+            link_.publisher_again = True
+            return
+        link_.publisher_negotiating = True
         link_.publisher_offer_id += 1
         sdp = await link_.publisher.create_offer()
         await self._send(Offer(sdp=sdp, id=link_.publisher_offer_id))
@@ -739,7 +805,9 @@ class RoomActor(AsyncioActor):
                 ref.tell(ParticipantLeft(info, reason))
 
     def _start_child(self, key: str, info: ParticipantInfo, *, local: bool = False, announce: bool) -> None:
-        ref = ParticipantActor.start(info, self._sink, self.actor_ref, local=local, announce=announce)
+        ref = ParticipantActor.start(
+            info, self._sink, self.actor_ref, local=local, announce=announce, media=self._media
+        )
         link(ref, self.actor_ref, key)
         redirect_leftovers(
             ref, lambda envelopes: self._stash.setdefault(key, []).extend(e.message for e in envelopes)
@@ -781,6 +849,160 @@ class RoomActor(AsyncioActor):
         else:
             self._children.pop(message.child_id, None)
 
+    # -- media: publish (AddTrackRequest → TrackPublished → sender → renegotiate), subscribe, mute -------
+
+    async def _on_publish_track(self, message: PublishTrack) -> None:
+        if self._state is not ConnState.CONNECTED or self._link is None:
+            message.reply.fail(NotConnectedError("the room is not connected"))
+            return
+        if self._media.local(message.cid) is None or message.cid in self._publishing:
+            message.reply.fail(RequestFailedError("this track is not publishable (already publishing?)"))
+            return
+        request = AddTrackRequest(  # SignalRequest.add_track; answered by track_published with our cid
+            cid=message.cid,
+            name=message.name,
+            type=message.type,
+            source=message.source,
+            width=message.width,
+            height=message.height,
+            stereo=message.stereo,
+            disable_dtx=message.disable_dtx,
+            disable_red=message.disable_red,
+            stream=message.stream,
+        )
+        self._publishing[message.cid] = message
+        try:
+            await self._send(request)
+        except GreenroomError as exc:
+            self._publishing.pop(message.cid, None)
+            message.reply.fail(exc)
+            return
+        timer = asyncio.get_running_loop().call_later(
+            TRACK_PUBLISH_TIMEOUT, self._publish_timed_out, message.cid
+        )
+        message.reply.future.add_done_callback(lambda _f: timer.cancel())
+
+    def _publish_timed_out(self, cid: str) -> None:
+        message = self._publishing.pop(cid, None)
+        if message is not None:
+            message.reply.fail(RequestFailedError(f"no track_published within {TRACK_PUBLISH_TIMEOUT} s"))
+
+    async def _on_track_published(self, cid: str, info: TrackInfo) -> None:
+        message = self._publishing.pop(cid, None)
+        gate = self._media.local(cid)
+        link_ = self._link
+        if message is None or gate is None or link_ is None:
+            return
+        self._media.bind_local(cid, info.sid)
+        self._tell_child(_LOCAL, LocalTrackAdded(info))
+        if link_.publisher is None:
+            link_.publisher = self._new_peer(PeerRole.PUBLISHER)
+        try:
+            link_.publisher.add_track(gate)  # msid track id = gate.id = cid: how the server matches it
+            await self._negotiate_publisher()
+        except GreenroomError as exc:
+            message.reply.fail(exc)
+            return
+        message.reply.ok(info)
+
+    async def _on_unpublish_track(self, message: UnpublishTrack) -> None:
+        link_ = self._link
+        cid = self._media.cid_of(message.sid)
+        gate = None if cid is None else self._media.local(cid)
+        if link_ is None or link_.publisher is None or cid is None or gate is None:
+            message.reply.fail(RequestFailedError(f"track {message.sid} is not published"))
+            return
+        link_.publisher.remove_track(gate)  # unpublish = an inactive m-line in the next offer (§6.8)
+        self._media.drop_local(cid)
+        try:
+            await self._negotiate_publisher()
+        except GreenroomError as exc:
+            message.reply.fail(exc)
+            return
+        message.reply.ok(None)
+
+    async def _on_track_control(self, message: SetLocalTrackMuted | SetSubscribed) -> None:
+        if self._state is not ConnState.CONNECTED:
+            return
+        match message:
+            case SetLocalTrackMuted(sid=sid, muted=muted):
+                self._tell_child(_LOCAL, message)
+                with contextlib.suppress(GreenroomError):
+                    await self._send(MuteTrack(sid, muted))  # SignalRequest.mute
+            case SetSubscribed(track_sid=sid, subscribe=subscribe):
+                owner = next((p for p in self._remotes.values() if any(t.sid == sid for t in p.tracks)), None)
+                if owner is None:
+                    return
+                tracks = (ParticipantTracks(owner.sid, (sid,)),)
+                with contextlib.suppress(GreenroomError):
+                    await self._send(
+                        UpdateSubscription((sid,), subscribe, tracks)
+                    )  # SignalRequest.subscription
+                if not subscribe:
+                    self._tell_child(owner.identity, MediaDetached(sid))
+            case _:
+                assert_never(message)
+
+    async def _on_track_signal(
+        self, msg: TrackPublishedResponse | TrackSubscribedResponse | MuteTrack
+    ) -> None:
+        match msg:
+            case TrackPublishedResponse(cid=cid, track=info):  # SignalResponse.track_published
+                await self._on_track_published(cid, info)
+            case TrackSubscribedResponse(track_sid=sid):  # SignalResponse.track_subscribed
+                self._sink.emit(LocalTrackSubscribed(sid))
+            case MuteTrack(sid=sid, muted=muted):  # SignalResponse.mute: the server mutes our track
+                self._tell_child(_LOCAL, SetLocalTrackMuted(sid, muted))
+            case _:
+                assert_never(msg)
+
+    def _on_room_signal(self, msg: SpeakersChanged | ConnectionQualityUpdate | SubscriptionResponse) -> None:
+        match msg:
+            case SpeakersChanged(speakers=speakers):  # the full active set (Rust replaces, JS merges)
+                active = sorted((s for s in speakers if s.active), key=lambda s: -s.level)
+                self._sink.emit(ActiveSpeakersChanged(tuple((s.sid, s.level) for s in active)))
+            case ConnectionQualityUpdate(updates=updates):
+                for update in updates:
+                    self._sink.emit(ConnectionQualityChanged(update.participant_sid, int(update.quality)))
+            case SubscriptionResponse(track_sid=sid, err=err):
+                owner = next((p for p in self._remotes.values() if any(t.sid == sid for t in p.tracks)), None)
+                identity = "" if owner is None else owner.identity
+                self._sink.emit(TrackSubscriptionFailed(identity, sid, err.name))
+            case _:
+                assert_never(msg)
+
+    async def _on_track_received(self, message: TrackReceived) -> None:
+        """The subscriber PC got a track: map it by its m-line's ``a=msid`` (``PA_sid|TR_sid``), attach it."""
+        link_ = self._link
+        if message.role is not PeerRole.SUBSCRIBER or link_ is None or link_.subscriber is None:
+            return
+        section = media_sections(link_.subscriber.remote_description or "").get(message.mid or "")
+        ids = None if section is None else unpack_stream_id(section.stream_id, section.track_id)
+        track = link_.subscriber.track_for_mid(message.mid or "")
+        if ids is None or track is None:
+            self._log.warning("a received track on mid %s has no LiveKit stream id; ignored", message.mid)
+            return
+        participant_sid, track_sid = ids
+        owner = next((p for p in self._remotes.values() if p.sid == participant_sid), None)
+        if owner is None:  # the server must announce the participant before the offer (§6.7)
+            self._log.warning("track %s from unknown participant %s; ignored", track_sid, participant_sid)
+            return
+        await self._media.attach_remote(track_sid, message.mid or "", track)
+        self._tell_child(owner.identity, MediaAttached(track_sid))
+
+    def _check_subscriptions(self, offer_sdp: str) -> None:
+        """After a subscriber offer: an attached track whose m-line stopped sending was unsubscribed."""
+        sections = media_sections(offer_sdp)
+        for mid, track_sid in self._media.subscribed_mids().items():
+            section = sections.get(mid)
+            if section is not None and section.sending:
+                continue
+            owner = next(
+                (p for p in self._remotes.values() if any(t.sid == track_sid for t in p.tracks)), None
+            )
+            if owner is not None:
+                self._tell_child(owner.identity, MediaDetached(track_sid))
+
     # -- teardown -------------------------------------------------------------------------------------------
 
     def _arm(self, link_: _Link, delay: float, message: Any) -> None:
@@ -801,6 +1023,7 @@ class RoomActor(AsyncioActor):
         if link_ is not None:
             await self._release(link_, send_leave)
         self._fail_pending(NotConnectedError(f"the room disconnected ({reason.name})"))
+        await self._media.close()
         await self._stop_children()
         if emit and was in (ConnState.CONNECTED, ConnState.RECONNECTING):
             self._sink.emit(Disconnected(reason))
@@ -830,6 +1053,9 @@ class RoomActor(AsyncioActor):
             connect.reply.fail(ConnectFailedError(str(error)))
         requests, self._requests = self._requests, {}
         for reply in requests.values():
+        publishing, self._publishing = self._publishing, {}
+        for publish in publishing.values():
+            publish.reply.fail(error)
             reply.fail(error)
         outbox, self._outbox = self._outbox, []
         for item in outbox:
@@ -861,6 +1087,8 @@ def _reap_orphan_consent_checks() -> None:
 
 
 def _describe_refusal(exc: SignalConnectError) -> str:
+        self.media = media if media is not None else MediaRouter()
+        """The media path (runtime loop only): the facade's streams read it, publishing registers in it."""
     if exc.status is None:
         return f"cannot reach the server: {exc.reason}"
     return f"the server refused the connection ({exc.status}): {exc.reason}"
@@ -880,18 +1108,31 @@ class RoomClient:
         ref: the RoomActor.
     """
 
-    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
+    def __init__(self, ref: pykka.ActorRef[Any], media: MediaRouter | None = None) -> None:
         self.ref = ref
 
     @classmethod
     def start(cls, sink: EventSink) -> RoomClient:
         """Start a RoomActor reporting to ``sink`` (any thread)."""
-        return cls(RoomActor.start(sink))
+        media = MediaRouter()
+        return cls(RoomActor.start(sink, media), media)
 
     async def connect(self, url: str, token: str, options: ConnectOptions) -> RoomJoined:
         """Join the room; returns the join snapshot once the primary peer connection is up.
 
         Raises:
+    async def ask(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> Any:
+        """Like :meth:`request`, returning the reply's value (``publish_track`` → ``TrackInfo``)."""
+        reply: Reply[Any] = Reply.new()
+        try:
+            self.ref.tell(make(reply))
+        except pykka.ActorDeadError:
+            raise NotConnectedError("the room is closed") from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(reply.future), timeout)
+        except TimeoutError:
+            raise RequestFailedError(f"no answer within {timeout} s") from None
+
             ConnectFailedError: refused, unreachable, timed out, or the server closed the connection.
         """
         reply: Reply[RoomJoined] = Reply.new()

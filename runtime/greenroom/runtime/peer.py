@@ -222,6 +222,7 @@ class PeerTransport:
         self._pc.on("datachannel", self._adopt)
         self._pc.on("track", self._on_track)
         if create_data_channels:
+        self._by_mid: dict[str, Any] = {}
             self._adopt(self._pc.createDataChannel(RELIABLE, ordered=True))
             self._adopt(self._pc.createDataChannel(LOSSY, ordered=False, maxRetransmits=0))
 
@@ -264,6 +265,40 @@ class PeerTransport:
         try:
             offer = await self._pc.createOffer()
             await self._set_local(offer)
+    def track_for_mid(self, mid: str) -> Any:
+        """The remote aiortc track received on the m-line ``mid``, or ``None``."""
+        return self._by_mid.get(mid)
+
+    @property
+    def remote_description(self) -> str | None:
+        """The current remote SDP, if any (LiveKit ids are in its ``a=msid`` lines, not aiortc's ids)."""
+        description = self._pc.remoteDescription
+        return None if description is None else str(description.sdp)
+
+    # -- media ----------------------------------------------------------------------------------------
+
+    def add_track(self, track: Any) -> None:
+        """Add a ``sendonly`` transceiver sending ``track``; its msid track id is ``track.id``.
+
+        Renegotiate afterwards (:meth:`create_offer`). aiortc stops the track it sends when the sender ends,
+        so hand it a track the caller may lose (a gate in front of the real source).
+        """
+        self._ensure_open()
+        self._pc.addTransceiver(track, direction="sendonly")
+
+    def remove_track(self, track: Any) -> bool:
+        """Stop sending ``track``: its transceiver becomes ``inactive`` (renegotiate afterwards).
+
+        aiortc has no ``removeTrack``; an inactive m-line is how LiveKit's server sees an unpublish
+        (``signal-protocol.md`` §6.8). Returns False when no transceiver sends ``track``.
+        """
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.sender.track is track:
+                transceiver.sender.replaceTrack(None)
+                transceiver.direction = "inactive"
+                return True
+        return False
+
         except (ValueError, InvalidStateError) as exc:
             raise NegotiationError(f"cannot create offer: {exc}") from exc
         return str(self._pc.localDescription.sdp)
@@ -463,3 +498,5 @@ class PeerTransport:
         mid = next((t.mid for t in self._pc.getTransceivers() if t.receiver.track is track), None)
         self._tracks[str(track.id)] = track
         self._sink.tell(TrackReceived(self.role, str(track.kind), mid, str(track.id)))
+        if mid is not None:
+            self._by_mid[mid] = track
