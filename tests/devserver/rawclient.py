@@ -9,6 +9,11 @@ The client engineer may reuse it as a fixture::
         bob = await RawClient.join(server.url, server.mint_token("bob", "r"))
         await alice.send_user(b"hi", topic="t")
         packet = await bob.next_packet()
+
+Media: ``info = await alice.publish(track)`` (AddTrackRequest → TrackPublished → renegotiate the publisher
+PC), ``await alice.unpublish(track)`` (the m-line goes ``inactive``), and on the other side
+``remote = await bob.subscribed_track(info.sid)`` — the aiortc track whose subscriber-offer msid is
+``PA_sid|TR_sid``.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import websockets
+from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from greenroom.codecs.models import TrackInfo, TrackSource, TrackType
 from greenroom.codecs.packets import DataPacket, UserPacket, decode_packet, encode_packet
 from greenroom.codecs.signalling import (
+    AddTrackRequest,
     Answer,
     JoinParams,
     JoinResponse,
@@ -35,12 +43,14 @@ from greenroom.codecs.signalling import (
     PingReq,
     SignalRequestMessage,
     SignalResponseMessage,
+    TrackPublished,
     UpdateMetadata,
     decode_response,
     encode_request,
 )
+from greenroom.devserver.forwarding import max_bundle
 from greenroom.runtime.ice import IcePolicy
-from greenroom.runtime.peer import LOSSY, RELIABLE, DataReceived, PeerRole, PeerTransport
+from greenroom.runtime.peer import LOSSY, RELIABLE, DataReceived, PeerRole, PeerTransport, TrackReceived
 
 __all__ = ["RawClient", "Received"]
 
@@ -73,6 +83,12 @@ class RawClient:
         self._reader = asyncio.create_task(self._read())
         self._sequence = 0
         self._request_id = 0
+        self._offer_id = 1
+        self._publish_lock = asyncio.Lock()
+        #: subscriber mid -> (msid stream id, msid track id) from the latest server offer
+        self.msids: dict[str, tuple[str, str]] = {}
+        #: subscriber mid -> the remote aiortc track (``track`` events on the subscriber PC)
+        self.remote_tracks: dict[str, MediaStreamTrack] = {}
 
     @property
     def sid(self) -> str:
@@ -106,7 +122,9 @@ class RawClient:
         if not isinstance(first, JoinResponse):
             await ws.close()
             raise ConnectionError(f"first message was {first!r}")
-        return cls(ws, first, policy or IcePolicy.loopback())
+        # max-bundle: aiortc's default policy loses every track but the first when several are added in
+        # one negotiation round (see the bundle trap in greenroom.devserver.forwarding).
+        return cls(ws, first, max_bundle(policy or IcePolicy.loopback()))
 
     @classmethod
     async def join(cls, url: str, token: str, *, publish: bool = True, **kwargs: Any) -> RawClient:
@@ -174,6 +192,7 @@ class RawClient:
 
     async def _answer(self, offer: Offer) -> None:
         async with self._answer_lock:
+            self.msids.update(_msids(offer.sdp))
             sdp = await self.subscriber.create_answer(offer.sdp)
             with contextlib.suppress(ConnectionClosed):
                 await self.send(Answer(sdp=sdp, id=offer.id))
@@ -236,6 +255,61 @@ class RawClient:
         if isinstance(message, DataReceived):
             self.packets.append(Received(message.label, decode_packet(message.data, max_size=1 << 20)))
             self._changed.set()
+        elif isinstance(message, TrackReceived) and message.role is PeerRole.SUBSCRIBER and message.mid:
+            self.remote_tracks[message.mid] = self.subscriber.remote_track(message.track_id)
+            self._changed.set()
+
+    # --- media ------------------------------------------------------------------------------------
+
+    async def publish(
+        self, *tracks: MediaStreamTrack, name: str = "", source: TrackSource | None = None
+    ) -> list[TrackInfo]:
+        """Publish tracks: ``add_track`` each (cid = aiortc track id), then one publisher renegotiation."""
+        assert self.publisher is not None, "join with publish=True first"
+        infos = []
+        async with self._publish_lock:
+            for track in tracks:
+                infos.append(await self._add_track(track, name, source))
+                self.publisher._pc.addTrack(track)  # PeerTransport has no media API (test-only access)
+            await self._renegotiate_publisher()
+        return infos
+
+    async def _add_track(self, track: MediaStreamTrack, name: str, source: TrackSource | None) -> TrackInfo:
+        kind = TrackType.AUDIO if track.kind == "audio" else TrackType.VIDEO
+        src = source or (TrackSource.MICROPHONE if kind is TrackType.AUDIO else TrackSource.CAMERA)
+        await self.send(AddTrackRequest(cid=track.id, name=name or track.id, type=kind, source=src))
+        published = await self.wait_message(TrackPublished, lambda m: m.cid == track.id)
+        assert published.track is not None
+        return published.track
+
+    async def unpublish(self, track: MediaStreamTrack) -> None:
+        """Unpublish the LiveKit way: no signal message, the m-line stops sending (``inactive``)."""
+        assert self.publisher is not None
+        async with self._publish_lock:
+            for transceiver in self.publisher._pc.getTransceivers():
+                if transceiver.sender.track is track:
+                    transceiver.direction = "inactive"
+                    await transceiver.sender.stop()
+            await self._renegotiate_publisher()
+
+    async def _renegotiate_publisher(self) -> None:
+        assert self.publisher is not None
+        self._offer_id += 1
+        offer_id = self._offer_id
+        await self.send(Offer(sdp=await self.publisher.create_offer(), id=offer_id))
+        answer = await self.wait_message(Answer, lambda a: a.id == offer_id)
+        await self.publisher.set_remote_description(answer.sdp, "answer")
+
+    async def subscribed_track(self, track_sid: str, timeout: float = 10) -> MediaStreamTrack:
+        """The remote track whose msid (in the server's subscriber offer) is ``PA_sid|track_sid``."""
+
+        def find() -> MediaStreamTrack | None:
+            for mid, (stream, track_id) in reversed(self.msids.items()):
+                if track_id == track_sid and stream.endswith("|" + track_sid) and mid in self.remote_tracks:
+                    return self.remote_tracks[mid]
+            return None
+
+        return await self._wait(find, timeout)
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -260,6 +334,19 @@ class RawClient:
         await self.subscriber.close()
         if self.publisher is not None:
             await self.publisher.close()
+
+
+def _msids(sdp: str) -> dict[str, tuple[str, str]]:
+    """mid -> (msid stream id, msid track id) of every media section of an SDP (("", "") if not sending)."""
+    found: dict[str, tuple[str, str]] = {}
+    for section in sdp.split("\nm=")[1:]:
+        lines = [line.strip() for line in section.splitlines()]
+        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), "")
+        msid = next((line[7:].split() for line in lines if line.startswith("a=msid:")), [])
+        sending = "a=sendonly" in lines or "a=sendrecv" in lines
+        if mid:
+            found[mid] = (msid[0], msid[1]) if sending and len(msid) == 2 else ("", "")
+    return found
 
 
 async def _recv(ws: Any) -> bytes:

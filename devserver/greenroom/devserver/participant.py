@@ -9,6 +9,12 @@ server's state is one room dict touched from one loop, so mailboxes would add ho
   sessions never interleave inside a frame;
 * the **data pump** forwards relayed ``DataPacket`` bytes on the subscriber (primary) connection, in order.
 
+Media (``forwarding.py``): every remote track is tapped in the ``track`` event (so nothing is ever decoded),
+a sending media section matched to an ``AddTrackRequest`` becomes a :class:`Publication`, and
+:meth:`ParticipantSession.reconcile` keeps each subscriber PC's forwarded tracks equal to what the room's
+rules grant (auto-subscribe, ``UpdateSubscription`` wishes, the publisher's ``SubscriptionPermission``),
+renegotiating through the per-participant queue.
+
 ``subscriber_primary`` is always true: the server offers the subscriber PC with ``_reliable``/``_lossy``
 right after the JoinResponse (trap 7) and downstream data goes there, because a receive-only Rust client
 never connects its publisher PC (signal-protocol.md §6.1). Subscriber renegotiations go through one queue
@@ -30,12 +36,15 @@ from websockets.exceptions import ConnectionClosed
 
 from greenroom.codecs.errors import CodecError, GreenroomError, LocalProtocolError, RemoteProtocolError
 from greenroom.codecs.models import (
+    ConnectionQuality,
+    ConnectionQualityInfo,
     DisconnectReason,
     LeaveAction,
     ParticipantInfo,
     RequestResponseReason,
     ServerInfo,
     SignalTarget,
+    SubscriptionError,
     TrackInfo,
 )
 from greenroom.codecs.packets import decode_packet, encode_packet
@@ -55,8 +64,11 @@ from greenroom.codecs.signalling import (
     SignalRequestMessage,
     SignalResponseMessage,
     SubscriptionPermission,
+    SubscriptionPermissionUpdate,
+    SubscriptionResponse,
     SyncState,
     TrackPublished,
+    TrackSubscribed,
     Trickle,
     Unhandled,
     UpdateMetadata,
@@ -64,6 +76,7 @@ from greenroom.codecs.signalling import (
     UpdateTrackSettings,
 )
 from greenroom.devserver.config import SERVER_VERSION, ServerConfig
+from greenroom.devserver.forwarding import Publication, Subscription, quality_from_loss
 from greenroom.devserver.room import Dropped, Member, Room, Routed, new_sid
 from greenroom.devserver.tracks import PendingTrack, match_pending, media_sections
 from greenroom.runtime.ice import IceCandidateLike, IcePolicy
@@ -79,6 +92,7 @@ from greenroom.runtime.peer import (
     PeerTransportError,
     TrackReceived,
 )
+from greenroom.runtime.rtp_forward import RtpTap, receiver_for_track
 
 __all__ = ["Hub", "ParticipantSession"]
 
@@ -102,6 +116,9 @@ class Hub(Protocol):
 
     def room_changed(self, room: Room) -> None:
         """Send every member a ``room_update`` (participant counts changed)."""
+
+    def media_changed(self, room: Room) -> None:
+        """Publications or subscription rules changed: every session of ``room`` reconciles."""
 
 
 class _Log(logging.LoggerAdapter[logging.Logger]):
@@ -155,8 +172,15 @@ class ParticipantSession:
         self._publisher: PeerTransport | None = None
         self._early_publisher_candidates: list[IceCandidateLike] = []
         self._sub_offer_id = 0
-        self._sub_awaiting_answer = False
+        self._sub_awaiting_answer = False  # an offer is being made or awaits its answer
         self._sub_again = False
+        self._sub_ready = False  # the subscriber PC connected on its first (data-only) offer
+        self._background: set[asyncio.Task[None]] = set()
+        self._taps: dict[str, tuple[RtpTap, Any]] = {}  # publisher mid -> (tap, receiver), from ``track``
+        #: TR_ sid -> the media of this participant's published tracks.
+        self.publications: dict[str, Publication] = {}
+        self._subscriptions: dict[str, Subscription] = {}  # TR_ sid -> forwarded on our subscriber PC
+        self._refused: set[str] = set()  # TR_ sids we were told we may not subscribe to
         self._pending_tracks: list[PendingTrack] = []
         self._mid_to_track: dict[str, str] = {}  # publisher mid -> TR_ sid (the track registry)
         self._track_templates: dict[str, TrackInfo] = {}  # TR_ sid -> TrackInfo awaiting its m-line
@@ -173,7 +197,7 @@ class ParticipantSession:
         end = _End(DisconnectReason.CLIENT_INITIATED, send_leave=False)
         try:
             self._join(evicted)
-            await self.renegotiate()
+            await self.renegotiate()  # data channels only; tracks follow once it is answered (see reconcile)
             end = await self._read()
         except RemoteProtocolError as exc:
             self._log.warning("closing the session: %s", exc)
@@ -201,10 +225,11 @@ class ParticipantSession:
         writer, pump = self._tasks
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE)
-        for task in (writer, pump):
+        for task in (writer, pump, *self._background):
             task.cancel()
-        await asyncio.gather(writer, pump, return_exceptions=True)
+        await asyncio.gather(writer, pump, *self._background, return_exceptions=True)
         await self._ws.close()
+        self._close_media()
         for peer in (self._subscriber, self._publisher):
             if peer is not None:
                 await peer.close()
@@ -315,11 +340,28 @@ class ParticipantSession:
         if self._sub_awaiting_answer:
             self._sub_again = True
             return
+        # Busy from before the first await: a second call made while aiortc builds this offer (another
+        # session's publication) must queue, not run createOffer concurrently.
+        self._sub_awaiting_answer = True
         self._sub_again = False
         self._sub_offer_id += 1
-        sdp = await self._subscriber.create_offer()
-        self._sub_awaiting_answer = True
+        try:
+            sdp = await self._subscriber.create_offer()
+        except PeerTransportError:
+            self._sub_awaiting_answer = False
+            raise
         self.signal(Offer(sdp=sdp, id=self._sub_offer_id))
+
+    def _renegotiate_soon(self) -> None:
+        task = asyncio.create_task(self._renegotiate_logged(), name=f"renegotiate {self.member.sid}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _renegotiate_logged(self) -> None:
+        try:
+            await self.renegotiate()
+        except PeerTransportError as exc:
+            self._log.warning("subscriber renegotiation failed: %s", exc)
 
     # --- SignalRequest dispatch --------------------------------------------------------------------
 
@@ -337,14 +379,16 @@ class ParticipantSession:
                 self._on_mute(message)
             case UpdateMetadata():
                 self._on_update_metadata(message)
-            case PingReq() | LegacyPing():
-                pass  # ping_req -> pong_resp, ping -> pong: answered by ServerSignalSession
+            case PingReq() | LegacyPing() | UpdateTrackSettings() | SyncState():
+                # ping_req -> pong_resp, ping -> pong: answered by ServerSignalSession;
+                # track_setting (adaptive stream hints) and sync_state (resume) are ignored.
+                pass
             case Leave():
                 raise AssertionError("handled by the reader")
-            case UpdateSubscription() | UpdateTrackSettings() | SubscriptionPermission() | SyncState():
-                self._log.debug(
-                    "ignored %s (everything is allowed on the dev server)", type(message).__name__
-                )
+            case UpdateSubscription():
+                self._on_update_subscription(message)
+            case SubscriptionPermission():
+                self._on_subscription_permission(message)
             case Unhandled():
                 self._log.debug("ignored signal request %s", message.field)
             case _:
@@ -422,6 +466,7 @@ class ParticipantSession:
 
     def _sync_publications(self, offer_sdp: str) -> None:
         """Publish tracks whose media section appeared; unpublish those that stopped sending."""
+        changed = False
         for section in media_sections(offer_sdp):
             known = self._mid_to_track.get(section.mid)
             if section.sending and known is None:
@@ -431,20 +476,149 @@ class ParticipantSession:
                 self._pending_tracks.remove(pending)
                 self._mid_to_track[section.mid] = pending.sid
                 track = self._track_templates.pop(pending.sid)
+                self._start_publication(section.mid, track)
+                # The update goes into every outbox now, the offers carrying the track only after
+                # media_changed → reconcile → renegotiate: update before offer (trap 10 of §11.5).
                 self._broadcast(
                     self.room.publish_track(self.member, replace(track, mid=section.mid)), to_self=True
                 )
+                changed = True
             elif not section.sending and known is not None:
+                # Unpublish has no signal message: the section stopped sending (trap 21 of §11.5).
                 del self._mid_to_track[section.mid]
+                publication = self.publications.pop(known, None)
+                if publication is not None:
+                    publication.close()
                 info = self.room.unpublish_track(self.member, known)
                 if info is not None:
                     self._broadcast(info, to_self=True)
+                changed = True
+        if changed:
+            self._hub.media_changed(self.room)
+
+    def _start_publication(self, mid: str, track: TrackInfo) -> None:
+        tapped = self._taps.get(mid)
+        if tapped is None:
+            self._log.warning("no remote track for mid %s (%s): nothing to forward", mid, track.sid)
+            return
+        tap, receiver = tapped
+        self.publications[track.sid] = Publication(
+            self.member.sid, track.sid, tap, receiver, muted=track.muted
+        )
 
     def _on_mute(self, message: MuteTrack) -> None:
-        """``mute``: flip ``TrackInfo.muted`` and broadcast."""
+        """``mute``: flip ``TrackInfo.muted``, broadcast, and pause/resume forwarding."""
         info = self.room.set_track_muted(self.member, message.sid, message.muted)
         if info is not None:
             self._broadcast(info, to_self=True)
+        publication = self.publications.get(message.sid)
+        if publication is not None:
+            publication.set_muted(message.muted)
+
+    def _on_update_subscription(self, message: UpdateSubscription) -> None:
+        """``subscription``: (un)subscribe the listed tracks (Rust fills both lists, one track at a time)."""
+        sids = dict.fromkeys(
+            [*message.track_sids, *(sid for pt in message.participant_tracks for sid in pt.track_sids)]
+        )
+        for sid in self.room.set_subscribed(self.member, sids, message.subscribe):
+            if message.subscribe:
+                self.signal(SubscriptionResponse(sid, SubscriptionError.SE_TRACK_NOTFOUND))
+        self.reconcile()
+
+    def _on_subscription_permission(self, message: SubscriptionPermission) -> None:
+        """``subscription_permission``: the publisher says who may receive its tracks; all re-check."""
+        self.room.set_permissions(self.member, message.all_participants, message.track_permissions)
+        self._hub.media_changed(self.room)
+
+    # --- subscriptions (the subscriber PC's forwarded tracks) --------------------------------------
+
+    def reconcile(self) -> None:
+        """Make the forwarded tracks on our subscriber PC what the room grants; renegotiate on a change.
+
+        Synchronous up to the offer: transceivers are added/deactivated here, and any ``ParticipantUpdate``
+        queued before this call precedes the offer, which :meth:`renegotiate` queues later.
+
+        Nothing happens before the subscriber PC connected on its first (data-channel-only) offer:
+
+        * with aiortc's max-bundle policy every m-line rides the transport of whoever was created first
+          (the data channels), and an initial offer whose first m-line is audio would make aiortc stop that
+          shared transport when applying the answer (the bundle trap in ``forwarding.py``);
+        * aiortc starts a sender only if its DTLS transport is already ``connected`` when an answer is
+          applied (``RTCPeerConnection.__connect``, ``aiortc/rtcpeerconnection.py`` lines 1072-1093); an
+          answer applied while DTLS is still ``connecting`` leaves that sender silent for good.
+        """
+        if self._end is not None or not self._sub_ready:
+            return
+        granted, refused = self.room.subscriptions(self.member)
+        wanted: dict[str, Publication] = {}
+        for publisher, track in granted:
+            session = self._hub.session_of(self.room, publisher.identity)
+            publication = None if session is None else session.publications.get(track.sid)
+            if publication is not None and not publication.ended:
+                wanted[track.sid] = publication
+        changed = False
+        for sid in [sid for sid in self._subscriptions if sid not in wanted]:
+            self._subscriptions.pop(sid).end()
+            changed = True
+        for sid, publication in wanted.items():
+            if sid not in self._subscriptions:
+                self._subscriptions[sid] = publication.subscribe(_pc(self._subscriber))
+                self._tell_publisher_subscribed(publication)
+                changed = True
+        self._report_refusals({sid: publisher.sid for publisher, sid in refused})
+        if changed:
+            self._renegotiate_soon()
+
+    def _tell_publisher_subscribed(self, publication: Publication) -> None:
+        """``track_subscribed`` to the publisher on its track's first subscription (LocalTrackSubscribed)."""
+        if publication.announced_subscribed:
+            return
+        publication.announced_subscribed = True
+        owner = self.room.by_sid(publication.participant_sid)
+        session = None if owner is None else self._hub.session_of(self.room, owner.identity)
+        if session is not None:
+            session.signal(TrackSubscribed(publication.track_sid))
+
+    def _report_refusals(self, refused: dict[str, str]) -> None:
+        """``subscription_permission_update`` (JS) + ``subscription_response`` (error) on each change."""
+        for sid, publisher_sid in refused.items():
+            if sid not in self._refused:
+                self._refused.add(sid)
+                self.signal(SubscriptionPermissionUpdate(publisher_sid, sid, allowed=False))
+                self.signal(SubscriptionResponse(sid, SubscriptionError.SE_UNKNOWN))
+        for sid in self._refused - set(refused):
+            self._refused.discard(sid)
+            owner = self.room.track_owner(sid)
+            if owner is not None:
+                self.signal(SubscriptionPermissionUpdate(owner.sid, sid, allowed=True))
+
+    # --- media statistics (SpeakersChanged, ConnectionQualityUpdate) --------------------------------
+
+    def audio_level(self, now: float) -> int:
+        """The loudest RFC 6464 level among our unmuted audio publications (127 = silent)."""
+        return min((p.level(now) for p in self.publications.values()), default=127)
+
+    async def connection_quality(self) -> ConnectionQualityInfo:
+        """Our quality: LOST when a peer connection failed, else from the publisher-side packet loss."""
+        states = {self._subscriber.connection_state}
+        if self._publisher is not None:
+            states.add(self._publisher.connection_state)
+        if "failed" in states:
+            return ConnectionQualityInfo(self.member.sid, ConnectionQuality.LOST, 0.0)
+        losses = [loss for p in self.publications.values() if (loss := await p.loss()) is not None]
+        quality = quality_from_loss(max(losses, default=None))
+        return ConnectionQualityInfo(self.member.sid, quality, 5.0 - 4.0 * max(losses, default=0.0))
+
+    def _close_media(self) -> None:
+        for subscription in self._subscriptions.values():
+            subscription.track.stop()
+        self._subscriptions.clear()
+        for publication in self.publications.values():
+            publication.close()
+        self.publications.clear()
+        for tap, _ in self._taps.values():
+            tap.close()
+        self._taps.clear()
 
     def _on_update_metadata(self, message: UpdateMetadata) -> None:
         """``update_metadata``: ``request_response`` (Rust waits for it) and an ``update`` to everyone
@@ -467,10 +641,29 @@ class ParticipantSession:
                 self._on_data(message)
             case PeerStateChanged():
                 self._on_peer_state(message)
-            case DataChannelOpened() | DataChannelClosed() | TrackReceived():
+            case TrackReceived():
+                self._on_track(message)
+            case DataChannelOpened() | DataChannelClosed():
                 self._log.debug("%s", message)
             case _:
                 self._log.debug("unexpected peer event %r", message)
+
+    def _on_track(self, event: TrackReceived) -> None:
+        """A remote track: tap it at once, in aiortc's ``track`` event, before any RTP is handled.
+
+        Every remote track is tapped, matched to a publication or not: an untapped receiver would start
+        aiortc's decoder on its first frame, and an SFU never decodes.
+        """
+        transport = self._publisher if event.role is PeerRole.PUBLISHER else self._subscriber
+        if transport is None or event.mid is None:
+            return
+        track = transport.remote_track(event.track_id)
+        try:
+            receiver = receiver_for_track(_pc(transport), track)
+            key = event.mid if event.role is PeerRole.PUBLISHER else f"subscriber:{event.mid}"
+            self._taps[key] = (RtpTap(receiver), receiver)
+        except (LookupError, GreenroomError, ValueError) as exc:
+            self._log.warning("could not tap the %s track of mid %s: %s", event.kind, event.mid, exc)
 
     def _on_data(self, event: DataReceived) -> None:
         """A client ``DataPacket``: route by channel label (never by ``kind``: Rust sets it inverted)."""
@@ -506,10 +699,18 @@ class ParticipantSession:
 
     def _on_peer_state(self, event: PeerStateChanged) -> None:
         self._log.debug("%s peer connection %s", event.role.value, event.state)
+        if event.role is PeerRole.SUBSCRIBER and event.state == "connected" and not self._sub_ready:
+            self._sub_ready = True
+            self.reconcile()  # the tracks published before we joined
         if event.role is PeerRole.SUBSCRIBER and event.state == "connected":
             info = self.room.activate(self.member)
             if info is not None:
                 self._broadcast(info, to_self=True)
+
+
+def _pc(transport: PeerTransport) -> Any:
+    """The aiortc ``RTCPeerConnection`` of a transport (private: PeerTransport has no media API yet)."""
+    return transport._pc
 
 
 def _reason(name: str) -> DisconnectReason:

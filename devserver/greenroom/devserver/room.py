@@ -21,7 +21,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from greenroom.codecs.models import (
@@ -33,6 +33,7 @@ from greenroom.codecs.models import (
     RequestResponseReason,
     RoomInfo,
     TrackInfo,
+    TrackPermission,
     frozen_map,
 )
 from greenroom.codecs.packets import (
@@ -77,6 +78,7 @@ class Admission:
     kind: ParticipantKind = ParticipantKind.STANDARD
     permission: ParticipantPermission = field(default_factory=ParticipantPermission)
     client_protocol: int = 0
+    auto_subscribe: bool = True
 
 
 @dataclass(slots=True)
@@ -97,6 +99,10 @@ class Member:
     tracks: dict[str, TrackInfo] = field(default_factory=dict)
     disconnect_reason: DisconnectReason = DisconnectReason.UNKNOWN_REASON
     last_sequence: int = 0
+    auto_subscribe: bool = True
+    wishes: dict[str, bool] = field(default_factory=dict)  # TR_ sid -> explicitly (un)subscribed
+    allow_all: bool = True  # SubscriptionPermission.all_participants (for this member's tracks)
+    track_permissions: tuple[TrackPermission, ...] = ()
 
     @property
     def hidden(self) -> bool:
@@ -245,6 +251,7 @@ class Room:
             permission=admission.permission,
             client_protocol=admission.client_protocol,
             joined_at_ms=_now_ms(),
+            auto_subscribe=admission.auto_subscribe,
         )
         self._members[member.identity] = member
         self._empty_since = None
@@ -324,6 +331,71 @@ class Room:
         if member.tracks.pop(track_sid, None) is None:
             return None
         return member.bump()
+
+    # --- subscriptions (UpdateSubscription, SubscriptionPermission) -----------------------------------
+
+    def track_owner(self, track_sid: str) -> Member | None:
+        """The member publishing ``track_sid``, if any."""
+        return next((m for m in self._members.values() if track_sid in m.tracks), None)
+
+    def set_subscribed(self, subscriber: Member, track_sids: Iterable[str], subscribe: bool) -> list[str]:
+        """``UpdateSubscription``: record the wish for each track; returns the sids nobody publishes."""
+        unknown = []
+        for sid in track_sids:
+            subscriber.wishes[sid] = subscribe
+            if self.track_owner(sid) is None:
+                unknown.append(sid)
+        return unknown
+
+    @staticmethod
+    def set_permissions(
+        publisher: Member, all_participants: bool, track_permissions: tuple[TrackPermission, ...]
+    ) -> None:
+        """``SubscriptionPermission``: who may subscribe to ``publisher``'s tracks."""
+        publisher.allow_all = all_participants
+        publisher.track_permissions = track_permissions
+
+    @staticmethod
+    def allowed(publisher: Member, subscriber: Member, track_sid: str) -> bool:
+        """Whether ``publisher``'s permissions let ``subscriber`` receive ``track_sid``."""
+        if publisher.allow_all:
+            return True
+        for rule in publisher.track_permissions:
+            if rule.participant_sid == subscriber.sid or (
+                rule.participant_identity and rule.participant_identity == subscriber.identity
+            ):
+                return rule.all_tracks or track_sid in rule.track_sids
+        return False
+
+    @staticmethod
+    def wants(subscriber: Member, track_sid: str) -> bool:
+        """Explicit ``UpdateSubscription`` wish, else the join's ``auto_subscribe``."""
+        return subscriber.wishes.get(track_sid, subscriber.auto_subscribe)
+
+    def subscriptions(
+        self, subscriber: Member
+    ) -> tuple[list[tuple[Member, TrackInfo]], list[tuple[Member, str]]]:
+        """What ``subscriber`` should receive, and what it wants but is refused.
+
+        Returns:
+            ``(granted, refused)``: (publisher, track) pairs to forward (nothing without ``canSubscribe``),
+            and (publisher, track sid) pairs the publisher's ``SubscriptionPermission`` refuses.
+        """
+        granted: list[tuple[Member, TrackInfo]] = []
+        refused: list[tuple[Member, str]] = []
+        if not subscriber.permission.can_subscribe:
+            return granted, refused
+        for publisher in self._members.values():
+            if publisher is subscriber:
+                continue
+            for track in publisher.tracks.values():
+                if not self.wants(subscriber, track.sid):
+                    continue
+                if self.allowed(publisher, subscriber, track.sid):
+                    granted.append((publisher, track))
+                else:
+                    refused.append((publisher, track.sid))
+        return granted, refused
 
     # --- data routing ------------------------------------------------------------------------------
 

@@ -46,9 +46,16 @@ from greenroom.codecs.models import (
     TrackSource,
 )
 from greenroom.codecs.session import ServerSignalSession
-from greenroom.codecs.signalling import JoinParams, Leave, RoomUpdate
+from greenroom.codecs.signalling import (
+    ConnectionQualityUpdate,
+    JoinParams,
+    Leave,
+    RoomUpdate,
+    SpeakersChanged,
+)
 from greenroom.codecs.tokens import DEFAULT_TTL, Claims, VideoGrants, check_join, mint_token, verify_token
 from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.forwarding import SpeakerDetector, max_bundle
 from greenroom.devserver.participant import ParticipantSession
 from greenroom.devserver.room import Admission, Room
 from greenroom.runtime import loop as runtime_loop
@@ -107,6 +114,7 @@ def admission_from(claims: Claims, grants: VideoGrants, params: JoinParams) -> A
         kind=kind,
         permission=permission,
         client_protocol=params.client_protocol,
+        auto_subscribe=params.auto_subscribe,
     )
 
 
@@ -131,15 +139,22 @@ class DevServer:
             ``livekit-server --dev``.
     """
 
+    #: seconds between two active-speaker checks (``SpeakersChanged`` is sent only on a change)
+    speaker_interval = 0.3
+    #: seconds between two ``ConnectionQualityUpdate`` broadcasts
+    quality_interval = 2.0
+
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.rooms: dict[str, Room] = {}
         self._sessions: dict[tuple[str, str], ParticipantSession] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         self._admissions: dict[ServerConnection, tuple[Claims, VideoGrants, JoinParams]] = {}
-        self._policy = ice_policy_for(self.config)
+        self._policy = max_bundle(ice_policy_for(self.config))
         self._server: Server | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._speakers: dict[str, SpeakerDetector] = {}
         self._closing = False
         self._port = self.config.port
 
@@ -223,6 +238,7 @@ class DevServer:
         )
         self._port = next(iter(self._server.sockets)).getsockname()[1]
         self._reaper = asyncio.create_task(self._reap_rooms(), name="greenroom-room-reaper")
+        self._monitor = asyncio.create_task(self._monitor_media(), name="greenroom-media-monitor")
         _log.info(
             "listening on %s (ICE gathers on %s)", self.url, self.config.ice_addresses or "all interfaces"
         )
@@ -237,8 +253,9 @@ class DevServer:
             session.end(DisconnectReason.SERVER_SHUTDOWN)
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=_SHUTDOWN_GRACE)
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._monitor):
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -275,12 +292,21 @@ class DevServer:
             del self._sessions[key]
         info = session.room.remove(session.member, reason)
         if info is None or session.member.hidden:
+            self.media_changed(session.room)
             return
         for member in session.room:
             other = self.session_of(session.room, member.identity)
             if other is not None:
                 other.announce(info)
         self.room_changed(session.room)
+        self.media_changed(session.room)  # after the DISCONNECTED update: unsubscribe its tracks
+
+    def media_changed(self, room: Room) -> None:
+        """A publication or a subscription rule changed in ``room``: every session reconciles."""
+        for member in room:
+            session = self.session_of(room, member.identity)
+            if session is not None:
+                session.reconcile()
 
     def room_changed(self, room: Room) -> None:
         """``room_update`` to every member (``room`` is always set: the Rust SDK unwraps it)."""
@@ -289,6 +315,42 @@ class DevServer:
             session = self.session_of(room, member.identity)
             if session is not None:
                 session.signal(update)
+
+    # --- SpeakersChanged / ConnectionQualityUpdate ---------------------------------------------------
+
+    async def _monitor_media(self) -> None:
+        """Speakers every :attr:`speaker_interval` s, connection quality every :attr:`quality_interval` s."""
+        next_quality = time.monotonic() + self.quality_interval
+        while True:
+            await asyncio.sleep(self.speaker_interval)
+            now = time.monotonic()
+            for room in list(self.rooms.values()):
+                self._update_speakers(room, now)
+            if now >= next_quality:
+                next_quality = now + self.quality_interval
+                for room in list(self.rooms.values()):
+                    await self._update_quality(room)
+
+    def _sessions_of(self, room: Room) -> list[ParticipantSession]:
+        return [s for m in room if (s := self.session_of(room, m.identity)) is not None]
+
+    def _update_speakers(self, room: Room, now: float) -> None:
+        """``speakers_changed`` to everyone when the set of speaking participants changes."""
+        detector = self._speakers.setdefault(room.name, SpeakerDetector())
+        sessions = self._sessions_of(room)
+        levels = {s.member.sid: s.audio_level(now) for s in sessions if not s.member.hidden}
+        speakers = detector.update(levels)
+        if speakers is not None:
+            for session in sessions:
+                session.signal(SpeakersChanged(speakers))
+
+    async def _update_quality(self, room: Room) -> None:
+        """``connection_quality`` for every visible participant, to everyone (packet loss → quality)."""
+        sessions = self._sessions_of(room)
+        updates = tuple([await s.connection_quality() for s in sessions if not s.member.hidden])
+        if updates:
+            for session in sessions:
+                session.signal(ConnectionQualityUpdate(updates))
 
     async def _reap_rooms(self) -> None:
         """Close rooms that stayed empty for their ``empty_timeout``."""
@@ -299,6 +361,7 @@ class DevServer:
             for name, room in list(self.rooms.items()):
                 if room.expired(now):
                     del self.rooms[name]
+                    self._speakers.pop(name, None)
                     _log.info("[%s] room closed after %.0f s empty", name, room.empty_timeout)
 
     # --- HTTP --------------------------------------------------------------------------------------
