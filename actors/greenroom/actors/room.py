@@ -1053,13 +1053,13 @@ class RoomActor(AsyncioActor):
             connect.reply.fail(ConnectFailedError(str(error)))
         requests, self._requests = self._requests, {}
         for reply in requests.values():
-        publishing, self._publishing = self._publishing, {}
-        for publish in publishing.values():
-            publish.reply.fail(error)
             reply.fail(error)
         outbox, self._outbox = self._outbox, []
         for item in outbox:
             item.reply.fail(error)
+        publishing, self._publishing = self._publishing, {}
+        for publish in publishing.values():
+            publish.reply.fail(error)
 
     async def _stop_children(self) -> None:
         children, self._children = self._children, {}
@@ -1087,8 +1087,6 @@ def _reap_orphan_consent_checks() -> None:
 
 
 def _describe_refusal(exc: SignalConnectError) -> str:
-        self.media = media if media is not None else MediaRouter()
-        """The media path (runtime loop only): the facade's streams read it, publishing registers in it."""
     if exc.status is None:
         return f"cannot reach the server: {exc.reason}"
     return f"the server refused the connection ({exc.status}): {exc.reason}"
@@ -1110,6 +1108,8 @@ class RoomClient:
 
     def __init__(self, ref: pykka.ActorRef[Any], media: MediaRouter | None = None) -> None:
         self.ref = ref
+        self.media = media if media is not None else MediaRouter()
+        """The media path (runtime loop only): the facade's streams read it, publishing registers in it."""
 
     @classmethod
     def start(cls, sink: EventSink) -> RoomClient:
@@ -1121,18 +1121,6 @@ class RoomClient:
         """Join the room; returns the join snapshot once the primary peer connection is up.
 
         Raises:
-    async def ask(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> Any:
-        """Like :meth:`request`, returning the reply's value (``publish_track`` → ``TrackInfo``)."""
-        reply: Reply[Any] = Reply.new()
-        try:
-            self.ref.tell(make(reply))
-        except pykka.ActorDeadError:
-            raise NotConnectedError("the room is closed") from None
-        try:
-            return await asyncio.wait_for(asyncio.shield(reply.future), timeout)
-        except TimeoutError:
-            raise RequestFailedError(f"no answer within {timeout} s") from None
-
             ConnectFailedError: refused, unreachable, timed out, or the server closed the connection.
         """
         reply: Reply[RoomJoined] = Reply.new()
@@ -1151,6 +1139,18 @@ class RoomClient:
             raise NotConnectedError("the room is closed") from None
         try:
             await asyncio.wait_for(asyncio.shield(reply.future), timeout)
+        except TimeoutError:
+            raise RequestFailedError(f"no answer within {timeout} s") from None
+
+    async def ask(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> Any:
+        """Like :meth:`request`, returning the reply's value (``publish_track`` → ``TrackInfo``)."""
+        reply: Reply[Any] = Reply.new()
+        try:
+            self.ref.tell(make(reply))
+        except pykka.ActorDeadError:
+            raise NotConnectedError("the room is closed") from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(reply.future), timeout)
         except TimeoutError:
             raise RequestFailedError(f"no answer within {timeout} s") from None
 

@@ -214,6 +214,7 @@ class PeerTransport:
         self._max_message_size: int | None = data_message_limit(LIVEKIT_MAX_MESSAGE_SIZE, message_cap)
         self._channels: dict[str, _Channel] = {}
         self._tracks: dict[str, Any] = {}
+        self._by_mid: dict[str, Any] = {}
         self._pending: list[IceCandidateLike] = []
         self._state_changed = asyncio.Event()
         self._closed = False
@@ -222,7 +223,6 @@ class PeerTransport:
         self._pc.on("datachannel", self._adopt)
         self._pc.on("track", self._on_track)
         if create_data_channels:
-        self._by_mid: dict[str, Any] = {}
             self._adopt(self._pc.createDataChannel(RELIABLE, ordered=True))
             self._adopt(self._pc.createDataChannel(LOSSY, ordered=False, maxRetransmits=0))
 
@@ -257,14 +257,6 @@ class PeerTransport:
         """The aiortc track of a :class:`TrackReceived` (for the media pipeline), or ``None``."""
         return self._tracks.get(track_id)
 
-    # -- negotiation ----------------------------------------------------------------------------------
-
-    async def create_offer(self) -> str:
-        """Create and apply a local offer; returns its SDP, candidates included."""
-        self._ensure_open()
-        try:
-            offer = await self._pc.createOffer()
-            await self._set_local(offer)
     def track_for_mid(self, mid: str) -> Any:
         """The remote aiortc track received on the m-line ``mid``, or ``None``."""
         return self._by_mid.get(mid)
@@ -299,6 +291,14 @@ class PeerTransport:
                 return True
         return False
 
+    # -- negotiation ----------------------------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        """Create and apply a local offer; returns its SDP, candidates included."""
+        self._ensure_open()
+        try:
+            offer = await self._pc.createOffer()
+            await self._set_local(offer)
         except (ValueError, InvalidStateError) as exc:
             raise NegotiationError(f"cannot create offer: {exc}") from exc
         return str(self._pc.localDescription.sdp)
@@ -498,5 +498,3 @@ class PeerTransport:
         mid = next((t.mid for t in self._pc.getTransceivers() if t.receiver.track is track), None)
         self._tracks[str(track.id)] = track
         self._sink.tell(TrackReceived(self.role, str(track.kind), mid, str(track.id)))
-        if mid is not None:
-            self._by_mid[mid] = track
