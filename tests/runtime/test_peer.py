@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from aioice.ice import ICE_COMPLETED
 
 from greenroom.codecs.errors import PayloadTooLargeError
 from greenroom.runtime import loop as rt
@@ -24,6 +25,7 @@ from greenroom.runtime.peer import (
     PeerStateChanged,
     PeerTransport,
     PeerTransportError,
+    ice_connections,
 )
 from tests.helpers import assert_eventually_async
 
@@ -283,6 +285,53 @@ def test_close_is_idempotent_and_leaves_no_task_behind() -> None:
             assert {e.label for e in sink.of(DataChannelClosed)} == {RELIABLE, LOSSY}
         with pytest.raises(ChannelNotOpenError):
             await pair.offerer.send(RELIABLE, b"late")
+
+        def settled() -> bool:
+            return not (asyncio.all_tasks() - before - {asyncio.current_task()})
+
+        await assert_eventually_async(settled, timeout=5, message="tasks left behind")
+
+    run(body)
+
+
+def _consent_checks(connection: Any) -> list[asyncio.Task[Any]]:
+    """Running ``query_consent()`` tasks of the aioice ``connection``."""
+    found = []
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        is_consent = getattr(coro, "__qualname__", "") == "Connection.query_consent"
+        if is_consent and frame is not None and frame.f_locals.get("self") is connection:
+            found.append(task)
+    return found
+
+
+def test_close_between_ice_completion_and_connect_resuming_leaves_no_consent_check() -> None:
+    """aioice 0.13 trap: ``connect()`` starts ``query_consent()`` when it resumes, even after ``close()``.
+
+    The offerer's ``ICE_COMPLETED`` is held back so that ``close()`` runs while ``connect()`` still waits for
+    it (the window a room closed mid-ICE falls into), then released: ``connect()`` resumes after the close.
+    """
+
+    async def body() -> None:
+        before = asyncio.all_tasks()
+        pair = Pair()
+        [connection] = ice_connections(pair.offerer._pc)
+        queue = connection._check_list_state
+        held: list[int] = []
+        queue.put_nowait = held.append  # hold what the checks report; connect() keeps waiting
+        pair.offer = await pair.offerer.create_offer()
+        pair.answer = await pair.answerer.create_answer(pair.offer)
+        await pair.offerer.set_remote_description(pair.answer, "answer")
+        await assert_eventually_async(lambda: ICE_COMPLETED in held, timeout=5, message="ICE never completed")
+
+        await pair.offerer.close()  # mid-ICE: connect() has not resumed yet
+        del queue.put_nowait
+        for state in held:
+            queue.put_nowait(state)  # now connect() resumes, after close()
+        await asyncio.sleep(0.1)
+        assert _consent_checks(connection) == []
+        await pair.answerer.close()
 
         def settled() -> bool:
             return not (asyncio.all_tasks() - before - {asyncio.current_task()})

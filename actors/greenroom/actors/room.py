@@ -1042,10 +1042,6 @@ class RoomActor(AsyncioActor):
                 await asyncio.wait_for(closer, CLOSE_TIMEOUT)
             except (TimeoutError, Exception):
                 self._log.warning("a transport did not close cleanly", exc_info=True)
-        if closers:
-            loop = asyncio.get_running_loop()
-            for delay in (0.0, 0.2, 1.0):  # the orphan appears when the interrupted connect() resumes
-                loop.call_later(delay, _reap_orphan_consent_checks)
 
     def _fail_pending(self, error: GreenroomError) -> None:
         connect, self._connect = self._connect, None
@@ -1067,23 +1063,6 @@ class RoomActor(AsyncioActor):
         for ref in children.values():
             redirect_leftovers(ref, None)
             await stop_actor(ref, timeout=CLOSE_TIMEOUT)
-
-
-def _reap_orphan_consent_checks() -> None:
-    """Cancel aioice consent-freshness tasks of connections that are already closed.
-
-    Trap (aioice 0.13 ``Connection.connect``/``close``): when a peer connection is closed right after its
-    ICE checks completed but before ``connect()`` resumed, ``connect()`` starts ``query_consent()`` *after*
-    ``close()`` ran; that task then loops forever over an empty pair list. Closing a room mid-connect (a
-    cancelled ``connect``) hits it. Belongs in the runtime's PeerTransport.close eventually.
-    """
-    for task in asyncio.all_tasks():
-        coro = task.get_coro()
-        frame = getattr(coro, "cr_frame", None)
-        if getattr(coro, "__qualname__", "") != "Connection.query_consent" or frame is None:
-            continue
-        if getattr(frame.f_locals.get("self"), "_closing", False):
-            task.cancel()
 
 
 def _describe_refusal(exc: SignalConnectError) -> str:

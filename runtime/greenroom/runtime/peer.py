@@ -27,6 +27,13 @@ Traps handled here (aiortc 1.16 / aioice 0.13):
   channel is set open before ``datachannel`` is emitted), so no ``open`` event follows for them.
 * **Text messages**: LiveKit data channels carry binary ``DataPacket`` only (the Rust SDK rejects text;
   ``signal-protocol.md`` §6.5); received text is dropped with a warning and only ``bytes`` may be sent.
+* **Consent checks that outlive the connection** (aioice 0.13 ``aioice/ice.py`` ``Connection.connect``,
+  lines 642-657, and ``Connection.close``, lines 659-670): ``connect()`` takes ``ICE_COMPLETED`` from the
+  check-list queue and only *then*, when it resumes, starts ``query_consent()``. A ``close()`` that runs in
+  between (a room closed mid-ICE, e.g. a cancelled ``connect``) finds no consent task to cancel, and the task
+  started afterwards loops forever over the cleared pair list. :meth:`PeerTransport.close` therefore makes
+  ``query_consent`` a no-op on each of its ICE connections before closing and cancels any consent task
+  still running afterwards.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ __all__ = [
     "PeerTransport",
     "PeerTransportError",
     "TrackReceived",
+    "ice_connections",
 ]
 
 _log = logging.getLogger("greenroom.runtime.peer")
@@ -415,12 +423,20 @@ class PeerTransport:
 
     async def close(self) -> None:
         """Close the peer connection and its channels; idempotent, wakes any waiting sender."""
+        connections = ice_connections(self._pc)  # before close: aiortc forgets its ICE transports
         if not self._closed:
             self._closed = True
             self._pending.clear()
             for entry in self._channels.values():
                 entry.drained.set()
+        for connection in connections:
+            # aioice trap (module docstring): a connect() resuming after close() must not start consent checks
+            connection.query_consent = _no_consent_checks
         await self._pc.close()
+        for connection in connections:
+            task = getattr(connection, "_query_consent_task", None)
+            if task is not None and not task.done():
+                task.cancel()
         self._state_changed.set()
 
     # -- internals ------------------------------------------------------------------------------------
@@ -498,3 +514,26 @@ class PeerTransport:
         mid = next((t.mid for t in self._pc.getTransceivers() if t.receiver.track is track), None)
         self._tracks[str(track.id)] = track
         self._sink.tell(TrackReceived(self.role, str(track.kind), mid, str(track.id)))
+
+
+def ice_connections(pc: RTCPeerConnection) -> list[Any]:
+    """The aioice ``Connection`` objects behind ``pc`` (its SCTP transport and transceivers), deduplicated.
+
+    Reached through aiortc's public transports (``RTCSctpTransport.transport`` →
+    ``RTCDtlsTransport.transport`` → ``RTCIceTransport.iceGatherer``); only the last hop,
+    ``RTCIceGatherer._connection``, is private.
+    """
+    dtls = [t.sender.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        dtls.append(pc.sctp.transport)
+    found: dict[int, Any] = {}
+    for transport in dtls:
+        gatherer = getattr(getattr(transport, "transport", None), "iceGatherer", None)
+        connection = getattr(gatherer, "_connection", None)
+        if connection is not None:
+            found.setdefault(id(connection), connection)
+    return list(found.values())
+
+
+async def _no_consent_checks() -> None:
+    """Stands in for ``aioice.Connection.query_consent`` once the connection is closed."""
