@@ -14,7 +14,7 @@ import pytest
 
 from greenroom import rtc
 from greenroom.devserver.server import DevServer
-from greenroom.rtc.participant import PublishDataError
+from greenroom.rtc.participant import PublishDataError, PublishTranscriptionError
 from tests.helpers import assert_eventually_async
 from tests.rtc.support import Recorder, actor_count, connect, run_with_server, runtime_tasks, thread_names
 
@@ -39,7 +39,7 @@ def test_two_rooms_exchange_data_with_topic_and_destinations() -> None:
         await alice.local_participant.publish_data(b"lossy", reliable=False, destination_identities=["bob"])
         await assert_eventually_async(lambda: len(rec.named("data_received")) == 3)
         packets = [args[0] for args in rec.named("data_received")]
-        assert [(p.data, p.topic) for p in packets[:2]] == [(b"to-all", "news"), (b"to-bob", None)]
+        assert [(p.data, p.topic) for p in packets[:2]] == [(b"to-all", "news"), (b"to-bob", "")]
         assert packets[0].kind == rtc.DataPacketKind.KIND_RELIABLE
         assert packets[2].kind == rtc.DataPacketKind.KIND_LOSSY
         assert all(p.participant is bob.remote_participants["alice"] for p in packets)
@@ -115,7 +115,10 @@ def test_dtmf_and_transcription() -> None:
         await assert_eventually_async(lambda: "agent" in bob.remote_participants)
         await agent.local_participant.publish_dtmf(code=11, digit="#")
         segments = [rtc.TranscriptionSegment("s1", "hello", 0, 10, "en", True)]
-        await agent.local_participant.publish_transcription(rtc.Transcription("bob", "", segments))
+        # A track sid that is not TR_… is refused: official (Rust) receivers abort their process on it.
+        with pytest.raises(PublishTranscriptionError, match="TR_"):
+            await agent.local_participant.publish_transcription(rtc.Transcription("bob", "", segments))
+        await agent.local_participant.publish_transcription(rtc.Transcription("bob", "TR_bobmic", segments))
         await assert_eventually_async(lambda: len(rec.events) == 2)
         dtmf = rec.named("sip_dtmf_received")[0][0]
         assert isinstance(dtmf, rtc.SipDTMF)

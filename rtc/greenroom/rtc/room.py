@@ -500,7 +500,9 @@ class Room(EventEmitter[EventTypes]):
         match event:
             case m.DataPacketReceived(identity=identity, payload=payload, reliable=reliable, topic=topic):
                 kind = DataPacketKind.KIND_RELIABLE if reliable else DataPacketKind.KIND_LOSSY
-                packet = DataPacket(payload, kind, self._remotes.get(identity), topic)
+                # "" for no topic, never None: livekit.rtc passes the FFI proto's ``user.topic`` (a proto3
+                # string reads "" when unset; livekit/rtc/room.py ``data_packet_received``).
+                packet = DataPacket(payload, kind, self._remotes.get(identity), topic or "")
                 self.emit("data_received", packet)
             case m.SipDtmfReceived(identity=identity, code=code, digit=digit):
                 self.emit("sip_dtmf_received", SipDTMF(code, digit, self._remotes.get(identity)))
