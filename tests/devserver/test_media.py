@@ -8,7 +8,10 @@ colour of video frames.
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,12 +30,16 @@ from greenroom.codecs.signalling import (
     TrackSubscribed,
     UpdateSubscription,
 )
+from greenroom.codecs.tokens import Claims, VideoGrants, mint_token
 from greenroom.devserver.server import DevServer
 from greenroom.runtime.media import VideoSink
 from tests.devserver.conftest import run_with_server
+from tests.devserver.nodecode import MARK
 from tests.devserver.oracle import ColourTrack, Ear, Tone, colour_of
 from tests.devserver.rawclient import RawClient
 
+ROOT = Path(__file__).resolve().parents[2]
+READY = re.compile(r"greenroom dev server ready at (ws://127\.0\.0\.1:\d+) \(api key (\S+)\)")
 NO_AUTO = JoinParams(sdk="python", version="raw", protocol=16, client_protocol=2, auto_subscribe=False)
 
 
@@ -263,3 +270,53 @@ def test_connection_quality_is_broadcast() -> None:
         await _close(tone, alice, bob)
 
     run_with_server(scenario)
+
+
+def test_the_server_process_never_constructs_a_decoder() -> None:
+    """The server in a subprocess with every aiortc decoder forbidden forwards audio and VP8 video."""
+
+    async def scenario() -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.devserver.nodecode",
+            "serve",
+            "--port",
+            "0",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+            match = READY.search(line)
+            assert match, f"no ready line: {line!r}"
+            url, key = match.group(1), match.group(2)
+
+            def token(identity: str) -> str:
+                claims = Claims(identity=identity, video=VideoGrants(room_join=True, room="r"))
+                return mint_token(key, "secret", claims)
+
+            alice = await RawClient.join(url, token("alice"))
+            bob = await RawClient.join(url, token("bob"), publish=False)
+            tone, camera = Tone(440), ColourTrack("green")
+            audio, video = await alice.publish(tone.track, camera)
+            ear = Ear(await bob.subscribed_track(audio.sid))
+            sink = VideoSink(await bob.subscribed_track(video.sid), format="rgba")
+            await ear.wait_for(440)
+            async with asyncio.timeout(10):
+                async for chunk in sink:
+                    if colour_of(chunk.data) == "green":
+                        break
+            await sink.aclose()
+            camera.stop()
+            await _close(ear, tone, alice, bob)
+        finally:
+            proc.terminate()
+            await proc.wait()
+        return (await proc.stderr.read()).decode()
+
+    stderr = asyncio.run(scenario())
+    assert MARK not in stderr

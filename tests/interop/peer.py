@@ -7,6 +7,13 @@ in its own process because the official SDK kills its process on an internal pan
 stdin: one command per line, ``{"id": 1, "op": "connect", ...}``. stdout: one JSON object per line, either a
 reply ``{"reply": 1, "ok": true, "result": ...}`` / ``{"reply": 1, "ok": false, "error": "..."}`` or a room
 event ``{"event": "data_received", ...}`` with the event's arguments flattened to JSON.
+
+Media commands use only the public ``livekit.rtc`` API (so they run against greenroom's facade too):
+``publish_tone`` (an ``AudioSource`` playing a sequence of sine tones, ``tone`` events mark each start),
+``listen_audio`` (an ``AudioStream`` on a subscribed track; ``audio_window`` events give the FFT peak and
+RMS of each window), ``publish_colours``/``watch_video`` (solid-colour frames through a ``VideoSource``;
+``video_frame`` events give each received frame's mean RGB) and ``set_muted``. Media room events
+(``track_subscribed`` …) are only listened to once a media command ran, so data-only peers see no change.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
+_RATE = 48_000
+
 
 def _who(participant: Any) -> str | None:
     return None if participant is None else str(participant.identity)
@@ -29,6 +40,9 @@ class Peer:
     def __init__(self, rtc: Any) -> None:
         self.rtc = rtc
         self.room: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._media_events = False
+        self._publications: dict[str, Any] = {}
 
     def emit(self, obj: dict[str, Any]) -> None:
         obj.setdefault("t", time.monotonic())
@@ -133,6 +147,103 @@ class Peer:
                 for ident, p in self.room.remote_participants.items()
             },
         }
+
+    # --- media -------------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _listen_media(self) -> None:
+        if self._media_events:
+            return
+        self._media_events = True
+
+        def on(name: str, fn: Any) -> None:
+            self.room.on(name, lambda *args: self.emit({"event": name, **fn(*args)}))
+
+        def track(pub: Any, p: Any) -> dict[str, Any]:
+            return {"sid": pub.sid, "kind": int(pub.kind), "from": _who(p)}
+
+        on("track_published", track)
+        on("track_unpublished", track)
+        on("track_subscribed", lambda t, pub, p: track(pub, p))
+        on("track_unsubscribed", lambda t, pub, p: track(pub, p))
+        on("track_muted", lambda p, pub: track(pub, p))
+        on("track_unmuted", lambda p, pub: track(pub, p))
+        on("local_track_subscribed", lambda t: {"sid": t.sid})
+        on("active_speakers_changed", lambda speakers: {"speakers": [_who(p) for p in speakers]})
+        on(
+            "connection_quality_changed",
+            lambda p, quality: {"identity": _who(p), "quality": int(quality)},
+        )
+
+    async def op_publish_tone(self, cmd: dict[str, Any]) -> Any:
+        """Publish a microphone track playing ``frequencies`` for ``seconds`` each (then silence)."""
+        self._listen_media()
+        rtc = self.rtc
+        source = rtc.AudioSource(_RATE, 1)
+        track = rtc.LocalAudioTrack.create_audio_track(cmd.get("name", "tone"), source)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        publication = await self.room.local_participant.publish_track(track, options)
+        self._publications[publication.sid] = publication
+        self._spawn(self._play(source, cmd["frequencies"], cmd.get("seconds", 1.0), cmd.get("lead", 0.5)))
+        return {"sid": publication.sid}
+
+    async def _play(self, source: Any, frequencies: list[float], seconds: float, lead: float) -> None:
+        chunk = _RATE // 100  # 10 ms frames
+        plan = [(0.0, lead), *((float(f), seconds) for f in frequencies), (0.0, 1.0)]
+        for frequency, duration in plan:
+            self.emit({"event": "tone", "frequency": frequency})
+            for index in range(int(duration * 100)):
+                n = np.arange(index * chunk, (index + 1) * chunk)
+                samples = (8000 * np.sin(2 * np.pi * frequency * n / _RATE)).astype(np.int16)
+                frame = self.rtc.AudioFrame(samples.tobytes(), _RATE, 1, chunk)
+                await source.capture_frame(frame)
+        self.emit({"event": "tone_done"})
+
+    async def op_listen_audio(self, cmd: dict[str, Any]) -> Any:
+        """Open an ``AudioStream`` on the first subscribed audio track from ``identity`` (waiting for one)."""
+        self._listen_media()
+        track = await self._remote_track(
+            cmd["identity"], self.rtc.TrackKind.KIND_AUDIO, cmd.get("timeout", 10)
+        )
+        stream = self.rtc.AudioStream(track, sample_rate=_RATE, num_channels=1)
+        self._spawn(self._hear(stream, track.sid, _RATE * cmd.get("window_ms", 100) // 1000))
+        return {"sid": track.sid}
+
+    async def _remote_track(self, identity: str, kind: Any, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            participant = self.room.remote_participants.get(identity)
+            for publication in [] if participant is None else participant.track_publications.values():
+                if publication.kind == kind and publication.track is not None:
+                    return publication.track
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"no subscribed track of kind {kind} from {identity}")
+
+    async def _hear(self, stream: Any, sid: str, size: int) -> None:
+        pending = np.zeros(0, dtype=np.float64)
+        async for event in stream:
+            frame = event.frame
+            pending = np.concatenate(
+                [pending, np.frombuffer(bytes(frame.data), dtype=np.int16).astype(np.float64)]
+            )
+            while len(pending) >= size:
+                window, pending = pending[:size], pending[size:]
+                spectrum = np.abs(np.fft.rfft(window * np.hanning(size)))
+                peak = float(np.fft.rfftfreq(size, 1 / _RATE)[int(np.argmax(spectrum))])
+                rms = float(np.sqrt(np.mean(window**2)))
+                self.emit({"event": "audio_window", "sid": sid, "peak_hz": peak, "rms": rms})
+        self.emit({"event": "audio_stream_ended", "sid": sid})
+
+    async def op_set_muted(self, cmd: dict[str, Any]) -> Any:
+        publication = self._publications[cmd["sid"]]
+        if cmd["muted"]:
+            publication.track.mute()
+        else:
+            publication.track.unmute()
 
     async def op_disconnect(self, cmd: dict[str, Any]) -> Any:
         await self.room.disconnect()

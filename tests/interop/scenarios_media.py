@@ -1,0 +1,89 @@
+"""Media interop: official ``livekit`` SDK clients (subprocesses) exchange media through the dev server.
+
+Run inside the private namespace by :mod:`tests.interop.test_official_media`. The server runs in *this*
+process with every aiortc decoder forbidden (:func:`tests.devserver.nodecode.forbid_decoders`): the SDK peers
+are separate processes, so any decoder constructed here was the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.server import DevServer
+from tests.devserver.nodecode import forbid_decoders
+from tests.interop.netns import HOST_IP, PeerProcess
+
+__all__ = ["official_tone_sequence"]
+
+V0: dict[str, Any] = {"single_peer_connection": False}
+TONES = [440.0, 660.0, 880.0]
+
+
+@contextlib.asynccontextmanager
+async def _server() -> AsyncIterator[tuple[DevServer, list[str]]]:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    attempts = forbid_decoders()
+    async with DevServer(ServerConfig(bind=HOST_IP, port=0)) as server:
+        yield server, attempts
+
+
+@contextlib.asynccontextmanager
+async def _peers(*labels: str) -> AsyncIterator[list[PeerProcess]]:
+    peers = await asyncio.gather(*(PeerProcess("livekit", label).start() for label in labels))
+    try:
+        yield list(peers)
+    finally:
+        await asyncio.gather(*(peer.stop() for peer in peers), return_exceptions=True)
+
+
+def _heard(windows: list[dict[str, Any]]) -> list[float]:
+    """The sequence of distinct tones heard (a tone counts after 3 consecutive loud windows)."""
+    heard: list[float] = []
+    run_freq, run = 0.0, 0
+    for window in windows:
+        loud = window["rms"] > 500
+        freq = round(window["peak_hz"] / 10) * 10 if loud else 0.0
+        run = run + 1 if freq == run_freq else 1
+        run_freq = freq
+        if loud and run == 3 and (not heard or heard[-1] != freq):
+            heard.append(freq)
+    return heard
+
+
+async def official_tone_sequence() -> dict[str, Any]:
+    """alice (official SDK) publishes 440 → 660 → 880 Hz; bob (official SDK) listens through the server."""
+    async with _server() as (server, attempts), _peers("alice", "bob") as (alice, bob):
+        await alice.call("connect", url=server.url, token=server.mint_token("alice", "r"), options=V0)
+        await bob.call("connect", url=server.url, token=server.mint_token("bob", "r"), options=V0)
+        started = time.monotonic()
+        published = await alice.call("publish_tone", frequencies=TONES, seconds=1.2, lead=0.5)
+        listening = await bob.call("listen_audio", identity="alice", timeout=15)
+        subscribed_s = time.monotonic() - started
+        session = server.session_of(server.rooms["r"], "alice")
+        assert session is not None
+        publication = session.publications[published["sid"]]
+        levels: list[int | None] = []
+        publication.tap.add_listener(lambda frame: levels.append(frame.audio_level))
+        await alice.wait_event(lambda e: e.get("event") == "tone_done", timeout=20)
+        await asyncio.sleep(0.5)
+        windows = [e for e in bob.received("audio_window") if e["sid"] == published["sid"]]
+        return {
+            "published_sid": published["sid"],
+            "listening_sid": listening["sid"],
+            "subscribed_s": subscribed_s,
+            "heard": _heard(windows),
+            "windows": len(windows),
+            "speakers_at_bob": [e["speakers"] for e in bob.received("active_speakers_changed")],
+            "local_track_subscribed": [e["sid"] for e in alice.received("local_track_subscribed")],
+            "tapped_packets": publication.tap.packets,
+            "packets_with_level": sum(level is not None for level in levels),
+            "loudest_level": min((level for level in levels if level is not None), default=None),
+            "decoders": attempts,
+        }

@@ -1,0 +1,41 @@
+"""Conformance: official ``livekit`` SDK clients exchange media through greenroom's dev server.
+
+Each test runs a scenario from :mod:`tests.interop.scenarios_media` inside a private network namespace; the
+server forwards RTP without decoding (a decoder constructed in its process fails the scenario).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.interop.netns import run_in_netns
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def tones() -> dict[str, Any]:
+    return run_in_netns("tests.interop.scenarios_media:official_tone_sequence", timeout=100)
+
+
+def test_official_client_hears_the_official_tone_sequence_through_the_server(tones: dict[str, Any]) -> None:
+    assert tones["listening_sid"] == tones["published_sid"]
+    assert tones["heard"] == [440.0, 660.0, 880.0]
+
+
+def test_forwarding_constructs_no_decoder(tones: dict[str, Any]) -> None:
+    assert tones["tapped_packets"] > 100
+    assert tones["decoders"] == []
+
+
+def test_libwebrtc_sends_audio_levels_and_speakers_and_subscription_are_reported(
+    tones: dict[str, Any],
+) -> None:
+    # aiortc negotiates urn:ietf:params:rtp-hdrext:ssrc-audio-level and libwebrtc sends it on every packet
+    assert tones["packets_with_level"] > 50
+    assert tones["loudest_level"] is not None
+    assert tones["loudest_level"] < 20  # an 8000-amplitude sine is about -15 dBov
+    assert ["alice"] in tones["speakers_at_bob"]
+    assert tones["local_track_subscribed"] == [tones["published_sid"]]
