@@ -574,7 +574,7 @@ def test_a_forked_child_forgets_the_parents_actors() -> None:
 
     ref = Idle.start()
     try:
-        assert ref in core.live_actors()
+        assert_eventually(lambda: ref in core.live_actors())
         ctx: Any = multiprocessing.get_context("fork")
         queue = ctx.Queue()
         child = ctx.Process(target=_child_counts, args=(queue,))
