@@ -85,3 +85,27 @@ def test_a_crashed_participant_actor_is_restarted_with_its_state_and_data_keeps_
 
 def runtime_tell_crash(ref: pykka.ActorRef[Any]) -> None:
     ref.tell(m.Crash("injected by the test"))
+
+
+def test_a_participant_actor_that_keeps_crashing_makes_the_room_give_up() -> None:
+    from greenroom.actors.room import PARTICIPANT_INTENSITY
+
+    async def scenario(server: DevServer) -> None:
+        bob = await connect(server, "bob")
+        rec = Recorder(bob, "disconnected")
+        alice = await connect(server, "alice")
+        await assert_eventually_async(lambda: "alice" in bob.remote_participants)
+        for crash in range(PARTICIPANT_INTENSITY.max_restarts):
+            old = await _child(bob, "alice")
+            runtime_tell_crash(old)
+            await assert_eventually_async(lambda old=old: not old.is_alive())  # type: ignore[misc]
+            if crash < PARTICIPANT_INTENSITY.max_restarts - 1:
+                assert bob.isconnected()
+        # one crash more than the intensity allows within its period: the room escalates and disconnects
+        runtime_tell_crash(await _child(bob, "alice"))
+        await assert_eventually_async(lambda: len(rec.named("disconnected")) == 1)
+        assert rec.named("disconnected")[0][0] == rtc.DisconnectReason.STATE_MISMATCH
+        assert not bob.isconnected()
+        await alice.disconnect()
+
+    run_with_server(scenario)

@@ -47,6 +47,7 @@ from greenroom.actors.core import (
     AsyncioActor,
     ChildFailed,
     ChildStopped,
+    Crashed,
     link,
     redirect_leftovers,
     stop_actor,
@@ -91,6 +92,15 @@ from greenroom.actors.messages import DataPacketReceived as DataEvent
 from greenroom.actors.messages import SipDtmfReceived as DtmfEvent
 from greenroom.actors.messages import TranscriptionReceived as TranscriptionEvent
 from greenroom.actors.participant import ParticipantActor
+from greenroom.actors.supervision import (
+    Escalate,
+    Intensity,
+    NoRestart,
+    Restart,
+    RestartType,
+    Strategy,
+    decide,
+)
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError, ProtocolError
 from greenroom.codecs.models import (
@@ -161,6 +171,9 @@ PUBLISH_TIMEOUT = 30.0
 TRACK_PUBLISH_TIMEOUT = 10.0
 #: Seconds the teardown gives each transport to close.
 CLOSE_TIMEOUT = 3.0
+#: The crash-loop brake for participant actors: more restarts than this within the period and the room gives
+#: up (disconnects with ``STATE_MISMATCH``) rather than restart a poisoned actor forever.
+PARTICIPANT_INTENSITY = Intensity(max_restarts=10, period=10.0)
 #: The SDK name and version greenroom reports in the join query.
 SDK_NAME = "python"
 SDK_VERSION = "1.2.1"
@@ -327,6 +340,7 @@ class RoomActor(AsyncioActor):
         self._local: ParticipantInfo | None = None
         self._remotes: dict[str, ParticipantInfo] = {}
         self._children: dict[str, pykka.ActorRef[Any]] = {}
+        self._restarts: tuple[float, ...] = ()
         self._stash: dict[str, list[Any]] = {}
         self._requests: dict[int, Reply[None]] = {}
         self._outbox: list[_Outgoing] = []
@@ -386,7 +400,7 @@ class RoomActor(AsyncioActor):
             case ConnectDeadline(generation=generation):
                 await self._on_connect_deadline(generation)
             case ChildFailed() | ChildStopped():
-                self._on_child_ended(message)
+                await self._on_child_ended(message)
             case GetState():
                 return self.snapshot()
             case Crash(reason=reason):
@@ -840,14 +854,34 @@ class RoomActor(AsyncioActor):
         self._log.warning("restarting the participant actor of %s from the room's state", info.identity)
         self._start_child(key, info, local=key == _LOCAL, announce=False)
 
-    def _on_child_ended(self, message: ChildFailed | ChildStopped) -> None:
+    async def _on_child_ended(self, message: ChildFailed | ChildStopped) -> None:
         if self._children.get(message.child_id) is not message.ref:
             return  # an earlier incarnation (already replaced) or a participant that left
-        if isinstance(message, ChildFailed):
-            self._log.warning("participant actor %s crashed: %r", message.child_id, message.exception)
-            self._restart_child(message.child_id)
-        else:
+        if isinstance(message, ChildStopped):
             self._children.pop(message.child_id, None)
+            return
+        self._log.warning("participant actor %s crashed: %r", message.child_id, message.exception)
+        # The supervision contract's pure decision (one_for_one, permanent, with a restart intensity).
+        decision = decide(
+            strategy=Strategy.ONE_FOR_ONE,
+            children=[(key, RestartType.PERMANENT) for key in self._children],
+            failed=message.child_id,
+            reason=Crashed(message.exception),
+            history=self._restarts,
+            now=time.monotonic(),
+            intensity=PARTICIPANT_INTENSITY,
+        )
+        match decision:
+            case Restart(history=history):
+                self._restarts = history
+                self._restart_child(message.child_id)
+            case Escalate(restarts=restarts, period=period):
+                self._log.error("participant actors crashed %d times in %.0f s: giving up", restarts, period)
+                await self._close(DisconnectReason.STATE_MISMATCH, send_leave=True)
+            case NoRestart():  # not reached for permanent children; kept for exhaustiveness
+                self._children.pop(message.child_id, None)
+            case _:
+                assert_never(decision)
 
     # -- media: publish (AddTrackRequest → TrackPublished → sender → renegotiate), subscribe, mute -------
 
