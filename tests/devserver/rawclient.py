@@ -89,6 +89,8 @@ class RawClient:
         self.msids: dict[str, tuple[str, str]] = {}
         #: subscriber mid -> the remote aiortc track (``track`` events on the subscriber PC)
         self.remote_tracks: dict[str, MediaStreamTrack] = {}
+        #: called with (subscriber RTCPeerConnection, remote track) in aiortc's ``track`` event
+        self.on_track: Callable[[Any, MediaStreamTrack], None] | None = None
 
     @property
     def sid(self) -> str:
@@ -256,7 +258,10 @@ class RawClient:
             self.packets.append(Received(message.label, decode_packet(message.data, max_size=1 << 20)))
             self._changed.set()
         elif isinstance(message, TrackReceived) and message.role is PeerRole.SUBSCRIBER and message.mid:
-            self.remote_tracks[message.mid] = self.subscriber.remote_track(message.track_id)
+            track = self.subscriber.remote_track(message.track_id)
+            self.remote_tracks[message.mid] = track
+            if self.on_track is not None:  # in aiortc's ``track`` event: before any RTP (e.g. to tap it)
+                self.on_track(self.subscriber._pc, track)
             self._changed.set()
 
     # --- media ------------------------------------------------------------------------------------
