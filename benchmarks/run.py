@@ -1,0 +1,149 @@
+"""``make bench``: every figure of issue 6 for greenroom and the official ``livekit`` SDK, side by side.
+
+Run: ``.venv/bin/python benchmarks/run.py [--quick] [--only P4,P7] [--out docs/benchmarks.md]``.
+
+Each group of figures runs in a fresh private network namespace (``tests.interop.netns.run_in_netns``; the
+official SDK's libwebrtc never gathers loopback), with its own time bound; a group that fails is reported
+as "not measured" with its error and the run goes on. Prints the table and writes ``docs/benchmarks.md``
+(table, machine, method, date, and the analysis kept in ``benchmarks/notes.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.suite import report  # noqa: E402
+from tests.interop.netns import run_in_netns  # noqa: E402
+
+BOT_STEPS = [100, 250, 500, 750, 1000]
+
+METHOD = """
+Everything runs on one machine inside private network namespaces the run creates (`unshare -rn`, a veth
+pair with 198.18.0.1; nothing leaves them). Each group of figures gets a fresh namespace and a fresh
+greenroom dev server; clients are separate processes running the same program for both SDKs
+(`tests/interop/peer.py`, extended by `benchmarks/suite/agent.py`), only the `rtc` module differs. Times
+are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver time minus the sender's stamp.
+
+- **P1** `Room()` + `await connect(url, token)` with default options, timed in the client, 20 joins
+  alternating between two processes (official: tries `/rtc/v1`, gets 404, falls back to `/rtc`).
+- **P2** A sends 1,000 reliable packets 2 ms apart (after a warm-up packet that negotiates A's publisher
+  PC); latency to B's `data_received` callback. (`benchmarks/client_compare.py`.)
+- **P3** A floods B with reliable packets, each `publish_data` awaited before the next (the SDKs' API):
+  64-byte packets (msg/s) and 15 KB packets (MB/s), delivered bytes / (last arrival − first send);
+  3 rounds, median.
+- **P4** N data-only rooms in one client process, two bots per room, each bot sending one stamped reliable
+  packet per second to its room for 10 s (after a warm-up packet each). greenroom: bounded search over
+  100/250/500/750/1000 bots, stopping at the first count whose p99 reaches 50 ms (or at a failed join or a
+  4-minute budget); official: 100 rooms (the issue's first look). RSS (VmRSS) and OS threads per bot are
+  the marginal cost: (value at the largest count − value with one warm-up pair) / (bots − 2).
+- **P5** audio bots publishing and subscribing Opus through the dev server, ≥ 99% of frames delivered.
+- **P6** greenroom only: bob's ParticipantActor for alice is crashed (`Crash` message, as in
+  `tests/actors/test_room.py`); time until a new incarnation answers `GetState`, and until a packet alice
+  sends right after the crash reaches bob's `data_received`. 30 rounds.
+- **P7** one process: 1,000 × (`Room()`, `connect`, `disconnect`), fresh Room each time; RSS growth from
+  cycle 50 (allocator/import warm-up) to the end, after 1 s of quiet (official: bounded to 150 s).
+- **P8** the dev server runs as its own process; its CPU (`/proc/<pid>/stat` utime+stime) is read around
+  each P3 flood: relayed packets per server CPU-second (= per core), and the 15 KB A→B MB/s.
+"""
+
+
+def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
+    """name → (scenario, args, timeout seconds)."""
+    q = quick
+    return {
+        "clients": (
+            "benchmarks.client_compare:scenario",
+            {"connects": 6 if q else 20, "packets": 200 if q else 1000},
+            300,
+        ),
+        "throughput": (
+            "benchmarks.suite.figures:throughput",
+            {"small": 500 if q else 3000, "big": 100 if q else 400, "rounds": 1 if q else 3},
+            300,
+        ),
+        "bots_greenroom": (
+            "benchmarks.suite.figures:bots",
+            {"sdk": "greenroom", "steps": [20, 50] if q else BOT_STEPS, "seconds": 4 if q else 10},
+            600,
+        ),
+        "bots_livekit": (
+            "benchmarks.suite.figures:bots",
+            {"sdk": "livekit", "steps": [20] if q else [100], "seconds": 4 if q else 10},
+            300,
+        ),
+        "crash": ("benchmarks.suite.figures:crash_restart", {"rounds": 5 if q else 30}, 120),
+        "audio": ("benchmarks.suite.figures:audio", {"quick": q}, 300),
+        "soak_greenroom": (
+            "benchmarks.suite.figures:soak",
+            {"sdk": "greenroom", "cycles": 100 if q else 1000, "max_seconds": 150},
+            400,
+        ),
+        "soak_livekit": (
+            "benchmarks.suite.figures:soak",
+            {"sdk": "livekit", "cycles": 100 if q else 1000, "max_seconds": 150},
+            400,
+        ),
+    }
+
+
+_FIGURES = {
+    "clients": "P1/P2",
+    "throughput": "P3/P8",
+    "bots_greenroom": "P4",
+    "bots_livekit": "P4",
+    "crash": "P6",
+    "audio": "P5",
+    "soak_greenroom": "P7",
+    "soak_livekit": "P7",
+}
+
+
+def main() -> None:
+    """Run the groups, print the table, write the Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small counts (a smoke run, ~2 minutes)")
+    parser.add_argument("--only", default="", help="comma-separated figures, e.g. P4,P7")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--raw", default="", help="also write the raw results as JSON here")
+    args = parser.parse_args()
+    only = {f.strip().upper() for f in args.only.split(",") if f.strip()}
+    results: dict[str, Any] = {"errors": {}}
+    started = time.monotonic()
+    for name, (target, kwargs, timeout) in _groups(args.quick).items():
+        figure = _FIGURES[name]
+        if only and not only & set(figure.split("/")):
+            continue
+        t0 = time.monotonic()
+        print(f"[bench] {name} ({figure}) …", file=sys.stderr, flush=True)
+        try:
+            value = run_in_netns(target, timeout=timeout, args=kwargs)
+        except Exception as exc:  # a failed group is reported, the others still run
+            results["errors"][figure] = f"{type(exc).__name__}: {str(exc)[:1500]}"
+            print(f"[bench] {name} failed: {str(exc)[:2000]}", file=sys.stderr, flush=True)
+            continue
+        if name == "audio":
+            results["audio_rows"] = [report.Row(**row) for row in value["rows"]]
+        else:
+            results[name] = value
+        print(f"[bench] {name} done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    rows = report.rows(results)
+    print(report.table(rows))
+    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    if args.raw:
+        Path(args.raw).write_text(json.dumps(results, default=str, indent=1))
+    notes_file = ROOT / "benchmarks" / "notes.md"
+    notes = notes_file.read_text(encoding="utf-8") if notes_file.exists() else ""
+    Path(args.out).write_text(report.markdown(rows, report.machine(), METHOD, notes), encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The benchmark client program: ``python -m benchmarks.suite.agent --sdk greenroom|livekit``.
+
+It is ``tests.interop.peer`` (the same JSON-lines program for both SDKs; only the ``rtc`` module differs)
+plus the operations a benchmark needs that must not print one JSON line per received packet:
+
+* ``sink`` / ``sink_report``: count packets of one topic and their bytes, first and last arrival time;
+* ``flood``: send ``count`` packets of ``size`` bytes as fast as the SDK's awaited ``publish_data`` allows;
+* ``soak``: ``cycles`` of connect + disconnect, sampling RSS;
+* ``bots_add`` / ``bots_run``: many rooms in this one process, each sending one stamped packet per second.
+
+Times are ``time.monotonic()`` (CLOCK_MONOTONIC is system-wide, so they compare across processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import random
+import sys
+import threading
+import time
+from typing import Any
+
+from tests.interop.peer import Peer
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MB (``/proc/self/status`` VmRSS)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def os_threads() -> int:
+    """OS threads of this process (Rust/tokio threads included, unlike ``threading.active_count``)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return threading.active_count()
+
+
+class _Sink:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.count = 0
+        self.bytes = 0
+        self.first = 0.0
+        self.last = 0.0
+
+    def __call__(self, packet: Any) -> None:
+        if packet.topic != self.topic:
+            return
+        now = time.monotonic()
+        if not self.count:
+            self.first = now
+        self.count += 1
+        self.bytes += len(packet.data)
+        self.last = now
+
+
+class BenchAgent(Peer):
+    """``tests.interop.peer.Peer`` with the benchmark operations."""
+
+    def __init__(self, rtc: Any) -> None:
+        super().__init__(rtc)
+        self.sink: _Sink | None = None
+        self.bots: list[Any] = []
+        self.latencies: list[float] = []
+        self.received = 0
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        if obj.get("event") == "data_received":
+            return  # counted by the sinks; one JSON line per packet would cost more than the packet
+        super().emit(obj)
+
+    async def op_sink(self, cmd: dict[str, Any]) -> Any:
+        self.sink = _Sink(cmd.get("topic", "flood"))
+        self.room.on("data_received", self.sink)
+
+    async def op_sink_report(self, cmd: dict[str, Any]) -> Any:
+        assert self.sink is not None
+        s = self.sink
+        return {"count": s.count, "bytes": s.bytes, "first": s.first, "last": s.last}
+
+    async def op_flood(self, cmd: dict[str, Any]) -> Any:
+        """Send ``count`` packets of ``size`` bytes, each ``publish_data`` awaited before the next."""
+        payload = bytes(cmd.get("size", 16))
+        topic = cmd.get("topic", "flood")
+        reliable = cmd.get("reliable", True)
+        publish = self.room.local_participant.publish_data
+        started = time.monotonic()
+        for _ in range(cmd["count"]):
+            await publish(payload, reliable=reliable, topic=topic)
+        return {"started": started, "ended": time.monotonic()}
+
+    async def op_soak(self, cmd: dict[str, Any]) -> Any:
+        """``cycles`` × (``Room()``, ``connect``, ``disconnect``); RSS sampled every ``every`` cycles."""
+        samples: list[tuple[int, float]] = [(0, rss_mb())]
+        deadline = time.monotonic() + cmd.get("max_seconds", 300)
+        done = 0
+        for n in range(1, cmd["cycles"] + 1):
+            room = self.rtc.Room()
+            await room.connect(cmd["url"], cmd["token"], self.rtc.RoomOptions())
+            await room.disconnect()
+            del room
+            done = n
+            if n % cmd.get("every", 50) == 0:
+                samples.append((n, rss_mb()))
+            if time.monotonic() > deadline:
+                break
+        await asyncio.sleep(1)  # let closed transports finish their teardown tasks
+        samples.append((done, rss_mb()))
+        return {"cycles": done, "samples": samples, "threads": os_threads()}
+
+    async def op_usage(self, cmd: dict[str, Any]) -> Any:
+        return {"rss_mb": rss_mb(), "threads": os_threads()}
+
+    async def op_bots_add(self, cmd: dict[str, Any]) -> Any:
+        """Connect one room per token (``parallel`` at a time); each counts stamped packets it receives."""
+        tokens: list[str] = cmd["tokens"]
+        gate = asyncio.Semaphore(cmd.get("parallel", 8))
+        failures: list[str] = []
+
+        async def join(token: str) -> None:
+            async with gate:
+                room = self.rtc.Room()
+                room.on("data_received", self._on_bot_packet)
+                try:
+                    await asyncio.wait_for(room.connect(cmd["url"], token, self.rtc.RoomOptions()), 30)
+                    # negotiates the publisher PC now, not inside the measured traffic
+                    await room.local_participant.publish_data(b"warm-up", reliable=True, topic="warm")
+                except Exception as exc:  # reported, not raised: the search stops at a failure
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                    return
+                self.bots.append(room)
+
+        started = time.monotonic()
+        await asyncio.gather(*(join(t) for t in tokens))
+        joined = time.monotonic() - started
+        await asyncio.sleep(2)  # the last joins' negotiations settle
+        return {
+            "bots": len(self.bots),
+            "seconds": joined,
+            "failures": failures[:5],
+            "failed": len(failures),
+            "rss_mb": rss_mb(),
+            "threads": os_threads(),
+        }
+
+    def _on_bot_packet(self, packet: Any) -> None:
+        if packet.topic == "bot":
+            self.latencies.append((time.monotonic() - float(bytes(packet.data).decode())) * 1000)
+
+    async def op_bots_run(self, cmd: dict[str, Any]) -> Any:
+        """Every bot publishes one stamped packet per second for ``seconds`` (phases spread over 1 s)."""
+        seconds: float = cmd.get("seconds", 10)
+        self.latencies = []
+        sent = 0
+        lag: list[float] = []
+
+        async def bot(room: Any) -> None:
+            nonlocal sent
+            await asyncio.sleep(random.random())
+            end = time.monotonic() + seconds - 1
+            while time.monotonic() < end:
+                due = time.monotonic() + 1
+                await room.local_participant.publish_data(
+                    repr(time.monotonic()).encode(), reliable=True, topic="bot"
+                )
+                sent += 1
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+        async def watch() -> None:
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.05)
+                lag.append((time.monotonic() - before - 0.05) * 1000)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.gather(*(bot(room) for room in self.bots))
+        await asyncio.sleep(1)  # the last packets' way through
+        watcher.cancel()
+        return {
+            "sent": sent,
+            "latency_ms": self.latencies,
+            "max_loop_lag_ms": max(lag, default=0.0),
+            "rss_mb": rss_mb(),
+            "threads": os_threads(),
+        }
+
+    async def op_bots_close(self, cmd: dict[str, Any]) -> Any:
+        gate = asyncio.Semaphore(16)
+
+        async def leave(room: Any) -> None:
+            async with gate:
+                await asyncio.wait_for(room.disconnect(), 10)
+
+        await asyncio.gather(*(leave(r) for r in self.bots), return_exceptions=True)
+        self.bots = []
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sdk", choices=["livekit", "greenroom"], required=True)
+    args = parser.parse_args()
+    module = "livekit.rtc" if args.sdk == "livekit" else "greenroom.rtc"
+    agent = BenchAgent(importlib.import_module(module))
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    agent.emit({"event": "ready", "sdk": args.sdk, "rss_mb": rss_mb(), "threads": os_threads()})
+    while line := (await reader.readline()).decode():
+        if not await agent.handle(line):
+            break
+    if agent.room is not None and agent.room.isconnected():
+        await agent.room.disconnect()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
