@@ -20,7 +20,7 @@ from greenroom.devserver.server import DevServer
 from tests.devserver.nodecode import forbid_decoders
 from tests.interop.netns import HOST_IP, PeerProcess
 
-__all__ = ["official_tone_sequence"]
+__all__ = ["official_colour_cycle", "official_tone_sequence"]
 
 V0: dict[str, Any] = {"single_peer_connection": False}
 TONES = [440.0, 660.0, 880.0]
@@ -85,5 +85,46 @@ async def official_tone_sequence() -> dict[str, Any]:
             "tapped_packets": publication.tap.packets,
             "packets_with_level": sum(level is not None for level in levels),
             "loudest_level": min((level for level in levels if level is not None), default=None),
+            "decoders": attempts,
+        }
+
+
+COLOURS = {"red": [255, 0, 0], "green": [0, 255, 0], "blue": [0, 0, 255]}
+
+
+def _colour(rgb: list[int]) -> str:
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(rgb, COLOURS[name], strict=True)))
+
+
+async def official_colour_cycle(width: int = 64, height: int = 48) -> dict[str, Any]:
+    """alice (official SDK) publishes red → green → blue video; bob (official SDK) watches via the server."""
+    async with _server() as (server, attempts), _peers("alice", "bob") as (alice, bob):
+        await alice.call("connect", url=server.url, token=server.mint_token("alice", "r"), options=V0)
+        await bob.call("connect", url=server.url, token=server.mint_token("bob", "r"), options=V0)
+        colours = [COLOURS["red"], COLOURS["green"], COLOURS["blue"]]
+        published = await alice.call(
+            "publish_colours", colours=colours, seconds=1.5, width=width, height=height
+        )
+        watching = await bob.call("watch_video", identity="alice", timeout=15)
+        await alice.wait_event(lambda e: e.get("event") == "colours_done", timeout=20)
+        await asyncio.sleep(0.5)
+        session = server.session_of(server.rooms["r"], "alice")
+        assert session is not None
+        tap = session.publications[published["sid"]].tap
+        seen: list[str] = []
+        frames = [e for e in bob.received("video_frame") if e["sid"] == published["sid"]]
+        for frame in frames:
+            name = _colour(frame["rgb"])
+            if not seen or seen[-1] != name:
+                seen.append(name)
+        return {
+            "published_sid": published["sid"],
+            "watching_sid": watching["sid"],
+            "seen": seen,
+            "frames": len(frames),
+            "size": [frames[-1]["width"], frames[-1]["height"]] if frames else None,
+            "mime_type": tap.mime_type,
+            "tapped_frames": tap.frames,
+            "keyframe_requests": tap.keyframe_requests_sent,
             "decoders": attempts,
         }

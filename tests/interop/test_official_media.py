@@ -39,3 +39,16 @@ def test_libwebrtc_sends_audio_levels_and_speakers_and_subscription_are_reported
     assert tones["loudest_level"] < 20  # an 8000-amplitude sine is about -15 dBov
     assert ["alice"] in tones["speakers_at_bob"]
     assert tones["local_track_subscribed"] == [tones["published_sid"]]
+
+
+def test_official_client_sees_the_official_colour_cycle_through_the_server() -> None:
+    # 640x360 with the SDK's default options (simulcast requested): aiortc answers without simulcast, so
+    # libwebrtc sends one VP8 encoding, which is forwarded as is
+    result = run_in_netns(
+        "tests.interop.scenarios_media:official_colour_cycle", timeout=100, args={"width": 640, "height": 360}
+    )
+    assert result["watching_sid"] == result["published_sid"]
+    assert result["mime_type"] == "video/vp8"
+    assert result["seen"] == ["red", "green", "blue"]
+    assert result["size"] == [640, 360]
+    assert result["decoders"] == []
