@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import websockets
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -267,15 +268,28 @@ class RawClient:
     # --- media ------------------------------------------------------------------------------------
 
     async def publish(
-        self, *tracks: MediaStreamTrack, name: str = "", source: TrackSource | None = None
+        self,
+        *tracks: MediaStreamTrack,
+        name: str = "",
+        source: TrackSource | None = None,
+        codec: str | None = None,
     ) -> list[TrackInfo]:
-        """Publish tracks: ``add_track`` each (cid = aiortc track id), then one publisher renegotiation."""
+        """Publish tracks: ``add_track`` each (cid = aiortc track id), then one publisher renegotiation.
+
+        ``codec`` (e.g. ``"video/h264"``) restricts the offered codecs of every track (plus RTX).
+        """
         assert self.publisher is not None, "join with publish=True first"
         infos = []
         async with self._publish_lock:
             for track in tracks:
                 infos.append(await self._add_track(track, name, source))
-                self.publisher._pc.addTrack(track)  # PeerTransport has no media API (test-only access)
+                sender = self.publisher._pc.addTrack(track)  # PeerTransport has no media API (test access)
+                if codec is not None:
+                    transceiver = next(t for t in self.publisher._pc.getTransceivers() if t.sender is sender)
+                    capabilities = RTCRtpSender.getCapabilities(track.kind).codecs
+                    transceiver.setCodecPreferences(
+                        [c for c in capabilities if c.mimeType.lower() in (codec, "video/rtx")]
+                    )
             await self._renegotiate_publisher()
         return infos
 

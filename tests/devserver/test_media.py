@@ -225,11 +225,12 @@ def test_ten_audio_tracks_through_the_server_at_once() -> None:
     run_with_server(scenario)
 
 
-def test_vp8_video_is_forwarded_and_a_late_subscriber_gets_a_keyframe() -> None:
+@pytest.mark.parametrize("codec", ["video/vp8", "video/h264"])
+def test_video_is_forwarded_and_a_late_subscriber_gets_a_keyframe(codec: str) -> None:
     async def scenario(server: DevServer) -> None:
         alice, bob = await _pair(server)
         camera = ColourTrack("red")
-        [info] = await alice.publish(camera)
+        [info] = await alice.publish(camera, codec=codec)
         sink = VideoSink(await bob.subscribed_track(info.sid), format="rgba")
 
         async def see(colour: str, frames_sink: VideoSink) -> None:
@@ -242,7 +243,7 @@ def test_vp8_video_is_forwarded_and_a_late_subscriber_gets_a_keyframe() -> None:
         camera.colour = "blue"
         await see("blue", sink)
         publication = server.session_of(server.rooms["r"], "alice").publications[info.sid]  # type: ignore[union-attr]
-        assert publication.tap.mime_type == "video/vp8"
+        assert publication.tap.mime_type == codec
         before = publication.tap.keyframe_requests_sent
         carol = await RawClient.join(server.url, server.mint_token("carol", "r"), publish=False)
         late = VideoSink(await carol.subscribed_track(info.sid), format="rgba")
@@ -252,6 +253,25 @@ def test_vp8_video_is_forwarded_and_a_late_subscriber_gets_a_keyframe() -> None:
         await late.aclose()
         camera.stop()
         await _close(alice, bob, carol)
+
+    run_with_server(scenario)
+
+
+def test_publisher_leaving_ends_its_forwarded_tracks() -> None:
+    async def scenario(server: DevServer) -> None:
+        alice, bob = await _pair(server)
+        tone = Tone(880)
+        [info] = await alice.publish(tone.track)
+        ear = Ear(await bob.subscribed_track(info.sid))
+        await ear.wait_for(880)
+        await tone.stop()
+        await alice.leave()
+        await bob.wait_update(lambda p: p.identity == "alice" and p.state.name == "DISCONNECTED")
+        await bob.wait_message(Offer, lambda m: info.sid in m.sdp and "a=inactive" in m.sdp)
+        bob_session = server.session_of(server.rooms["r"], "bob")
+        assert bob_session is not None
+        assert not bob_session._subscriptions
+        await _close(ear, bob)
 
     run_with_server(scenario)
 
