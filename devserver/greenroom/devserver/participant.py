@@ -18,7 +18,7 @@ renegotiating through the per-participant queue.
 ``subscriber_primary`` is always true: the server offers the subscriber PC with ``_reliable``/``_lossy``
 right after the JoinResponse (trap 7) and downstream data goes there, because a receive-only Rust client
 never connects its publisher PC (signal-protocol.md §6.1). Subscriber renegotiations go through one queue
-(:meth:`ParticipantSession.renegotiate`), the seam RTP forwarding (issue 5) plugs into.
+(:meth:`ParticipantSession.renegotiate`: one offer outstanding, a flag to offer again after the answer).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The track registry's SDP side: which media sections of a publisher offer carry which announced track.
 
-Issue 5 (RTP forwarding) builds on this; today the dev server only records publications so that every
-participant sees them in ``ParticipantUpdate``. Pure functions, no I/O.
+A matched section becomes a publication: announced in ``ParticipantUpdate`` and forwarded as RTP from the
+receiver tapped on its mid (``forwarding.py``). Pure functions, no I/O.
 
 Traps (``reference/signal-protocol.md`` §6.6, §6.8, ``feasibility-official-sdk.md`` trap 7):
 
