@@ -20,7 +20,7 @@ from greenroom.devserver.server import DevServer
 from tests.devserver.nodecode import forbid_decoders
 from tests.interop.netns import HOST_IP, PeerProcess
 
-__all__ = ["official_colour_cycle", "official_tone_sequence"]
+__all__ = ["official_colour_cycle", "official_mute", "official_tone_sequence"]
 
 V0: dict[str, Any] = {"single_peer_connection": False}
 TONES = [440.0, 660.0, 880.0]
@@ -126,5 +126,43 @@ async def official_colour_cycle(width: int = 64, height: int = 48) -> dict[str, 
             "mime_type": tap.mime_type,
             "tapped_frames": tap.frames,
             "keyframe_requests": tap.keyframe_requests_sent,
+            "decoders": attempts,
+        }
+
+
+async def official_mute() -> dict[str, Any]:
+    """alice (official SDK) plays one long 440 Hz tone and mutes it for 2 s; bob (official SDK) listens."""
+    async with _server() as (server, attempts), _peers("alice", "bob") as (alice, bob):
+        await alice.call("connect", url=server.url, token=server.mint_token("alice", "r"), options=V0)
+        await bob.call("connect", url=server.url, token=server.mint_token("bob", "r"), options=V0)
+        published = await alice.call("publish_tone", frequencies=[440.0], seconds=7.0, lead=0.0)
+        await bob.call("listen_audio", identity="alice", timeout=15)
+        session = server.session_of(server.rooms["r"], "alice")
+        assert session is not None
+        publication = session.publications[published["sid"]]
+        await asyncio.sleep(1.5)
+        marks = {"muted": time.monotonic()}
+        await alice.call("set_muted", sid=published["sid"], muted=True)
+        await bob.wait_event(lambda e: e.get("event") == "track_muted", timeout=5)
+        server_muted = publication.muted
+        await asyncio.sleep(2.0)
+        marks["unmuted"] = time.monotonic()
+        await alice.call("set_muted", sid=published["sid"], muted=False)
+        await bob.wait_event(lambda e: e.get("event") == "track_unmuted", timeout=5)
+        await asyncio.sleep(2.0)
+        marks["end"] = time.monotonic()
+        windows = [e for e in bob.received("audio_window") if e["sid"] == published["sid"]]
+
+        def between(start: float, end: float) -> list[dict[str, Any]]:
+            return [w for w in windows if start <= w["t"] < end]
+
+        return {
+            "server_muted": server_muted,
+            "server_unmuted": not publication.muted,
+            "before": _heard(between(0.0, marks["muted"])),
+            "while_muted_loud": sum(w["rms"] > 500 for w in between(marks["muted"] + 0.5, marks["unmuted"])),
+            "while_muted_windows": len(between(marks["muted"] + 0.5, marks["unmuted"])),
+            "after": _heard(between(marks["unmuted"], marks["end"])),
+            "speakers_at_bob": [e["speakers"] for e in bob.received("active_speakers_changed")],
             "decoders": attempts,
         }

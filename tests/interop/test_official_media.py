@@ -52,3 +52,15 @@ def test_official_client_sees_the_official_colour_cycle_through_the_server() -> 
     assert result["seen"] == ["red", "green", "blue"]
     assert result["size"] == [640, 360]
     assert result["decoders"] == []
+
+
+def test_official_mute_pauses_forwarding_and_unmute_resumes_the_tone() -> None:
+    result = run_in_netns("tests.interop.scenarios_media:official_mute", timeout=100)
+    assert result["server_muted"]
+    assert result["server_unmuted"]
+    assert result["before"] == [440.0]
+    assert result["while_muted_windows"] > 5  # bob's stream goes on (silence) while nothing is forwarded
+    assert result["while_muted_loud"] == 0
+    assert result["after"] == [440.0]
+    assert result["speakers_at_bob"] == [["alice"], [], ["alice"]]
+    assert result["decoders"] == []
