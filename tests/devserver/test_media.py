@@ -292,6 +292,28 @@ def test_connection_quality_is_broadcast() -> None:
     run_with_server(scenario)
 
 
+def test_connection_quality_is_sent_only_when_it_changes() -> None:
+    """Like livekit-server's connectionQualityWorker: a broadcast per tick to every member of every room
+    stalled a server with hundreds of rooms (benchmarks P4); unchanged qualities are not re-sent."""
+
+    async def scenario(server: DevServer) -> None:
+        server.quality_interval = 0.1
+        alice, bob = await _pair(server)
+
+        def updates() -> int:
+            return sum(isinstance(m, ConnectionQualityUpdate) for m in bob.messages)
+
+        await bob.wait_message(ConnectionQualityUpdate, lambda m: len(m.updates) == 2)
+        seen = updates()
+        await asyncio.sleep(0.6)  # several ticks, nothing changed
+        assert updates() == seen
+        carol = await RawClient.join(server.url, server.mint_token("carol", "r"), publish=False)
+        await bob.wait_message(ConnectionQualityUpdate, lambda m: len(m.updates) == 3)  # a new member
+        await _close(carol, alice, bob)
+
+    run_with_server(scenario)
+
+
 def test_the_server_process_never_constructs_a_decoder() -> None:
     """The server in a subprocess with every aiortc decoder forbidden forwards audio and VP8 video."""
 

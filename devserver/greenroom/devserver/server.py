@@ -39,6 +39,7 @@ from websockets.http11 import Request, Response
 
 from greenroom.codecs.errors import CodecError, TokenError
 from greenroom.codecs.models import (
+    ConnectionQualityInfo,
     DisconnectReason,
     LeaveAction,
     ParticipantKind,
@@ -155,6 +156,7 @@ class DevServer:
         self._reaper: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._speakers: dict[str, SpeakerDetector] = {}
+        self._qualities: dict[str, tuple[ConnectionQualityInfo, ...]] = {}
         self._closing = False
         self._port = self.config.port
 
@@ -345,9 +347,14 @@ class DevServer:
                 session.signal(SpeakersChanged(speakers))
 
     async def _update_quality(self, room: Room) -> None:
-        """``connection_quality`` for every visible participant, to everyone (packet loss → quality)."""
+        """``connection_quality`` for every visible participant, to everyone (packet loss → quality) — only
+        when it changed (a quality, or who is in the room), like livekit-server's connectionQualityWorker: a
+        broadcast every 2 s to every member of hundreds of rooms stalled the loop (benchmarks P4)."""
         sessions = self._sessions_of(room)
         updates = tuple([await s.connection_quality() for s in sessions if not s.member.hidden])
+        if updates == self._qualities.get(room.name):
+            return
+        self._qualities[room.name] = updates
         if updates:
             for session in sessions:
                 session.signal(ConnectionQualityUpdate(updates))
@@ -362,6 +369,7 @@ class DevServer:
                 if room.expired(now):
                     del self.rooms[name]
                     self._speakers.pop(name, None)
+                    self._qualities.pop(name, None)
                     _log.info("[%s] room closed after %.0f s empty", name, room.empty_timeout)
 
     # --- HTTP --------------------------------------------------------------------------------------
