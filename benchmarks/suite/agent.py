@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import random
 import sys
@@ -41,6 +42,23 @@ def os_threads() -> int:
             if line.startswith("Threads:"):
                 return int(line.split()[1])
     return threading.active_count()
+
+
+class GcPauses:
+    """Records the duration of every cyclic-GC run of generation 2 (the ones that walk the whole heap)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._started) * 1000)
 
 
 class _Sink:
@@ -71,6 +89,8 @@ class BenchAgent(Peer):
         self.bots: list[Any] = []
         self.latencies: list[float] = []
         self.received = 0
+        self.gc = GcPauses()
+        self.slow: list[tuple[float, float]] = []
 
     def emit(self, obj: dict[str, Any]) -> None:
         if obj.get("event") == "data_received":
@@ -153,7 +173,11 @@ class BenchAgent(Peer):
 
     def _on_bot_packet(self, packet: Any) -> None:
         if packet.topic == "bot":
-            self.latencies.append((time.monotonic() - float(bytes(packet.data).decode())) * 1000)
+            stamp = float(bytes(packet.data).decode())
+            latency = (time.monotonic() - stamp) * 1000
+            self.latencies.append(latency)
+            if latency > 40 and len(self.slow) < 2000:
+                self.slow.append((stamp, latency))
 
     async def op_bots_run(self, cmd: dict[str, Any]) -> Any:
         """Every bot publishes one stamped packet per second for ``seconds`` (phases spread over 1 s)."""
@@ -180,6 +204,8 @@ class BenchAgent(Peer):
                 await asyncio.sleep(0.05)
                 lag.append((time.monotonic() - before - 0.05) * 1000)
 
+        self.gc.pauses = []
+        self.slow = []
         watcher = asyncio.create_task(watch())
         await asyncio.gather(*(bot(room) for room in self.bots))
         await asyncio.sleep(1)  # the last packets' way through
@@ -188,6 +214,8 @@ class BenchAgent(Peer):
             "sent": sent,
             "latency_ms": self.latencies,
             "max_loop_lag_ms": max(lag, default=0.0),
+            "gc2_pauses_ms": self.gc.pauses,
+            "slow": self.slow,
             "rss_mb": rss_mb(),
             "threads": os_threads(),
         }
