@@ -8,11 +8,13 @@ connection (DESIGN.md §3 — frames never cross a mailbox).
 * :class:`PcmSourceTrack` — an aiortc ``MediaStreamTrack`` fed with int16 PCM through a byte queue bounded in
   milliseconds. :meth:`~PcmSourceTrack.put` waits while the queue is full (the only backpressure signal, as
   in ``livekit.rtc.AudioSource.capture_frame``). ``recv`` emits 20 ms frames at real-time pace with
-  ``pts`` in samples and ``time_base = 1/sample_rate``. **Starvation policy:** when the queue holds less than
-  one frame, the frame is completed with silence (zeros) rather than waiting: the RTP clock keeps running,
-  the remote jitter buffer never sees a gap, and :meth:`~PcmSourceTrack.wait_for_playout` completes after the
-  last queued sample was handed to the encoder. If the loop falls more than 200 ms behind the real-time
-  schedule the schedule is reset instead of bursting to catch up.
+  ``pts`` in samples and ``time_base = 1/sample_rate``, always as stereo (a mono source is duplicated into
+  both channels: aiortc's Opus encoder would otherwise upmix it at -3 dB). **Starvation policy:** when the
+  queue holds less than one frame, the frame is completed with silence (zeros) rather than waiting: the RTP
+  clock keeps running, the remote jitter buffer never sees a gap, and
+  :meth:`~PcmSourceTrack.wait_for_playout` completes after the last queued sample was handed to the encoder.
+  If the loop falls more than 200 ms behind the real-time schedule the schedule is reset instead of bursting
+  to catch up.
 * :class:`PcmSink` — consumes a (remote) aiortc audio track, resamples and remixes with PyAV's
   ``AudioResampler`` to the requested rate, channel count and frame size, and delivers :class:`PcmChunk`
   items to a queue that drops the **oldest** item when ``capacity`` is reached (``dropped`` counts them).
@@ -208,6 +210,14 @@ def _layout(num_channels: int) -> str:
     raise ValueError("num_channels must be 1 or 2")
 
 
+def _mono_to_stereo(pcm: bytes) -> bytes:
+    """Interleaved int16 stereo with both channels equal to the mono ``pcm`` (no gain change)."""
+    out = bytearray(2 * len(pcm))
+    low, high = pcm[0::2], pcm[1::2]
+    out[0::4], out[1::4], out[2::4], out[3::4] = low, high, low, high
+    return bytes(out)
+
+
 class PcmSourceTrack(MediaStreamTrack):
     """An audio track for ``pc.addTrack`` fed with int16 PCM through a queue bounded in milliseconds.
 
@@ -317,8 +327,11 @@ class PcmSourceTrack(MediaStreamTrack):
         self._not_full.set()
         if not self._buffer:
             self._drained.set()
-        frame = av.AudioFrame(format="s16", layout=self._layout, samples=self.frame_samples)
-        frame.planes[0].update(chunk)
+        # Always stereo: aiortc's Opus encoder resamples every frame to stereo, and libswresample's mono →
+        # stereo upmix puts the channel at the centre mix level (-3 dB), so a mono source would reach every
+        # subscriber (the official SDK included) 3 dB quieter than captured. Duplicating it here is lossless.
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=self.frame_samples)
+        frame.planes[0].update(_mono_to_stereo(chunk) if self.num_channels == 1 else chunk)
         frame.pts = self._pts
         frame.sample_rate = self.sample_rate
         frame.time_base = self._time_base
