@@ -11,8 +11,9 @@ event ``{"event": "data_received", ...}`` with the event's arguments flattened t
 Media commands use only the public ``livekit.rtc`` API (so they run against greenroom's facade too):
 ``publish_tone`` (an ``AudioSource`` playing a sequence of sine tones, ``tone`` events mark each start),
 ``listen_audio`` (an ``AudioStream`` on a subscribed track; ``audio_window`` events give the FFT peak and
-RMS of each window), ``publish_colours``/``watch_video`` (solid-colour frames through a ``VideoSource``;
-``video_frame`` events give each received frame's mean RGB) and ``set_muted``. Media room events
+RMS of each window), ``publish_colours`` (alias ``publish_colors``) / ``watch_video`` (solid-colour RGBA
+frames through a ``VideoSource``, ``colour`` events mark each start; ``video_frame`` events give each
+received frame's size and mean RGB) and ``set_muted``. Media room events
 (``track_subscribed`` …) are only listened to once a media command ran, so data-only peers see no change.
 """
 
@@ -183,41 +184,55 @@ class Peer:
         """Publish a microphone track playing ``frequencies`` for ``seconds`` each (then silence)."""
         self._listen_media()
         rtc = self.rtc
-        source = rtc.AudioSource(_RATE, 1)
+        # ``queue_ms`` (optional) bounds how far capture may run ahead of sending (latency benchmarks)
+        source = rtc.AudioSource(
+            _RATE, 1, **({"queue_size_ms": cmd["queue_ms"]} if "queue_ms" in cmd else {})
+        )
         track = rtc.LocalAudioTrack.create_audio_track(cmd.get("name", "tone"), source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         publication = await self.room.local_participant.publish_track(track, options)
         self._publications[publication.sid] = publication
-        self._spawn(self._play(source, cmd["frequencies"], cmd.get("seconds", 1.0), cmd.get("lead", 0.5)))
+        self._spawn(
+            self._play(
+                source, publication.sid, cmd["frequencies"], cmd.get("seconds", 1.0), cmd.get("lead", 0.5)
+            )
+        )
         return {"sid": publication.sid}
 
-    async def _play(self, source: Any, frequencies: list[float], seconds: float, lead: float) -> None:
+    async def _play(
+        self, source: Any, sid: str, frequencies: list[float], seconds: float, lead: float
+    ) -> None:
         chunk = _RATE // 100  # 10 ms frames
         plan = [(0.0, lead), *((float(f), seconds) for f in frequencies), (0.0, 1.0)]
         for frequency, duration in plan:
-            self.emit({"event": "tone", "frequency": frequency})
+            self.emit({"event": "tone", "frequency": frequency, "sid": sid})
             for index in range(int(duration * 100)):
                 n = np.arange(index * chunk, (index + 1) * chunk)
                 samples = (8000 * np.sin(2 * np.pi * frequency * n / _RATE)).astype(np.int16)
                 frame = self.rtc.AudioFrame(samples.tobytes(), _RATE, 1, chunk)
                 await source.capture_frame(frame)
-        self.emit({"event": "tone_done"})
+        self.emit({"event": "tone_done", "sid": sid})
 
     async def op_listen_audio(self, cmd: dict[str, Any]) -> Any:
-        """Open an ``AudioStream`` on the first subscribed audio track from ``identity`` (waiting for one)."""
+        """Open an ``AudioStream`` on the first subscribed audio track from ``identity`` (waiting for one).
+
+        ``sid`` (optional) picks that track instead of the first one.
+        """
         self._listen_media()
         track = await self._remote_track(
-            cmd["identity"], self.rtc.TrackKind.KIND_AUDIO, cmd.get("timeout", 10)
+            cmd["identity"], self.rtc.TrackKind.KIND_AUDIO, cmd.get("timeout", 10), cmd.get("sid")
         )
         stream = self.rtc.AudioStream(track, sample_rate=_RATE, num_channels=1)
         self._spawn(self._hear(stream, track.sid, _RATE * cmd.get("window_ms", 100) // 1000))
         return {"sid": track.sid}
 
-    async def _remote_track(self, identity: str, kind: Any, timeout: float) -> Any:
+    async def _remote_track(self, identity: str, kind: Any, timeout: float, sid: str | None = None) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             participant = self.room.remote_participants.get(identity)
             for publication in [] if participant is None else participant.track_publications.values():
+                if sid is not None and publication.sid != sid:
+                    continue
                 if publication.kind == kind and publication.track is not None:
                     return publication.track
             await asyncio.sleep(0.02)
@@ -237,6 +252,67 @@ class Peer:
                 rms = float(np.sqrt(np.mean(window**2)))
                 self.emit({"event": "audio_window", "sid": sid, "peak_hz": peak, "rms": rms})
         self.emit({"event": "audio_stream_ended", "sid": sid})
+
+    async def op_publish_colours(self, cmd: dict[str, Any]) -> Any:
+        """Publish a camera track showing each of ``colours`` (``[r, g, b]``) for ``seconds`` at ``fps``.
+
+        ``lead`` seconds of black come first (the subscriber's stream may open after the publication).
+        """
+        self._listen_media()
+        rtc = self.rtc
+        width, height = cmd.get("width", 64), cmd.get("height", 48)
+        source = rtc.VideoSource(width, height)
+        track = rtc.LocalVideoTrack.create_video_track(cmd.get("name", "colours"), source)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+        publication = await self.room.local_participant.publish_track(track, options)
+        self._publications[publication.sid] = publication
+        plan = [
+            ([0, 0, 0], cmd.get("lead", 0.0)),
+            *((list(c), cmd.get("seconds", 1.0)) for c in cmd["colours"]),
+        ]
+        self._spawn(self._show(source, publication.sid, plan, (width, height), cmd.get("fps", 30)))
+        return {"sid": publication.sid}
+
+    op_publish_colors = op_publish_colours
+
+    async def _show(
+        self, source: Any, sid: str, plan: list[tuple[list[int], float]], size: tuple[int, int], fps: int
+    ) -> None:
+        width, height = size
+        for colour, seconds in plan:
+            self.emit({"event": "colour", "rgb": colour, "sid": sid})
+            data = np.tile(np.array([*colour, 255], np.uint8), width * height).tobytes()
+            for _ in range(round(seconds * fps)):
+                frame = self.rtc.VideoFrame(width, height, self.rtc.VideoBufferType.RGBA, data)
+                source.capture_frame(frame)
+                await asyncio.sleep(1 / fps)
+        self.emit({"event": "colours_done", "sid": sid})
+
+    async def op_watch_video(self, cmd: dict[str, Any]) -> Any:
+        """Open an RGBA ``VideoStream`` on the first subscribed video track from ``identity``."""
+        self._listen_media()
+        track = await self._remote_track(
+            cmd["identity"], self.rtc.TrackKind.KIND_VIDEO, cmd.get("timeout", 10), cmd.get("sid")
+        )
+        stream = self.rtc.VideoStream(track, format=self.rtc.VideoBufferType.RGBA)
+        self._spawn(self._watch(stream, track.sid))
+        return {"sid": track.sid}
+
+    async def _watch(self, stream: Any, sid: str) -> None:
+        async for event in stream:
+            frame = event.frame
+            pixels = np.frombuffer(bytes(frame.data), dtype=np.uint8).reshape(-1, 4)
+            mean = [round(float(v)) for v in pixels[:, :3].mean(axis=0)]
+            self.emit(
+                {
+                    "event": "video_frame",
+                    "sid": sid,
+                    "width": frame.width,
+                    "height": frame.height,
+                    "rgb": mean,
+                }
+            )
+        self.emit({"event": "video_stream_ended", "sid": sid})
 
     async def op_set_muted(self, cmd: dict[str, Any]) -> Any:
         publication = self._publications[cmd["sid"]]
