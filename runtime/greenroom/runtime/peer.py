@@ -513,6 +513,8 @@ class PeerTransport:
     def _on_track(self, track: Any) -> None:
         mid = next((t.mid for t in self._pc.getTransceivers() if t.receiver.track is track), None)
         self._tracks[str(track.id)] = track
+        if mid is not None:
+            self._by_mid[mid] = track
         self._sink.tell(TrackReceived(self.role, str(track.kind), mid, str(track.id)))
 
 
