@@ -220,6 +220,68 @@ class BenchAgent(Peer):
             "threads": os_threads(),
         }
 
+    async def op_audio_bots(self, cmd: dict[str, Any]) -> Any:
+        """P5: one room per token pair; every bot publishes a 48 kHz mono tone (10 ms frames, paced in real
+        time) for ``seconds`` and listens to its partner's track with an ``AudioStream``. Returns the tone
+        samples sent and the non-silent samples each bot heard."""
+        import numpy as np
+
+        rtc, rate, chunk, seconds = self.rtc, 48_000, 480, cmd.get("seconds", 6.0)
+        rooms: list[Any] = []
+        for token in cmd["tokens"]:
+            room = rtc.Room()
+            await asyncio.wait_for(room.connect(cmd["url"], token, rtc.RoomOptions()), 30)
+            rooms.append(room)
+        sources = []
+        for n, room in enumerate(rooms):
+            source = rtc.AudioSource(rate, 1)
+            track = rtc.LocalAudioTrack.create_audio_track(f"tone{n}", source)
+            options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            await room.local_participant.publish_track(track, options)
+            sources.append(source)
+        streams: list[Any] = []
+        deadline = time.monotonic() + 20
+        for room in rooms:
+            track = None
+            while track is None and time.monotonic() < deadline:
+                for participant in room.remote_participants.values():
+                    for publication in participant.track_publications.values():
+                        track = track or publication.track
+                await asyncio.sleep(0.02)
+            if track is None:
+                raise TimeoutError("a bot never got its partner's audio track")
+            streams.append(rtc.AudioStream(track, sample_rate=rate, num_channels=1))
+        heard = [0] * len(rooms)
+
+        async def listen(index: int, stream: Any) -> None:
+            async for event in stream:
+                samples = np.frombuffer(bytes(event.frame.data), dtype=np.int16)
+                if samples.size and float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) > 1000:
+                    heard[index] += int(samples.size)  # a frame of the tone (RMS ≈ 5,700), not silence
+
+        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.int16)
+        frames = int(seconds * 100)
+
+        async def speak(source: Any) -> None:
+            start = time.monotonic()
+            for index in range(frames):
+                offset = (index * chunk) % (rate - chunk)
+                await source.capture_frame(
+                    rtc.AudioFrame(tone[offset : offset + chunk].tobytes(), rate, 1, chunk)
+                )
+                await asyncio.sleep(max(0.0, start + (index + 1) * 0.01 - time.monotonic()))
+
+        listeners = [asyncio.ensure_future(listen(i, s)) for i, s in enumerate(streams)]
+        await asyncio.sleep(0.5)
+        await asyncio.gather(*(speak(s) for s in sources))
+        await asyncio.sleep(1.5)  # the jitter buffers drain
+        for listener in listeners:
+            listener.cancel()
+        usage = {"rss_mb": rss_mb(), "threads": os_threads()}
+        for room in rooms:
+            await asyncio.wait_for(room.disconnect(), 10)
+        return {"sent_samples": frames * chunk, "heard_samples": heard, **usage}
+
     async def op_bots_close(self, cmd: dict[str, Any]) -> Any:
         gate = asyncio.Semaphore(16)
 
