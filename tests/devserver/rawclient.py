@@ -262,7 +262,7 @@ class RawClient:
             track = self.subscriber.remote_track(message.track_id)
             self.remote_tracks[message.mid] = track
             if self.on_track is not None:  # in aiortc's ``track`` event: before any RTP (e.g. to tap it)
-                self.on_track(self.subscriber._pc, track)
+                self.on_track(self.subscriber.pc, track)
             self._changed.set()
 
     # --- media ------------------------------------------------------------------------------------
@@ -283,9 +283,9 @@ class RawClient:
         async with self._publish_lock:
             for track in tracks:
                 infos.append(await self._add_track(track, name, source))
-                sender = self.publisher._pc.addTrack(track)  # PeerTransport has no media API (test access)
+                sender = self.publisher.pc.addTrack(track)
                 if codec is not None:
-                    transceiver = next(t for t in self.publisher._pc.getTransceivers() if t.sender is sender)
+                    transceiver = next(t for t in self.publisher.pc.getTransceivers() if t.sender is sender)
                     capabilities = RTCRtpSender.getCapabilities(track.kind).codecs
                     transceiver.setCodecPreferences(
                         [c for c in capabilities if c.mimeType.lower() in (codec, "video/rtx")]
@@ -305,7 +305,7 @@ class RawClient:
         """Unpublish the LiveKit way: no signal message, the m-line stops sending (``inactive``)."""
         assert self.publisher is not None
         async with self._publish_lock:
-            for transceiver in self.publisher._pc.getTransceivers():
+            for transceiver in self.publisher.pc.getTransceivers():
                 if transceiver.sender.track is track:
                     transceiver.direction = "inactive"
                     await transceiver.sender.stop()

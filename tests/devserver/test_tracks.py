@@ -64,7 +64,7 @@ def test_published_track_is_announced_to_everyone_and_mute_is_broadcast() -> Non
         await alice.send(AddTrackRequest(cid=track.id, name="mic", type=TrackType.AUDIO))
         published = await alice.wait_message(TrackPublished)
         assert alice.publisher is not None
-        alice.publisher._pc.addTrack(track)  # PeerTransport has no media API yet (issue 5)
+        alice.publisher.pc.addTrack(track)
         await alice.send(Offer(sdp=await alice.publisher.create_offer(), id=2))
         answer = await alice.wait_message(Answer, lambda a: a.id == 2)
         await alice.publisher.set_remote_description(answer.sdp, "answer")

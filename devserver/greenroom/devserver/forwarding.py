@@ -48,7 +48,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
 
 from greenroom.codecs.models import ConnectionQuality, SpeakerInfo
 from greenroom.runtime.ice import IcePolicy
@@ -77,17 +77,9 @@ _PROXY_LOUD_BYTES = 24  # Opus payloads above this count as speech when no level
 _PROXY_LEVEL = 30
 
 
-@dataclass(frozen=True, slots=True)
-class _MaxBundlePolicy(IcePolicy):
-    def rtc_configuration(self) -> RTCConfiguration:
-        config = IcePolicy.rtc_configuration(self)  # no zero-argument super() in a slots dataclass
-        config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
-        return config
-
-
 def max_bundle(policy: IcePolicy) -> IcePolicy:
     """``policy`` with aiortc's ``max-bundle`` bundle policy (see the bundle trap above)."""
-    return _MaxBundlePolicy(**{f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)})
+    return dataclasses.replace(policy, max_bundle=True)
 
 
 def stream_id(participant_sid: str, track_sid: str) -> str:

@@ -562,7 +562,7 @@ class ParticipantSession:
             changed = True
         for sid, publication in wanted.items():
             if sid not in self._subscriptions:
-                self._subscriptions[sid] = publication.subscribe(_pc(self._subscriber))
+                self._subscriptions[sid] = publication.subscribe(self._subscriber.pc)
                 self._tell_publisher_subscribed(publication)
                 changed = True
         self._report_refusals({sid: publisher.sid for publisher, sid in refused})
@@ -659,7 +659,7 @@ class ParticipantSession:
             return
         track = transport.remote_track(event.track_id)
         try:
-            receiver = receiver_for_track(_pc(transport), track)
+            receiver = receiver_for_track(transport.pc, track)
             key = event.mid if event.role is PeerRole.PUBLISHER else f"subscriber:{event.mid}"
             self._taps[key] = (RtpTap(receiver), receiver)
         except (LookupError, GreenroomError, ValueError) as exc:
@@ -706,11 +706,6 @@ class ParticipantSession:
             info = self.room.activate(self.member)
             if info is not None:
                 self._broadcast(info, to_self=True)
-
-
-def _pc(transport: PeerTransport) -> Any:
-    """The aiortc ``RTCPeerConnection`` of a transport (private: PeerTransport has no media API yet)."""
-    return transport._pc
 
 
 def _reason(name: str) -> DisconnectReason:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 __all__ = [
     "LIVEKIT_MAX_MESSAGE_SIZE",
@@ -119,11 +119,17 @@ class IcePolicy:
         ice_servers: STUN/TURN servers; empty by default, so nothing is ever sent to a public server.
         allowed_networks: CIDR networks a remote candidate's address must fall in; ``None`` = any address.
             TCP candidates and host names (``.local`` mDNS or other) are always dropped.
+        max_bundle: use the ``max-bundle`` bundle policy instead of aiortc's ``balanced`` default. aiortc's
+            ``balanced`` policy loses every track but the first of a kind added in one renegotiation round
+            (``aiortc/rtcpeerconnection.py`` ``__createTransceiver``); ``max-bundle`` fixes that but needs the
+            first negotiated m-line to own the transport (so a first offer must not put media before data).
+            The dev server, which adds many tracks per round, sets it.
     """
 
     gather_addresses: tuple[str, ...] | None = None
     ice_servers: tuple[IceServer, ...] = ()
     allowed_networks: tuple[str, ...] | None = None
+    max_bundle: bool = False
 
     def __post_init__(self) -> None:
         for address in self.gather_addresses or ():
@@ -153,7 +159,10 @@ class IcePolicy:
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in self.ice_servers
         ]
-        return RTCConfiguration(iceServers=servers)
+        config = RTCConfiguration(iceServers=servers)
+        if self.max_bundle:
+            config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+        return config
 
     def allows(self, candidate: str) -> bool:
         """Whether a remote candidate (``candidate:…`` text, ``a=`` prefix tolerated) may be used."""

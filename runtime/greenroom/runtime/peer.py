@@ -261,6 +261,14 @@ class PeerTransport:
         entry = self._channels.get(label)
         return 0 if entry is None else int(entry.channel.bufferedAmount)
 
+    @property
+    def pc(self) -> Any:
+        """The aiortc ``RTCPeerConnection`` itself, for media plumbing (taps, senders, transceivers).
+
+        Data channels, negotiation and closing stay with this transport; use the connection only for media.
+        """
+        return self._pc
+
     def remote_track(self, track_id: str) -> Any:
         """The aiortc track of a :class:`TrackReceived` (for the media pipeline), or ``None``."""
         return self._tracks.get(track_id)
