@@ -291,3 +291,22 @@ async def _recv(ws: Any) -> bytes:
     frame = await ws.recv()
     assert isinstance(frame, bytes), "signal frames are binary"
     return frame
+
+
+def test_end_session_sends_leave_with_the_action_and_tells_the_others() -> None:
+    async def scenario(server: DevServer) -> None:
+        alice, bob = await _pair(server)
+        assert not server.end_session("r", "nobody")
+        reason, action = DisconnectReason.MIGRATION, LeaveAction.RECONNECT
+        assert server.end_session("r", "alice", reason=reason, action=action)
+        leave = await alice.wait_message(Leave)
+        assert (leave.reason, leave.action) == (DisconnectReason.MIGRATION, LeaveAction.RECONNECT)
+        await asyncio.wait_for(alice.closed.wait(), 5)
+        gone = await bob.wait_update(
+            lambda p: p.identity == "alice" and p.state is ParticipantState.DISCONNECTED
+        )
+        assert gone.disconnect_reason is DisconnectReason.MIGRATION
+        for client in (alice, bob):
+            await client.close()
+
+    run_with_server(scenario)

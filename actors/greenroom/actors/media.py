@@ -136,6 +136,10 @@ class MediaRouter:
         """The server named the publication ``cid`` ``sid``."""
         self._local_sids[sid] = cid
 
+    def sid_of(self, cid: str) -> str | None:
+        """The sid the server gave the local publication ``cid``."""
+        return next((sid for sid, c in self._local_sids.items() if c == cid), None)
+
     def cid_of(self, sid: str) -> str | None:
         """The ``cid`` of the local publication ``sid``."""
         return self._local_sids.get(sid)
@@ -145,6 +149,21 @@ class MediaRouter:
         gate = self._local.get(self._local_sids.get(sid, ""))
         if gate is not None:
             gate.muted = muted
+
+    def regate(self, cid: str) -> str | None:
+        """A full reconnect: a fresh gate over the source of ``cid`` (the old sender stopped the old gate).
+
+        The mute flag carries over; the old gate and its sid are forgotten. Returns the new ``cid``
+        (``None``: ``cid`` is unknown).
+        """
+        old = self._local.get(cid)
+        if old is None or self._closed:
+            return None
+        self.drop_local(cid)
+        gate = GatedTrack(old.source)
+        gate.muted = old.muted
+        self._local[gate.id] = gate
+        return str(gate.id)
 
     def drop_local(self, cid: str) -> None:
         """Forget the gate ``cid`` and stop it (its source keeps running)."""
@@ -168,6 +187,10 @@ class MediaRouter:
     def subscribed_mids(self) -> dict[str, str]:
         """``mid → track_sid`` of the attached remote tracks."""
         return {remote.mid: sid for sid, remote in self._remote.items()}
+
+    def attached(self) -> tuple[str, ...]:
+        """The ``track_sid`` of every attached remote track."""
+        return tuple(self._remote)
 
     def is_attached(self, track_sid: str) -> bool:
         """Whether ``track_sid`` has media here."""

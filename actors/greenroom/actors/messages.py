@@ -49,6 +49,7 @@ __all__ = [
     "EventSink",
     "GetState",
     "LocalTrackAdded",
+    "LocalTrackRepublished",
     "LocalTrackSubscribed",
     "MediaAttached",
     "MediaDetached",
@@ -64,6 +65,9 @@ __all__ = [
     "PublishDtmf",
     "PublishTrack",
     "PublishTranscription",
+    "ReconnectTick",
+    "Reconnected",
+    "Reconnecting",
     "Reply",
     "RoomConnected",
     "RoomEvent",
@@ -142,13 +146,21 @@ class ConnectOptions:
         ice_servers: explicit ICE servers (``RtcConfiguration.ice_servers``); empty = the server's list,
             and loopback-only gathering when the server is local.
         relay_only: ``ice_transport_type == TRANSPORT_RELAY``.
-        timeout: the whole connect deadline in seconds (signal + join + primary peer connection).
+        timeout: the whole connect deadline in seconds (signal + join + primary peer connection); also the
+            deadline of each reconnect attempt.
+        reconnect_attempts: full-reconnect attempts after a lost link before giving up (0: never reconnect).
+        reconnect_min_delay: the back-off before the second attempt (the first is immediate), doubled for
+            each further one.
+        reconnect_max_delay: the back-off's cap (before up to +50 % jitter).
     """
 
     auto_subscribe: bool = True
     ice_servers: tuple[IceServer, ...] = ()
     relay_only: bool = False
     timeout: float = 15.0
+    reconnect_attempts: int = 10
+    reconnect_min_delay: float = 0.3
+    reconnect_max_delay: float = 7.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +349,13 @@ class ConnectDeadline:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconnectTick:
+    """RoomActor timer: start the next full-reconnect attempt (stale if ``generation`` moved on)."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class LocalTrackAdded:
     """RoomActor → local ParticipantActor: ``track_published`` arrived; start the publication's TrackActor."""
 
@@ -380,6 +399,27 @@ class ConnectionStateChanged:
     """The connection state (``ConnectionState`` numbers: 0 disconnected, 1 connected, 2 reconnecting)."""
 
     state: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """The link was lost and a full reconnect begins (after ``ConnectionStateChanged(2)``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """A full reconnect succeeded (after ``ConnectionStateChanged(1)``): the new room and local info."""
+
+    room: RoomInfo
+    local: ParticipantInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTrackRepublished:
+    """After a full reconnect a local publication was published again and got the sid of ``track``."""
+
+    previous_sid: str
+    track: TrackInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,6 +590,9 @@ RoomEvent: TypeAlias = (
     RoomJoined
     | RoomConnected
     | ConnectionStateChanged
+    | Reconnecting
+    | Reconnected
+    | LocalTrackRepublished
     | Disconnected
     | RoomMetadataChanged
     | ParticipantConnected

@@ -17,15 +17,18 @@ mailbox; every signal event and data packet then goes to the ParticipantActor co
 
 Connection state machine (``ConnState``)::
 
-    IDLE --Connect--> CONNECTING --primary PC connected--> CONNECTED --Disconnect / leave--> CLOSED
-                         |  deadline, refused, leave           |  link lost (signal closed, ping
-                         v                                     v  timeout, primary PC failed)
-                       CLOSED                          _link_lost(): today -> CLOSED;
-                                                       resume / full reconnect plug in here (RECONNECTING)
+    IDLE --Connect--> CONNECTING --primary PC connected--> CONNECTED --Disconnect, leave{DISCONNECT}--> CLOSED
+                   |  deadline, refused, leave           |   ^  link lost (signal closed, ping timeout,
+                   v                                     v   |  PC failed, leave{RESUME|RECONNECT})
+                 CLOSED                          RECONNECTING --attempts exhausted / fatal leave--> CLOSED
+                                                 (full reconnect: new signal + session + PCs, join
+                                                  again, republish local tracks, replay held requests)
 
-Every timer (``PingTick``, ``ConnectDeadline``) carries the connection ``generation`` it was armed for, so
-a timer from an earlier attempt is ignored; a resume or a full reconnect is "a new generation of the same
-RoomActor", with the room state (and the ParticipantActors) kept.
+Every timer (``PingTick``, ``ConnectDeadline``, ``ReconnectTick``) carries the connection ``generation`` it
+was armed for, so a timer from an earlier attempt is ignored; a full reconnect is "a new generation of the
+same RoomActor", with the room state (and the ParticipantActors of those still present) kept. Each link's
+transports report through a :class:`_LinkSink` that is cut when the link is dropped, so a dead link's late
+events never reach the next one.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ import contextlib
 import enum
 import ipaddress
 import logging
+import random
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeAlias, assert_never
 
@@ -59,6 +63,7 @@ from greenroom.actors.messages import (
     Connect,
     ConnectDeadline,
     ConnectionQualityChanged,
+    ConnectionStateChanged,
     ConnectOptions,
     Crash,
     DeliverPacket,
@@ -67,6 +72,7 @@ from greenroom.actors.messages import (
     EventSink,
     GetState,
     LocalTrackAdded,
+    LocalTrackRepublished,
     LocalTrackSubscribed,
     MediaAttached,
     MediaDetached,
@@ -76,6 +82,9 @@ from greenroom.actors.messages import (
     PublishDtmf,
     PublishTrack,
     PublishTranscription,
+    Reconnected,
+    Reconnecting,
+    ReconnectTick,
     Reply,
     RoomConnected,
     RoomJoined,
@@ -93,18 +102,21 @@ from greenroom.actors.messages import SipDtmfReceived as DtmfEvent
 from greenroom.actors.messages import TranscriptionReceived as TranscriptionEvent
 from greenroom.actors.participant import ParticipantActor
 from greenroom.actors.supervision import (
+    Backoff,
     Escalate,
     Intensity,
     NoRestart,
     Restart,
     RestartType,
     Strategy,
+    backoff_delay,
     decide,
 )
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError, ProtocolError
 from greenroom.codecs.models import (
     DisconnectReason,
+    LeaveAction,
     ParticipantInfo,
     ParticipantState,
     ParticipantTracks,
@@ -124,6 +136,7 @@ from greenroom.codecs.signalling import (
     MuteTrack,
     Offer,
     ParticipantUpdate,
+    RefreshToken,
     RequestResponse,
     RoomUpdate,
     SignalResponseMessage,
@@ -159,6 +172,7 @@ __all__ = [
     "RoomClient",
     "RoomSnapshot",
     "ice_policy_for",
+    "reconnect_delay",
 ]
 
 _log = logging.getLogger("greenroom.actors.room")
@@ -174,6 +188,12 @@ CLOSE_TIMEOUT = 3.0
 #: The crash-loop brake for participant actors: more restarts than this within the period and the room gives
 #: up (disconnects with ``STATE_MISMATCH``) rather than restart a poisoned actor forever.
 PARTICIPANT_INTENSITY = Intensity(max_restarts=10, period=10.0)
+#: Requests held while the room reconnects (replayed in order once reconnected); beyond this they fail.
+HOLD_CAPACITY = 1_000
+#: Leave reasons that end the room even when the server says it could reconnect.
+FATAL_LEAVE_REASONS = frozenset(
+    {DisconnectReason.DUPLICATE_IDENTITY, DisconnectReason.PARTICIPANT_REMOVED, DisconnectReason.ROOM_DELETED}
+)
 #: The SDK name and version greenroom reports in the join query.
 SDK_NAME = "python"
 SDK_VERSION = "1.2.1"
@@ -197,7 +217,7 @@ class ConnState(enum.Enum):
     IDLE = enum.auto()
     CONNECTING = enum.auto()
     CONNECTED = enum.auto()
-    RECONNECTING = enum.auto()  # reserved for resume / full reconnect
+    RECONNECTING = enum.auto()
     CLOSED = enum.auto()
 
 
@@ -233,6 +253,35 @@ def ice_policy_for(url: str, options: ConnectOptions) -> IcePolicy:
     return IcePolicy(ice_servers=servers)
 
 
+def reconnect_delay(attempt: int, options: ConnectOptions, sample: float) -> float:
+    """Seconds to wait before full-reconnect attempt ``attempt`` (1-based); a pure function.
+
+    The first attempt is immediate; then ``reconnect_min_delay`` doubled per attempt, capped at
+    ``reconnect_max_delay``, times ``1 + 0.5·sample`` (jitter, ``sample`` in [0, 1)). With the defaults
+    (10 attempts, 0.3 s, 7 s): 0, 0.3, 0.6, 1.2, 2.4, 4.8, 7, 7, 7, 7 s before jitter — about 40 s in all,
+    close to the official SDKs' schedules (signal-protocol.md §10.5).
+    """
+    if attempt <= 1:
+        return 0.0
+    backoff = Backoff(options.reconnect_min_delay, options.reconnect_max_delay, random_factor=0.5)
+    return backoff_delay(backoff, attempt - 2, sample)
+
+
+class _LinkSink:
+    """Hands one link's transport events to the RoomActor until the link is dropped (then discards them)."""
+
+    __slots__ = ("live", "ref")
+
+    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
+        self.ref = ref
+        self.live = True
+
+    def tell(self, message: Any) -> None:
+        """Forward ``message`` while the link is current."""
+        if self.live:
+            self.ref.tell(message)
+
+
 @dataclass(slots=True)
 class _Outgoing:
     """A packet accepted for sending, waiting for the publisher's channel to open."""
@@ -251,6 +300,7 @@ class _Link:
     token: str
     options: ConnectOptions
     policy: IcePolicy
+    sink: _LinkSink
     session: ClientSignalSession = field(default_factory=ClientSignalSession)
     signal: SignalTransport | None = None
     subscriber: PeerTransport | None = None
@@ -284,6 +334,7 @@ RoomMessage: TypeAlias = (
     | SetLocalInfo
     | PingTick
     | ConnectDeadline
+    | ReconnectTick
     | ChildFailed
     | ChildStopped
     | GetState
@@ -311,10 +362,22 @@ _ROOM_MESSAGES = (
     SetLocalInfo,
     PingTick,
     ConnectDeadline,
+    ReconnectTick,
     ChildFailed,
     ChildStopped,
     GetState,
     Crash,
+)
+#: What waits while the room reconnects (each is replayed once the room is connected again).
+_HELD = (
+    PublishData,
+    PublishDtmf,
+    PublishTranscription,
+    UpdateLocalInfo,
+    SendPacket,
+    SetLocalInfo,
+    PublishTrack,
+    SetSubscribed,
 )
 _LOCAL = "local"
 
@@ -332,6 +395,14 @@ class RoomActor(AsyncioActor):
         self._sink = sink
         self._media = media if media is not None else MediaRouter()
         self._publishing: dict[str, PublishTrack] = {}
+        self._published: dict[str, PublishTrack] = {}  # cid -> request, of every published local track
+        self._republishing: dict[str, str] = {}  # new cid -> previous sid, while a full reconnect republishes
+        self._held: list[Any] = []  # requests waiting for a reconnect (``_HELD``), replayed in order
+        self._url, self._token, self._options = "", "", ConnectOptions()
+        self._attempt = 0
+        self._lost_reason = DisconnectReason.UNKNOWN_REASON
+        self._retry: asyncio.TimerHandle | None = None
+        self._rng = random.Random()
         self._state = ConnState.IDLE
         self._generation = 0
         self._link: _Link | None = None
@@ -358,6 +429,9 @@ class RoomActor(AsyncioActor):
         """Dispatch one :data:`RoomMessage` (anything else is logged and dropped)."""
         if not isinstance(message, _ROOM_MESSAGES):
             self._log.warning("unexpected message %r", message)
+            return None
+        if self._state is ConnState.RECONNECTING and isinstance(message, _HELD):
+            self._hold(message)
             return None
         return await self._dispatch(message)
 
@@ -399,6 +473,8 @@ class RoomActor(AsyncioActor):
                 await self._on_ping_tick(generation)
             case ConnectDeadline(generation=generation):
                 await self._on_connect_deadline(generation)
+            case ReconnectTick(generation=generation):
+                await self._on_reconnect_tick(generation)
             case ChildFailed() | ChildStopped():
                 await self._on_child_ended(message)
             case GetState():
@@ -439,31 +515,42 @@ class RoomActor(AsyncioActor):
         if self._state is not ConnState.IDLE:
             message.reply.fail(ConnectFailedError(f"cannot connect: the room is {self._state.name.lower()}"))
             return
+        self._url, self._token, self._options = message.url, message.token, message.options
+        self._connect, self._state = message, ConnState.CONNECTING
+        refused = await self._open_link()
+        if refused is not None:
+            await self._fail_connect(_describe_refusal(refused))
+
+    async def _open_link(self) -> SignalConnectError | None:
+        """Start a new link (a new generation): its signal connection, which then receives ``join``.
+
+        Returns:
+            The refusal when the signal connection could not be opened, else ``None``.
+        """
         self._generation += 1
-        link_ = _Link(
-            self._generation,
-            message.url,
-            message.token,
-            message.options,
-            ice_policy_for(message.url, message.options),
-        )
-        self._link, self._connect, self._state = link_, message, ConnState.CONNECTING
-        self._arm(link_, message.options.timeout, ConnectDeadline(link_.generation))
-        params = JoinParams(auto_subscribe=message.options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
-        link_.signal = SignalTransport(self.actor_ref)
+        options = self._options
+        policy = ice_policy_for(self._url, options)
+        link_ = _Link(self._generation, self._url, self._token, options, policy, _LinkSink(self.actor_ref))
+        self._link = link_
+        self._arm(link_, options.timeout, ConnectDeadline(link_.generation))
+        params = JoinParams(auto_subscribe=options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
+        link_.signal = SignalTransport(link_.sink)
         try:
             await link_.signal.connect(
-                message.url,
-                message.token,
+                self._url,
+                self._token,
                 dict(urllib.parse.parse_qsl(params.to_query())),
-                timeout=message.options.timeout,
+                timeout=options.timeout,
             )
         except SignalConnectError as exc:
-            await self._fail_connect(_describe_refusal(exc))
-            return
-        self._log.debug("signal connected to %s", message.url)
+            return exc
+        self._log.debug("signal connected to %s", self._url)
+        return None
 
     async def _fail_connect(self, reason: str) -> None:
+        if self._state is ConnState.RECONNECTING:  # a reconnect attempt failed: the next one, or give up
+            await self._attempt_failed(reason)
+            return
         connect, self._connect = self._connect, None
         await self._close(DisconnectReason.JOIN_FAILURE, send_leave=True, emit=False)
         if connect is not None:
@@ -473,7 +560,7 @@ class RoomActor(AsyncioActor):
         if (
             self._link is None
             or generation != self._link.generation
-            or self._state is not ConnState.CONNECTING
+            or self._state not in (ConnState.CONNECTING, ConnState.RECONNECTING)
         ):
             return
         await self._fail_connect(f"timed out after {self._link.options.timeout} s waiting for the room")
@@ -489,6 +576,129 @@ class RoomActor(AsyncioActor):
         self._sink.emit(RoomConnected())
         if connect is not None:
             connect.reply.ok(RoomJoined(self._room, self._local, tuple(self._remotes.values())))
+
+    # -- full reconnect -------------------------------------------------------------------------------------
+
+    async def _link_lost(self, reason: DisconnectReason, why: str) -> None:
+        """The connection broke: start a full reconnect (or close when reconnecting is turned off)."""
+        self._log.warning("connection lost: %s", why)
+        if self._state is not ConnState.CONNECTED or self._options.reconnect_attempts <= 0:
+            await self._close(reason, send_leave=False)
+            return
+        self._state, self._lost_reason, self._attempt = ConnState.RECONNECTING, reason, 0
+        self._sink.emit(ConnectionStateChanged(2))  # CONN_RECONNECTING
+        self._sink.emit(Reconnecting())
+        link_, self._link = self._link, None
+        if link_ is not None:
+            await self._release(link_, send_leave=True)
+        requests, self._requests = self._requests, {}  # sent on the dead session: never answered
+        for reply in requests.values():
+            reply.fail(NotConnectedError("the connection was lost before the server answered"))
+        publishing, self._publishing = self._publishing, {}  # not yet acknowledged: ask again after
+        self._held[:0] = publishing.values()
+        for sid in self._media.attached():  # the subscriber PC is gone: its streams end (track_unsubscribed)
+            await self._media.detach_remote(sid)
+            owner = next((p for p in self._remotes.values() if any(t.sid == sid for t in p.tracks)), None)
+            if owner is not None:
+                self._tell_child(owner.identity, MediaDetached(sid))
+        self._schedule_attempt()
+
+    def _schedule_attempt(self) -> None:
+        self._attempt += 1
+        delay = reconnect_delay(self._attempt, self._options, self._rng.random())
+        self._log.info(
+            "reconnect attempt %d/%d in %.2f s", self._attempt, self._options.reconnect_attempts, delay
+        )
+        loop = asyncio.get_running_loop()
+        self._retry = loop.call_later(delay, self._tell_self, ReconnectTick(self._generation))
+
+    async def _on_reconnect_tick(self, generation: int) -> None:
+        if (
+            self._state is not ConnState.RECONNECTING
+            or generation != self._generation
+            or self._link is not None
+        ):
+            return
+        self._retry = None
+        refused = await self._open_link()
+        if refused is not None:  # a refused token will not get better: give up at once
+            await self._attempt_failed(_describe_refusal(refused), fatal=refused.status in (401, 403))
+
+    async def _attempt_failed(self, why: str, *, fatal: bool = False) -> None:
+        if self._state is not ConnState.RECONNECTING:
+            return
+        link_, self._link = self._link, None
+        if link_ is not None:
+            await self._release(link_, send_leave=True)
+        if fatal or self._attempt >= self._options.reconnect_attempts:
+            self._log.error("giving up reconnecting after %d attempt(s): %s", self._attempt, why)
+            await self._close(self._lost_reason, send_leave=False)
+            self.stop()  # nothing is left to drive: the tree ends here (the facade's close is then a no-op)
+            return
+        self._log.warning("reconnect attempt %d failed: %s", self._attempt, why)
+        self._schedule_attempt()
+
+    def _hold(self, message: Any) -> None:
+        """A request while reconnecting: keep it (bounded) for when the room is connected again."""
+        if len(self._held) < HOLD_CAPACITY:
+            self._held.append(message)
+            return
+        reply = getattr(message, "reply", None)
+        if isinstance(reply, Reply):
+            reply.fail(
+                NotConnectedError(f"the room is reconnecting and {HOLD_CAPACITY} requests already wait")
+            )
+
+    async def _rejoined(self, join: JoinResponse) -> None:
+        """A full reconnect's JoinResponse: reconcile, keeping the actors of the participants still here."""
+        link_ = self._link
+        assert link_ is not None
+        assert join.room is not None
+        assert join.participant is not None
+        self._room, self._local = join.room, join.participant
+        link_.subscriber_primary = join.subscriber_primary
+        self._tell_child(_LOCAL, ApplyParticipantInfo(join.participant))  # new sid; old local tracks end
+        others = {p.identity: p for p in join.other_participants if p.identity != join.participant.identity}
+        for identity, info in list(self._remotes.items()):
+            if identity not in others:  # left while we were away
+                self._participant_left(info, DisconnectReason.UNKNOWN_REASON)
+        for identity, info in others.items():
+            known = self._remotes.get(identity)
+            if known is not None and known.sid == info.sid:  # still here: same actor (versions may restart)
+                self._remotes[identity] = info
+                self._tell_child(identity, ApplyParticipantInfo(info))
+            else:
+                self._participant_seen(info)
+        self._arm(link_, 0.0, PingTick(link_.generation))
+        if not join.subscriber_primary:
+            await self._ensure_publisher()
+
+    async def _reconnected(self) -> None:
+        """The new link's primary PC is up: connected again; republish, then replay what waited."""
+        assert self._room is not None
+        assert self._local is not None
+        self._state, self._attempt = ConnState.CONNECTED, 0
+        self._log.info("reconnected")
+        self._sink.emit(ConnectionStateChanged(1))  # CONN_CONNECTED
+        self._sink.emit(Reconnected(self._room, self._local))
+        published, self._published = self._published, {}
+        for cid, request in published.items():
+            previous, new_cid = self._media.sid_of(cid), self._media.regate(cid)
+            if previous is not None and new_cid is not None:
+                self._republishing[new_cid] = previous
+                await self._on_publish_track(replace(request, cid=new_cid, reply=Reply.new()))
+        held, self._held = self._held, []
+        for message in held:
+            reply = getattr(message, "reply", None)
+            if isinstance(reply, Reply) and reply.done:
+                continue  # the caller gave up meanwhile
+            again = message
+            if isinstance(message, SendPacket):  # built before the loss: the sender's new sid
+                again = replace(message, packet=replace(message.packet, participant_sid=self._local.sid))
+            await self.on_receive(again)  # held again if the link is lost once more
+        if self._outbox and self._state is ConnState.CONNECTED:  # accepted before the loss, not yet sent
+            await self._ensure_publisher()
+            await self._flush_outbox(PeerRole.PUBLISHER)
 
     # -- signal ---------------------------------------------------------------------------------------------
 
@@ -530,6 +740,8 @@ class RoomActor(AsyncioActor):
                 await self._on_track_signal(msg)
             case SpeakersChanged() | ConnectionQualityUpdate() | SubscriptionResponse():
                 self._on_room_signal(msg)
+            case RefreshToken(token=token):  # SignalResponse.refresh_token: used by the next full reconnect
+                self._token = token
             case _:
                 pass  # pongs (the session measures rtt), speakers, quality, token refresh …
 
@@ -542,6 +754,9 @@ class RoomActor(AsyncioActor):
     async def _on_join(self, join: JoinResponse) -> None:
         if join.room is None or join.participant is None:
             await self._fail_connect("the server's join response has no room or participant")
+            return
+        if self._state is ConnState.RECONNECTING:
+            await self._rejoined(join)
             return
         link_ = self._link
         assert link_ is not None
@@ -564,11 +779,17 @@ class RoomActor(AsyncioActor):
             self._sink.emit(RoomMetadataChanged(room, old.metadata, room.metadata))
 
     async def _on_leave(self, leave: Leave) -> None:
-        if self._state is ConnState.CONNECTING:
+        # RESUME is served by a full reconnect too (resume is not implemented); ``can_reconnect`` is what
+        # servers before protocol 13 send instead of an action.
+        again = leave.action is not LeaveAction.DISCONNECT or leave.can_reconnect
+        again = again and leave.reason not in FATAL_LEAVE_REASONS
+        why = f"the server sent leave ({leave.reason.name}, {leave.action.name})"
+        if self._state is ConnState.CONNECTED and again:
+            await self._link_lost(leave.reason, why)
+        elif self._state is ConnState.CONNECTING or (self._state is ConnState.RECONNECTING and again):
             await self._fail_connect(f"the server refused the join: {leave.reason.name}")
-            return
-        # leave.action RESUME / RECONNECT would start a resume / full reconnect here (not implemented yet).
-        await self._close(leave.reason, send_leave=False)
+        else:
+            await self._close(leave.reason, send_leave=False)
 
     def _on_request_response(self, msg: RequestResponse) -> None:
         reply = self._requests.pop(msg.request_id, None)
@@ -582,17 +803,12 @@ class RoomActor(AsyncioActor):
     async def _on_signal_closed(self, message: SignalClosed) -> None:
         if message.local or self._state in (ConnState.IDLE, ConnState.CLOSED):
             return
-        if self._state is ConnState.CONNECTING:
+        if self._state in (ConnState.CONNECTING, ConnState.RECONNECTING):
             await self._fail_connect(
                 f"the server closed the signal connection ({message.code} {message.reason})"
             )
             return
         await self._link_lost(DisconnectReason.SIGNAL_CLOSE, f"signal closed ({message.code})")
-
-    async def _link_lost(self, reason: DisconnectReason, why: str) -> None:
-        """The connection broke. Resume / full reconnect belong here; today the room closes."""
-        self._log.warning("connection lost: %s", why)
-        await self._close(reason, send_leave=False)
 
     async def _on_ping_tick(self, generation: int) -> None:
         link_ = self._link
@@ -613,7 +829,7 @@ class RoomActor(AsyncioActor):
     def _new_peer(self, role: PeerRole) -> PeerTransport:
         assert self._link is not None
         return PeerTransport(
-            role, self.actor_ref, policy=self._link.policy, create_data_channels=role is PeerRole.PUBLISHER
+            role, self._link.sink, policy=self._link.policy, create_data_channels=role is PeerRole.PUBLISHER
         )
 
     async def _on_offer(self, offer: Offer) -> None:
@@ -676,11 +892,13 @@ class RoomActor(AsyncioActor):
         if link_ is None:
             return
         primary = PeerRole.SUBSCRIBER if link_.subscriber_primary else PeerRole.PUBLISHER
-        if state == "connected" and role is primary:
+        if state == "connected" and role is primary and self._state is ConnState.RECONNECTING:
+            await self._reconnected()
+        elif state == "connected" and role is primary:
             self._connected()
         elif state in ("failed", "closed") and self._state is ConnState.CONNECTED:
             await self._link_lost(DisconnectReason.MEDIA_FAILURE, f"{role.value} peer connection {state}")
-        elif state == "failed" and self._state is ConnState.CONNECTING:
+        elif state == "failed" and self._state in (ConnState.CONNECTING, ConnState.RECONNECTING):
             await self._fail_connect(f"the {role.value} peer connection failed")
 
     # -- data out: SendPacket from the local ParticipantActor ------------------------------------------------
@@ -933,20 +1151,36 @@ class RoomActor(AsyncioActor):
             link_.publisher = self._new_peer(PeerRole.PUBLISHER)
         try:
             link_.publisher.add_track(gate)  # msid track id = gate.id = cid: how the server matches it
+            self._published[cid] = message
             await self._negotiate_publisher()
         except GreenroomError as exc:
             message.reply.fail(exc)
             return
         message.reply.ok(info)
+        previous = self._republishing.pop(cid, None)
+        if previous is not None:  # a full reconnect published it again: same publication, new sid
+            self._sink.emit(LocalTrackRepublished(previous, info))
+            if gate.muted:
+                with contextlib.suppress(GreenroomError):
+                    await self._send(MuteTrack(info.sid, True))  # SignalRequest.mute
 
     async def _on_unpublish_track(self, message: UnpublishTrack) -> None:
         link_ = self._link
         cid = self._media.cid_of(message.sid)
         gate = None if cid is None else self._media.local(cid)
+        if (
+            self._state is ConnState.RECONNECTING
+            and cid is not None
+            and self._published.pop(cid, None) is not None
+        ):
+            self._media.drop_local(cid)  # no publisher PC now: it is simply not published again
+            message.reply.ok(None)
+            return
         if link_ is None or link_.publisher is None or cid is None or gate is None:
             message.reply.fail(RequestFailedError(f"track {message.sid} is not published"))
             return
         link_.publisher.remove_track(gate)  # unpublish = an inactive m-line in the next offer (§6.8)
+        self._published.pop(cid, None)
         self._media.drop_local(cid)
         try:
             await self._negotiate_publisher()
@@ -956,6 +1190,9 @@ class RoomActor(AsyncioActor):
         message.reply.ok(None)
 
     async def _on_track_control(self, message: SetLocalTrackMuted | SetSubscribed) -> None:
+        if self._state is ConnState.RECONNECTING and isinstance(message, SetLocalTrackMuted):
+            self._tell_child(_LOCAL, message)  # the gate mutes now; the republish tells the server
+            return
         if self._state is not ConnState.CONNECTED:
             return
         match message:
@@ -1053,6 +1290,11 @@ class RoomActor(AsyncioActor):
         if was is ConnState.CLOSED:
             return
         self._state = ConnState.CLOSED
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._published.clear()
+        self._republishing.clear()
         link_, self._link = self._link, None
         if link_ is not None:
             await self._release(link_, send_leave)
@@ -1063,6 +1305,7 @@ class RoomActor(AsyncioActor):
             self._sink.emit(Disconnected(reason))
 
     async def _release(self, link_: _Link, send_leave: bool) -> None:
+        link_.sink.live = False  # from here on, nothing of this link reaches the actor
         for timer in link_.timers:
             timer.cancel()
         if send_leave and link_.signal is not None and link_.session.state is ClientState.JOINED:
@@ -1090,6 +1333,11 @@ class RoomActor(AsyncioActor):
         publishing, self._publishing = self._publishing, {}
         for publish in publishing.values():
             publish.reply.fail(error)
+        held, self._held = self._held, []
+        for message in held:
+            waiting = getattr(message, "reply", None)
+            if isinstance(waiting, Reply):
+                waiting.fail(error)
 
     async def _stop_children(self) -> None:
         children, self._children = self._children, {}

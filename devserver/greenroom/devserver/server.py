@@ -281,6 +281,30 @@ class DevServer:
         """Close a server started with :meth:`start_in_thread`."""
         runtime_loop.run_sync(self.close(), timeout=timeout)
 
+    # --- admin (tests, tools) ----------------------------------------------------------------------
+
+    def end_session(
+        self,
+        room: str,
+        identity: str,
+        *,
+        reason: DisconnectReason = DisconnectReason.PARTICIPANT_REMOVED,
+        action: LeaveAction = LeaveAction.DISCONNECT,
+    ) -> bool:
+        """Send ``identity`` in ``room`` ``LeaveRequest{reason, action}`` and close its session.
+
+        Call it on the server's loop. ``action=LeaveAction.RECONNECT`` asks the client for a full reconnect
+        (as livekit-server does when it cannot keep a session).
+
+        Returns:
+            Whether such a session was live.
+        """
+        session = self._sessions.get((room, identity))
+        if session is None:
+            return False
+        session.end(reason, action=action)
+        return True
+
     # --- Hub (what sessions call) ------------------------------------------------------------------
 
     def session_of(self, room: Room, identity: str) -> ParticipantSession | None:

@@ -13,12 +13,16 @@ A :class:`Room` is a thin view over one RoomActor tree running on greenroom's ru
 Differences from ``livekit.rtc`` (deliberate): the ``connected`` event fires (after
 ``connection_state_changed(CONN_CONNECTED)``, before ``connect()`` returns); ``connect`` has an overall
 deadline (``RoomOptions.connect_timeout``, default 15 s) and cancelling it is safe — the actor tree is torn
-down and nothing is left behind; ``disconnect`` accepts ``reason`` positionally too.
+down and nothing is left behind; ``disconnect`` accepts ``reason`` positionally too. After a lost link the
+room reconnects in full (``reconnecting`` … ``reconnected``, ``local_track_republished``; schedule in
+:attr:`Room.reconnect_policy`): participants still present keep their objects, and data published meanwhile
+is held and sent once reconnected (docs/architecture.md, "Reconnect").
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +31,7 @@ from typing import Any, Literal, assert_never
 from greenroom.actors import messages as m
 from greenroom.actors.room import ConnectFailedError, RoomClient
 from greenroom.codecs.models import IceServer as _WireIceServer
-from greenroom.codecs.models import ParticipantInfo, RoomInfo
+from greenroom.codecs.models import ParticipantInfo, RoomInfo, TrackInfo
 from greenroom.rtc._bridge import LoopSink, call
 from greenroom.rtc._enums import (
     ConnectionQuality,
@@ -40,7 +44,7 @@ from greenroom.rtc._enums import (
 )
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, Participant, RemoteParticipant
-from greenroom.rtc.track import RemoteAudioTrack, RemoteVideoTrack
+from greenroom.rtc.track import LocalAudioTrack, LocalVideoTrack, RemoteAudioTrack, RemoteVideoTrack
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import TranscriptionSegment
 
@@ -50,6 +54,7 @@ __all__ = [
     "DataStreamOptions",
     "EventTypes",
     "IceServer",
+    "ReconnectPolicy",
     "Room",
     "RoomOptions",
     "RtcConfiguration",
@@ -147,7 +152,9 @@ class RoomOptions:
     Attributes:
         auto_subscribe: subscribe to remote tracks automatically.
         rtc_config: ICE settings.
-        connect_timeout: the whole connect deadline in seconds (default 15).
+        connect_timeout: the whole connect deadline in seconds (default 15); also each reconnect attempt's.
+
+    The fields are exactly the official ones; the reconnect schedule is :attr:`Room.reconnect_policy`.
     """
 
     auto_subscribe: bool = True
@@ -158,6 +165,22 @@ class RoomOptions:
     connect_timeout: float | None = None
     single_peer_connection: bool | None = None
     data_stream: DataStreamOptions | None = None
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How a connected room retries after a lost link (greenroom's; set :attr:`Room.reconnect_policy`).
+
+    Attributes:
+        attempts: full-reconnect attempts before ``disconnected`` (default 10, like the official SDKs;
+            0 turns reconnecting off: a lost link disconnects at once).
+        min_delay: the wait before the second attempt (the first is immediate), doubled for each further one.
+        max_delay: the cap of that wait, before up to +50 % jitter (default 7 s; about 40 s in all).
+    """
+
+    attempts: int = 10
+    min_delay: float = 0.3
+    max_delay: float = 7.0
 
 
 @dataclass
@@ -186,7 +209,7 @@ class SipDTMF:
     participant: RemoteParticipant | None = None
 
 
-def _connect_options(options: RoomOptions) -> m.ConnectOptions:
+def _connect_options(options: RoomOptions, policy: ReconnectPolicy) -> m.ConnectOptions:
     rtc = options.rtc_config or RtcConfiguration()
     servers = tuple(_WireIceServer(tuple(s.urls), s.username, s.password) for s in rtc.ice_servers)
     return m.ConnectOptions(
@@ -194,6 +217,9 @@ def _connect_options(options: RoomOptions) -> m.ConnectOptions:
         ice_servers=servers,
         relay_only=rtc.ice_transport_type == IceTransportType.TRANSPORT_RELAY,
         timeout=options.connect_timeout or DEFAULT_CONNECT_TIMEOUT,
+        reconnect_attempts=policy.attempts,
+        reconnect_min_delay=policy.min_delay,
+        reconnect_max_delay=policy.max_delay,
     )
 
 
@@ -224,6 +250,8 @@ class Room(EventEmitter[EventTypes]):
         self._remotes: dict[str, RemoteParticipant] = {}
         self._state = ConnectionState.CONN_DISCONNECTED
         self._first_sid: asyncio.Future[str] = self._loop.create_future()
+        self.reconnect_policy = ReconnectPolicy()
+        """How the room retries after a lost link (read by ``connect``; not in ``livekit.rtc``)."""
 
     # -- properties -----------------------------------------------------------------------------------------
 
@@ -292,7 +320,8 @@ class Room(EventEmitter[EventTypes]):
         client = RoomClient.start(sink)
         self._client, self._sink = client, sink
         try:
-            await call(client.connect(url, token, _connect_options(options or RoomOptions())))
+            connect_options = _connect_options(options or RoomOptions(), self.reconnect_policy)
+            await call(client.connect(url, token, connect_options))
         except ConnectFailedError as exc:
             await self._teardown()
             raise ConnectError(str(exc)) from None
@@ -333,6 +362,15 @@ class Room(EventEmitter[EventTypes]):
                 self.emit("connected")
             case m.ConnectionStateChanged(state=state):
                 self._set_state(ConnectionState(state))
+            case m.Reconnecting():
+                self.emit("reconnecting")
+            case m.Reconnected(room=room, local=local):
+                self._info = room
+                if self._local is not None:
+                    self._local._update(local)
+                self.emit("reconnected")
+            case m.LocalTrackRepublished(previous_sid=previous, track=info):
+                self._republished(previous, info)
             case m.Disconnected(reason=reason):
                 self._set_disconnected(reason)
             case m.RoomMetadataChanged(room=room, old=old, new=new):
@@ -376,6 +414,19 @@ class Room(EventEmitter[EventTypes]):
         self._remotes = {p.identity: RemoteParticipant(p, self._client) for p in event.remotes}
         if event.room.sid and not self._first_sid.done():
             self._first_sid.set_result(event.room.sid)
+
+    def _republished(self, previous_sid: str, info: TrackInfo) -> None:
+        """After a full reconnect: the same publication (and track) object, re-keyed under its new sid."""
+        local = self._local
+        publication = None if local is None else local._publications.pop(previous_sid, None)
+        if local is None or not isinstance(publication, LocalTrackPublication):
+            return
+        publication._update(dataclasses.replace(info, muted=publication.muted))
+        local._publications[info.sid] = publication
+        track = publication.track
+        if isinstance(track, LocalAudioTrack | LocalVideoTrack) and self._client is not None:
+            track._bind(info, self._client)
+        self.emit("local_track_republished", publication, previous_sid)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state != self._state:
