@@ -23,6 +23,10 @@ Traps handled here (aiortc 1.16 / aioice 0.13):
 * **Oversize messages** raise a bare ``ValueError`` deep in aiortc (limit 65,536 when the remote SDP has no
   ``a=max-message-size``); LiveKit's limit is lower (64,000, :mod:`greenroom.runtime.ice`), so the size is
   checked first and refused with :class:`~greenroom.codecs.errors.PayloadTooLargeError`.
+* **One chunk per SCTP packet, one SACK per packet** (aiortc ``rtcsctptransport.py`` ``_send_chunk``,
+  ``_handle_data``): the PC's SCTP transport gets :mod:`greenroom.runtime.sctp`'s bundling and delayed SACKs
+  as soon as aiortc creates it (first data channel or remote SDP); ``sctp_tuning=None`` or
+  ``GREENROOM_SCTP=off`` leaves aiortc's behaviour.
 * **Remote-created channels arrive already open** (``rtcsctptransport.py`` ``_data_channel_receive``: the
   channel is set open before ``datachannel`` is emitted), so no ``open`` event follows for them.
 * **Text messages**: LiveKit data channels carry binary ``DataPacket`` only (the Rust SDK rejects text;
@@ -42,7 +46,7 @@ import asyncio
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError
@@ -58,6 +62,8 @@ from greenroom.runtime.ice import (
     parse_max_message_size,
 )
 from greenroom.runtime.loop import Sink
+from greenroom.runtime.sctp import SctpTuning, tuning_from_env
+from greenroom.runtime.sctp import enable as enable_sctp_tuning
 
 __all__ = [
     "DEFAULT_HIGH_WATER",
@@ -198,6 +204,9 @@ class PeerTransport:
         high_water: ``send`` waits while a channel's ``bufferedAmount`` exceeds this.
         low_water: ... until it falls to this.
         message_cap: LiveKit's upper bound on a data message (``None``: only the remote SDP's limit).
+        sctp_tuning: SCTP chunk bundling and delayed SACKs (:mod:`greenroom.runtime.sctp`) for this PC's
+            data channels; ``"env"`` (default) takes it from ``GREENROOM_SCTP`` (on unless ``off``), ``None``
+            leaves aiortc's SCTP untouched.
     """
 
     def __init__(
@@ -210,7 +219,9 @@ class PeerTransport:
         high_water: int = DEFAULT_HIGH_WATER,
         low_water: int = DEFAULT_LOW_WATER,
         message_cap: int | None = LIVEKIT_MAX_MESSAGE_SIZE,
+        sctp_tuning: SctpTuning | Literal["env"] | None = "env",
     ) -> None:
+        self._sctp_tuning = tuning_from_env() if sctp_tuning == "env" else sctp_tuning
         if not 0 <= low_water <= high_water:
             raise ValueError("need 0 <= low_water <= high_water")
         self.role = role
@@ -233,6 +244,7 @@ class PeerTransport:
         if create_data_channels:
             self._adopt(self._pc.createDataChannel(RELIABLE, ordered=True))
             self._adopt(self._pc.createDataChannel(LOSSY, ordered=False, maxRetransmits=0))
+            self._tune_sctp()
 
     # -- state ----------------------------------------------------------------------------------------
 
@@ -349,6 +361,7 @@ class PeerTransport:
         except (ValueError, InvalidStateError, AssertionError) as exc:
             raise NegotiationError(f"cannot apply remote {type}: {exc}") from exc
         self._max_message_size = data_message_limit(parse_max_message_size(sdp), self._message_cap)
+        self._tune_sctp()
         await self._flush_pending()
         if hold_end:
             await self._pc.addIceCandidate(None)
@@ -470,6 +483,11 @@ class PeerTransport:
         if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
             parsed.sdpMLineIndex = 0
         await self._pc.addIceCandidate(parsed)
+
+    def _tune_sctp(self) -> None:
+        """Apply the SCTP tuning once aiortc has created the PC's SCTP transport (first channel or SDP)."""
+        if self._sctp_tuning is not None and self._pc.sctp is not None:
+            enable_sctp_tuning(self._pc.sctp, self._sctp_tuning)
 
     def _ensure_open(self) -> None:
         if self._closed:
