@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, get_args
+from typing import Any, ClassVar, Final, Self, get_args
 from urllib.parse import parse_qsl, urlencode
 
 from google.protobuf.message import DecodeError
@@ -119,13 +119,13 @@ def _sdp_to_proto(kind: str, sdp: str, id_: int, mids: StringPairs) -> pr.Sessio
 
 
 @dataclass(frozen=True, slots=True)
-class Offer:
-    """``offer`` (SessionDescription): the client's publisher offer (C→S) or a subscriber offer (S→C)."""
+class _Description:
+    """What ``offer`` and ``answer`` share: a ``livekit.SessionDescription``."""
 
-    FIELD: ClassVar[str] = "offer"
+    FIELD: ClassVar[str] = ""
     sdp: str
     id: int = 0
-    type: str = "offer"
+    type: str = ""
     mid_to_track_id: StringPairs = ()
 
     def __post_init__(self) -> None:
@@ -136,32 +136,25 @@ class Offer:
         return _sdp_to_proto(self.type, self.sdp, self.id, self.mid_to_track_id)
 
     @classmethod
-    def from_proto(cls, pb: pr.SessionDescription) -> Offer:
+    def from_proto(cls, pb: pr.SessionDescription) -> Self:
         """Build from a ``livekit.SessionDescription`` message."""
         return cls(sdp=pb.sdp, id=pb.id, type=pb.type, mid_to_track_id=frozen_map(pb.mid_to_track_id))
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class Offer(_Description):
+    """``offer`` (SessionDescription): the client's publisher offer (C→S) or a subscriber offer (S→C)."""
+
+    FIELD: ClassVar[str] = "offer"
+    type: str = "offer"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(_Description):
     """``answer`` (SessionDescription): echo the ``id`` of the offer it answers (JS ≥ 2.19 needs it)."""
 
     FIELD: ClassVar[str] = "answer"
-    sdp: str
-    id: int = 0
     type: str = "answer"
-    mid_to_track_id: StringPairs = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mid_to_track_id", frozen_map(self.mid_to_track_id))
-
-    def to_proto(self) -> pr.SessionDescription:
-        """Return the ``livekit.SessionDescription`` message."""
-        return _sdp_to_proto(self.type, self.sdp, self.id, self.mid_to_track_id)
-
-    @classmethod
-    def from_proto(cls, pb: pr.SessionDescription) -> Answer:
-        """Build from a ``livekit.SessionDescription`` message."""
-        return cls(sdp=pb.sdp, id=pb.id, type=pb.type, mid_to_track_id=frozen_map(pb.mid_to_track_id))
 
 
 @dataclass(frozen=True, slots=True)
