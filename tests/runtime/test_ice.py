@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aioice.ice
 import pytest
@@ -156,3 +157,23 @@ def test_gathering_scope_is_per_task_and_gathers_on_loopback() -> None:
         return first, second
 
     assert rt.run_sync(both(), timeout=10) == (["127.0.0.1"], ["::1"])
+
+
+def test_aioice_check_pacing_is_shortened_and_nothing_else() -> None:
+    import time
+
+    from greenroom.runtime import ice
+
+    with ice.gathering_scope(ice.IcePolicy.loopback()):  # installs the adjustment once per process
+        pass
+    paced: Any = getattr(aioice.ice, "asyncio")  # noqa: B009 - not exported; the test reads it on purpose
+    assert paced is not asyncio
+    assert paced.Event is asyncio.Event  # everything else is the real module
+
+    async def timed(delay: float) -> float:
+        started = time.monotonic()
+        await paced.sleep(delay)
+        return time.monotonic() - started
+
+    assert rt.run_sync(timed(0.02), timeout=5) < 0.015  # the check-pacing tick (20 ms) became 5 ms
+    assert rt.run_sync(timed(0.03), timeout=5) >= 0.03  # any other delay is untouched
