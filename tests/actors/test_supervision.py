@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Iterator
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import pykka
 import pytest
@@ -31,48 +30,12 @@ from greenroom.actors.supervision import (
     restart_window,
     should_restart,
 )
-from greenroom.runtime import loop as rt
+from tests.actors.support import fresh_runtime, no_leftover_actors, run  # noqa: F401 - autouse fixtures
 from tests.helpers import assert_eventually
-
-T = TypeVar("T")
 
 PERMANENT, TRANSIENT, TEMPORARY = RestartType.PERMANENT, RestartType.TRANSIENT, RestartType.TEMPORARY
 CRASH = core.Crashed(RuntimeError("boom"))
 NORMAL = core.Normal()
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 5.0) -> T:
-    return rt.run_sync(coro, timeout=timeout)
-
-
-async def _stray_tasks() -> list[str]:
-    current = asyncio.current_task()
-    return sorted(
-        task.get_name()
-        for task in asyncio.all_tasks()
-        if task is not current and task.get_name() != "greenroom-watchdog"
-    )
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_actors() -> Iterator[None]:
-    yield
-    try:
-        assert_eventually(
-            lambda: not pykka.ActorRegistry.get_all() and not core.live_actors(),
-            timeout=3,
-            message=f"actors left running: {pykka.ActorRegistry.get_all()} {core.live_actors()}",
-        )
-        assert run(_stray_tasks()) == []
-    finally:
-        pykka.ActorRegistry.stop_all(timeout=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fresh_runtime() -> Iterator[None]:
-    rt.shutdown()
-    yield
-    rt.shutdown()
 
 
 # ------------------------------------------------------------------------------- the pure decision
