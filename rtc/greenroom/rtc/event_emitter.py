@@ -28,6 +28,13 @@ _Callback = Callable[..., Any]
 _F = TypeVar("_F", bound=_Callback)
 
 
+#: Callbacks run synchronously, in order, on the room's loop; a coroutine function would never be awaited.
+_ASYNC_REFUSED = (
+    "{method}() takes plain functions only; to run async work, start it from the callback "
+    "with asyncio.create_task(...)"
+)
+
+
 def _is_async(callback: _Callback) -> bool:
     if inspect.iscoroutinefunction(callback):
         return True
@@ -93,10 +100,7 @@ class EventEmitter(Generic[T_contra]):
 
             return decorator
         if _is_async(callback):
-            raise ValueError(
-                "Cannot register an async callback with `.on()`: use `asyncio.create_task` "
-                "within a synchronous callback instead."
-            )
+            raise ValueError(_ASYNC_REFUSED.format(method="on"))
         self._events.setdefault(event, {})[callback] = None
         return callback
 
@@ -126,7 +130,7 @@ class EventEmitter(Generic[T_contra]):
 
             return decorator
         if _is_async(callback):
-            raise ValueError("Cannot register an async callback with `.once()`.")
+            raise ValueError(_ASYNC_REFUSED.format(method="once"))
         target = callback
         arity = _arity(target)
 
