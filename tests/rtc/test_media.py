@@ -1,6 +1,6 @@
 """Media through the dev server, greenroom ⇄ greenroom: a tone-sequence oracle (FFT peak of each known
-tone), a colour-cycle oracle for video, mute, and every way a stream must end (unsubscribe, unpublish,
-disconnect). Plus the frame types on their own."""
+tone), a colour-cycle oracle for video, mute (real-time silence while paused), and every way a stream must
+end (unsubscribe, unpublish, disconnect). Plus the frame types on their own."""
 
 from __future__ import annotations
 
@@ -116,8 +116,11 @@ def test_mute_silences_and_unmute_restores_with_events() -> None:
         assert remote.muted
         await asyncio.sleep(0.5)
         mark = len(frames)
-        await asyncio.sleep(0.6)
-        assert len(frames) == mark or rms(np.concatenate(frames[mark:])) < 50  # silence, or nothing forwarded
+        await asyncio.sleep(1.0)
+        # Nothing is forwarded now, yet (like livekit.rtc) the stream keeps yielding silence in real time.
+        paused = frames[mark:]
+        assert sum(len(f) for f in paused) / RATE >= 0.7, len(paused)
+        assert all(rms(f) < 1 for f in paused)
         publication.track.unmute()
         await until(lambda: not (("alice", False) not in muted))
         await asyncio.sleep(0.8)

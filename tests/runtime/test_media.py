@@ -555,6 +555,101 @@ def test_pcm_sink_unbounded_hears_the_tone_and_aclose_ends_it() -> None:
     run(main())
 
 
+class GappyAudioTrack(MediaStreamTrack):
+    """48 kHz stereo 20 ms tone frames at real-time pace (``frames`` of them, then a pause of ``pause``
+    seconds with no frames at all, then ``frames`` more), then no frames until stopped (a muted track)."""
+
+    kind = "audio"
+
+    def __init__(self, frames: int, pause: float = 0.0) -> None:
+        super().__init__()
+        self.sent = 0
+        self.frames = frames
+        self.pause = pause
+        self.pts = 0
+        self.gone = asyncio.Event()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.sent >= 2 * self.frames:
+            await self.gone.wait()  # silent until stopped
+            raise MediaStreamError
+        await asyncio.sleep(0.02 + (self.pause if self.sent == self.frames else 0.0))
+        self.sent += 1
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        frame.planes[0].update(np.repeat(np.frombuffer(tone(660, 0.02), dtype="<i2"), 2).tobytes())
+        frame.pts, frame.sample_rate, frame.time_base = self.pts, RATE, fractions.Fraction(1, RATE)
+        self.pts += 960
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self.gone.set()
+
+
+def _is_silent(chunk: PcmChunk) -> bool:
+    return not any(chunk.data)
+
+
+def test_pcm_sink_fills_gaps_with_real_time_silence_without_a_stale_burst() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        track = GappyAudioTrack(15, 0.6)
+        sink = PcmSink(track, sample_rate=RATE, num_channels=1, fill_silence=True)
+        seen: list[tuple[float, PcmChunk]] = []
+
+        async def read() -> None:
+            async for chunk in sink:
+                seen.append((loop.time(), chunk))
+
+        reader = asyncio.create_task(read())
+        start = loop.time()
+        await asyncio.sleep(1.5)  # 0.3 s tone, 0.6 s gap, 0.3 s tone, then nothing (a muted track)
+        elapsed = loop.time() - start
+        audio = sum(c.duration for _, c in seen)
+        assert 0.8 * elapsed <= audio <= elapsed + 0.1, (audio, elapsed)  # real time, no duplicated time
+        kinds = [_is_silent(c) for _, c in seen]
+        tone_at = [i for i, silent in enumerate(kinds) if not silent]
+        first, last = tone_at[0], tone_at[-1]
+        assert first <= 3  # at most the grace's worth of silence before the first frame
+        gap = kinds[first : last + 1]
+        assert 20 <= sum(gap) <= 36, sum(gap)  # the 0.6 s gap, as ~30 chunks of 20 ms (not a burst)
+        resumed = kinds.index(False, first + 15)
+        assert sum(kinds[resumed : last + 1]) <= 2  # back to tone: no stale silence queued behind it
+        assert len(kinds) - last >= 8  # silence again after the last frame...
+        gap_times = [t for t, c in seen[first:last] if _is_silent(c)]
+        assert gap_times[-1] - gap_times[0] >= 0.4  # ...and during the gap it was paced, not bunched
+        track.stop()
+        await asyncio.wait_for(reader, 1)  # the track's end ends the silence too
+        assert sink.ended
+        assert sink.silent_chunks == sum(kinds)
+
+    run(main())
+
+
+def test_pcm_sink_silence_respects_capacity_and_aclose() -> None:
+    async def main() -> None:
+        track = GappyAudioTrack(0)
+        quiet = PcmSink(track, num_channels=2, capacity=5, frame_size_ms=10, fill_silence=True)
+        plain = PcmSink(GappyAudioTrack(0))
+        await asyncio.sleep(0.3)
+        assert len(quiet._queue) == 5
+        assert quiet.dropped >= 15  # ~30 chunks of 10 ms made, the oldest dropped
+        chunk = await anext(quiet)
+        assert _is_silent(chunk)
+        assert (chunk.samples_per_channel, chunk.num_channels, len(chunk.data)) == (480, 2, 1920)
+        assert len(plain._queue) == 0  # without fill_silence a quiet track yields nothing
+        await asyncio.wait_for(quiet.aclose(), 1)
+        await asyncio.wait_for(plain.aclose(), 1)
+        assert [c async for c in plain] == []
+        assert quiet.ended
+        made = quiet.silent_chunks
+        await asyncio.sleep(0.1)
+        assert quiet.silent_chunks == made  # nothing after aclose
+        assert track.readyState == "live"  # the track itself is left alone
+
+    run(main())
+
+
 # -- video source and sink ---------------------------------------------------------------------------------
 
 

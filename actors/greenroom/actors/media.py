@@ -203,8 +203,11 @@ class MediaRouter:
         sample_rate: int,
         num_channels: int,
         frame_size_ms: int | None,
+        fill_silence: bool = False,
     ) -> PcmSink:
         """A new PCM reader of ``track_sid`` (unbounded: the facade's stream applies its capacity).
+
+        ``fill_silence``: yield real-time silence while no audio arrives (``PcmSink``; ``AudioStream`` does).
 
         Raises:
             NotSubscribedError: no media for ``track_sid``.
@@ -215,6 +218,7 @@ class MediaRouter:
             sample_rate=sample_rate,
             num_channels=num_channels,
             frame_size_ms=frame_size_ms,
+            fill_silence=fill_silence,
         )
         remote.sinks.append(sink)
         return sink

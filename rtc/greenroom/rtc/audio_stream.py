@@ -3,6 +3,12 @@
 Resampling and remixing to ``sample_rate``/``num_channels`` (and fixed ``frame_size_ms`` blocks) are done by
 PyAV on the runtime loop (``greenroom.runtime.media.PcmSink``); see :mod:`greenroom.rtc._stream` for the
 queue and end-of-stream semantics. ``noise_cancellation`` is accepted and ignored (no native module).
+
+As in ``livekit.rtc`` (whose libwebrtc playout keeps pulling), the stream yields frames of silence in real
+time while no audio arrives on the subscribed track — its publisher is muted (the server stops forwarding)
+or the network has a gap — and delivers real audio as soon as it resumes, without a burst of stale silence
+(``PcmSink(fill_silence=True)``). The silence stops when the stream ends (unsubscribe, unpublish,
+disconnect, ``aclose()``).
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ class AudioStream(FrameStream[AudioFrameEvent, PcmChunk]):
             sample_rate=self._sample_rate,
             num_channels=self._num_channels,
             frame_size_ms=self._frame_size_ms,
+            fill_silence=True,
         )
 
     def _event(self, chunk: PcmChunk) -> AudioFrameEvent:

@@ -19,6 +19,9 @@ connection (DESIGN.md §3 — frames never cross a mailbox).
   ``AudioResampler`` to the requested rate, channel count and frame size, and delivers :class:`PcmChunk`
   items to a queue that drops the **oldest** item when ``capacity`` is reached (``dropped`` counts them).
   Iteration ends when the track ends (aiortc raises ``MediaStreamError``) or on :meth:`~PcmSink.aclose`.
+  With ``fill_silence=True`` (what ``rtc.AudioStream`` uses, matching ``livekit.rtc`` whose playout keeps
+  pulling) it also yields chunks of silence at real-time pace while no audio arrives on the live track (a
+  muted publisher the server stopped forwarding, a network gap): see :class:`PcmSink`.
 * :class:`VideoSourceTrack` / :class:`VideoSink` — the same for raw video (RGBA, I420 and friends), converted
   with ``VideoFrame.reformat``.
 
@@ -36,7 +39,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -82,6 +85,8 @@ VIDEO_FORMATS: dict[str, tuple[int, ...]] = {
 _VIDEO_CLOCK_RATE = 90_000
 _VIDEO_TIME_BASE = fractions.Fraction(1, _VIDEO_CLOCK_RATE)
 _MAX_LAG_S = 0.2
+#: How late (in output chunks) the next decoded frame may be before :class:`PcmSink` fills the gap.
+_GAP_GRACE_CHUNKS = 2
 
 
 class MediaError(GreenroomError):
@@ -366,6 +371,16 @@ class PcmSink:
         capacity: the most chunks held; when full the **oldest** is dropped and ``dropped`` counts it.
             ``0`` means unbounded.
         frame_size_ms: fixed output chunk duration; ``None`` keeps the decoder's frame size (20 ms for Opus).
+        fill_silence: yield silence while no audio arrives (below).
+
+    **Gap filling** (``fill_silence=True``): a per-sink clock tracks when the audio delivered so far runs out
+    (it starts at construction, so a track that is muted from the start yields silence too). When the next
+    decoded frame is more than two chunk durations late, the sink yields zero chunks (``frame_size_ms`` long,
+    else 20 ms; ``timestamp`` ``None``) covering the elapsed gap, then one per chunk duration in real time,
+    until audio arrives again — which is delivered at once, with the clock restarting from it (no burst of
+    stale silence; at most one chunk of time overlaps). A stall of the loop longer than 200 ms is not made up
+    (the clock restarts). The silence goes through the same queue (``capacity``, drop-oldest) and stops when
+    the track ends or on :meth:`aclose`. ``silent_chunks`` counts them.
     """
 
     def __init__(
@@ -376,6 +391,7 @@ class PcmSink:
         num_channels: int = 1,
         capacity: int = 0,
         frame_size_ms: int | None = None,
+        fill_silence: bool = False,
     ) -> None:
         if track.kind != "audio":
             raise ValueError(f"PcmSink needs an audio track, got {track.kind!r}")
@@ -385,7 +401,13 @@ class PcmSink:
         self._frame_size = None if frame_size_ms is None else sample_rate * frame_size_ms // 1000
         self._track = track
         self._queue: DropOldestQueue[PcmChunk] = DropOldestQueue(capacity)
+        self._fill_silence = fill_silence
+        self._silence_samples = self._frame_size or sample_rate // 50  # 20 ms, the Opus frame
+        #: loop time at which the audio delivered so far (real or silence) runs out.
+        self._runs_out = asyncio.get_running_loop().time()
+        self._filling = False  # yielding silence: the next chunk is due when the clock says, no grace
         self.frames_in = 0
+        self.silent_chunks = 0
         self._task = asyncio.ensure_future(self._run())
 
     @property
@@ -405,15 +427,25 @@ class PcmSink:
 
     async def _run(self) -> None:
         resampler = self._resampler()
+        receiving: asyncio.Future[Any] | None = None
         try:
             while True:
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self._track.recv())
+                if self._fill_silence:
+                    await asyncio.wait((receiving,), timeout=self._silence_wait())
+                    if not receiving.done():
+                        self._fill_gap()
+                        continue
                 try:
-                    frame = await self._track.recv()
+                    frame = await receiving
                 except MediaStreamError:
                     break
+                receiving = None
                 if not isinstance(frame, av.AudioFrame):
                     continue
                 self.frames_in += 1
+                self._filling = False
                 try:
                     out = resampler.resample(frame)
                 except ValueError:  # the input format changed mid-stream: start a new resampler
@@ -424,9 +456,33 @@ class PcmSink:
         except Exception:
             _log.exception("audio sink failed; ending its stream")
         finally:
+            if receiving is not None and not receiving.done():
+                receiving.cancel()
             self._queue.end()
 
+    def _silence_wait(self) -> float:
+        """Seconds until the gap (if no frame arrives) must be filled: a grace after the audio runs out,
+        none once filling has started (silence then runs ahead of the clock by at most one chunk)."""
+        chunk = self._silence_samples / self.sample_rate
+        now = asyncio.get_running_loop().time()
+        grace = 0.0 if self._filling else _GAP_GRACE_CHUNKS * chunk
+        return max(0.0, self._runs_out + grace - now)
+
+    def _fill_gap(self) -> None:
+        """Yield silence up to now (a stall of the loop longer than 200 ms restarts the clock instead)."""
+        chunk = self._silence_samples / self.sample_rate
+        now = asyncio.get_running_loop().time()
+        if now - self._runs_out > max(_MAX_LAG_S, (_GAP_GRACE_CHUNKS + 1) * chunk):
+            self._runs_out = now - chunk / 2  # one chunk now, then the real-time schedule
+        data = bytes(self._silence_samples * self.num_channels * 2)
+        while self._runs_out <= now:
+            self._queue.put_nowait(PcmChunk(data, self.sample_rate, self.num_channels, self._silence_samples))
+            self.silent_chunks += 1
+            self._runs_out += chunk
+        self._filling = True
+
     def _deliver(self, frames: list[av.AudioFrame]) -> None:
+        now = asyncio.get_running_loop().time()
         for frame in frames:
             samples = frame.samples
             data = bytes(frame.planes[0])[: samples * self.num_channels * 2]
@@ -434,6 +490,7 @@ class PcmSink:
                 None if frame.pts is None or frame.time_base is None else float(frame.pts * frame.time_base)
             )
             self._queue.put_nowait(PcmChunk(data, self.sample_rate, self.num_channels, samples, timestamp))
+            self._runs_out = max(self._runs_out, now) + samples / self.sample_rate
 
     def __aiter__(self) -> AsyncIterator[PcmChunk]:
         return self
