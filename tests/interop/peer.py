@@ -15,6 +15,9 @@ RMS of each window), ``publish_colours`` (alias ``publish_colors``) / ``watch_vi
 frames through a ``VideoSource``, ``colour`` events mark each start; ``video_frame`` events give each
 received frame's size and mean RGB) and ``set_muted``. Media room events
 (``track_subscribed`` …) are only listened to once a media command ran, so data-only peers see no change.
+
+A full reconnect shows up as ``reconnecting`` / ``reconnected`` events (no arguments) and, per republished
+local track, ``local_track_republished`` (``sid``, ``previous_sid``).
 """
 
 from __future__ import annotations
@@ -83,6 +86,12 @@ class Peer:
         )
         on("connection_state_changed", lambda state: {"state": int(state)})
         on("disconnected", lambda reason: {"reason": int(reason)})
+        on("reconnecting", lambda: {})
+        on("reconnected", lambda: {})
+        on(
+            "local_track_republished",
+            lambda pub, previous_sid: {"sid": pub.sid, "previous_sid": previous_sid},
+        )
 
     async def op_connect(self, cmd: dict[str, Any]) -> Any:
         self.room = self.rtc.Room()
