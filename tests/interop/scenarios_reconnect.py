@@ -5,8 +5,8 @@ dev server in-process, so the scenario can call :meth:`DevServer.end_session` on
 official ``livekit`` SDK, bob is greenroom, both the same peer program (:mod:`tests.interop.peer`).
 
 * :func:`greenroom_told_to_reconnect` — the server tells bob (greenroom) to reconnect; alice must see bob
-  leave and come back and stay connected herself; data bob publishes once he reports reconnecting arrives; data flows
-  both ways afterwards.
+  leave and come back and stay connected herself; data bob publishes once he reports reconnecting arrives;
+  data flows both ways afterwards.
 * :func:`official_told_to_reconnect` — the reverse: the server tells alice (official) to reconnect; bob must
   keep working, see alice leave and come back, and exchange data with her afterwards.
 * :func:`greenroom_republishes_after_reconnect` — bob publishes a tone alice hears; after the server tells bob
