@@ -370,6 +370,10 @@ class LocalParticipant(Participant):
         if muted:
             track.mute()
         self._room.emit("local_track_published", publication, track)
+        if info.sid in self._room._early_subscriptions:  # subscribed before publish_track returned
+            self._room._early_subscriptions.discard(info.sid)
+            publication._subscribed()
+            self._room.emit("local_track_subscribed", track)
         return publication
 
     async def unpublish_track(self, track_sid: str) -> None:

@@ -248,6 +248,9 @@ class Room(EventEmitter[EventTypes]):
         self._info = RoomInfo(sid="", name="")
         self._local: LocalParticipant | None = None
         self._remotes: dict[str, RemoteParticipant] = {}
+        # ``track_subscribed`` for a local track can overtake ``publish_track``'s own return (the server
+        # answers a subscriber that was already waiting); remembered here until the publication exists.
+        self._early_subscriptions: set[str] = set()
         self._state = ConnectionState.CONN_DISCONNECTED
         self._first_sid: asyncio.Future[str] = self._loop.create_future()
         self.reconnect_policy = ReconnectPolicy()
@@ -522,6 +525,8 @@ class Room(EventEmitter[EventTypes]):
                 if isinstance(mine, LocalTrackPublication):
                     mine._subscribed()
                     self.emit("local_track_subscribed", mine.track)
+                else:
+                    self._early_subscriptions.add(sid)
             case _:
                 assert_never(event)
 
