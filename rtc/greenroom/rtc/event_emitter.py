@@ -92,17 +92,9 @@ class EventEmitter(Generic[T_contra]):
         Raises:
             ValueError: ``callback`` is a coroutine function.
         """
-        if callback is None:
-
-            def decorator(fn: _F) -> _F:
-                self.on(event, fn)
-                return fn
-
-            return decorator
-        if _is_async(callback):
-            raise ValueError(_ASYNC_REFUSED.format(method="on"))
-        self._events.setdefault(event, {})[callback] = None
-        return callback
+        return self._register(
+            "on", callback, lambda fn: self._events.setdefault(event, {}).__setitem__(fn, None)
+        )
 
     @overload
     def once(self, event: T_contra, callback: _F) -> _F: ...
@@ -122,24 +114,32 @@ class EventEmitter(Generic[T_contra]):
         Raises:
             ValueError: ``callback`` is a coroutine function.
         """
+
+        def add_once(target: _Callback) -> None:
+            arity = _arity(target)
+
+            def once_callback(*args: Any) -> None:
+                self.off(event, once_callback)
+                target(*(args if arity is None else args[:arity]))
+
+            once_callback.__wrapped_once__ = target  # type: ignore[attr-defined]
+            self.on(event, once_callback)
+
+        return self._register("once", callback, add_once)
+
+    @staticmethod
+    def _register(method: str, callback: _Callback | None, add: Callable[[_Callback], None]) -> Any:
+        """What ``on`` and ``once`` share: decorator form, the refusal of coroutine functions, ``add``."""
         if callback is None:
 
             def decorator(fn: _F) -> _F:
-                self.once(event, fn)
+                EventEmitter._register(method, fn, add)
                 return fn
 
             return decorator
         if _is_async(callback):
-            raise ValueError(_ASYNC_REFUSED.format(method="once"))
-        target = callback
-        arity = _arity(target)
-
-        def once_callback(*args: Any) -> None:
-            self.off(event, once_callback)
-            target(*(args if arity is None else args[:arity]))
-
-        once_callback.__wrapped_once__ = target  # type: ignore[attr-defined]
-        self.on(event, once_callback)
+            raise ValueError(_ASYNC_REFUSED.format(method=method))
+        add(callback)
         return callback
 
     def off(self, event: T_contra, callback: _Callback) -> None:
