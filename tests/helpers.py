@@ -1,10 +1,10 @@
-"""Shared test helpers (one place for polling, so no test sleeps a fixed time and hopes)."""
+"""Shared test helpers (older names for :mod:`tests.waiting`: no test sleeps a fixed time and hopes)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
+
+from tests.waiting import wait_until, wait_until_sync
 
 __all__ = ["assert_eventually", "assert_eventually_async"]
 
@@ -13,11 +13,7 @@ def assert_eventually(
     predicate: Callable[[], bool], *, timeout: float = 5.0, interval: float = 0.01, message: str = ""
 ) -> None:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass (then fail with ``message``)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout} s")
-        time.sleep(interval)
+    wait_until_sync(predicate, timeout=timeout, interval=interval, what=message or "a condition")
 
 
 async def assert_eventually_async(
@@ -28,13 +24,4 @@ async def assert_eventually_async(
     message: str = "",
 ) -> None:
     """The asyncio form of :func:`assert_eventually`; ``predicate`` may be a coroutine function."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
+    await wait_until(predicate, timeout=timeout, interval=interval, what=message or "a condition")
