@@ -141,10 +141,10 @@ def test_gathering_scope_overrides_host_discovery_only_inside() -> None:
 
 
 def test_gathering_scope_is_per_task_and_gathers_on_loopback() -> None:
-    async def gather(policy: IcePolicy) -> list[str]:
+    async def gather(policy: IcePolicy, both_in_scope: asyncio.Barrier) -> list[str]:
         connection = aioice.ice.Connection(ice_controlling=True)
         with gathering_scope(policy):
-            await asyncio.sleep(0.01)  # let the other task enter its own scope meanwhile
+            await both_in_scope.wait()  # the other task has entered its own scope meanwhile
             await connection.gather_candidates()
         hosts = [c.host for c in connection.local_candidates]
         await connection.close()
@@ -153,7 +153,8 @@ def test_gathering_scope_is_per_task_and_gathers_on_loopback() -> None:
     async def both() -> tuple[list[str], list[str]]:
         v4 = IcePolicy.loopback()
         v6 = IcePolicy.bound_to("::1")
-        first, second = await asyncio.gather(gather(v4), gather(v6))
+        both_in_scope = asyncio.Barrier(2)
+        first, second = await asyncio.gather(gather(v4, both_in_scope), gather(v6, both_in_scope))
         return first, second
 
     assert rt.run_sync(both(), timeout=10) == (["127.0.0.1"], ["::1"])
@@ -172,7 +173,7 @@ def test_aioice_check_pacing_is_shortened_and_nothing_else() -> None:
 
     async def timed(delay: float) -> float:
         started = time.monotonic()
-        await paced.sleep(delay)
+        await paced.sleep(delay)  # the sleep under test (its duration is measured)
         return time.monotonic() - started
 
     assert rt.run_sync(timed(0.02), timeout=5) < 0.015  # the check-pacing tick (20 ms) became 5 ms

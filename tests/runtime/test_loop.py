@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from greenroom.runtime import loop as rt
+from tests.waiting import wait_until_sync
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def test_nothing_starts_until_first_use() -> None:
 
 def test_run_sync_returns_results_and_errors() -> None:
     async def add(a: int, b: int) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield: the result crosses a real suspension (no wait before an assertion)
         assert rt.in_runtime_thread()
         return a + b
 
@@ -50,7 +51,7 @@ def test_run_sync_times_out_and_cancels() -> None:
 
     async def slow() -> None:
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # the slow work that run_sync's timeout must cancel (behaviour)
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -79,7 +80,7 @@ def test_shutdown_runs_hooks_and_cancels_tasks() -> None:
     async def forever() -> None:
         started.set()
         try:
-            await asyncio.sleep(100)
+            await asyncio.sleep(100)  # a task that runs until shutdown cancels it (behaviour)
         except asyncio.CancelledError:
             order.append("task cancelled")
             raise
@@ -103,8 +104,7 @@ def test_call_soon_from_any_thread() -> None:
         rt.call_soon(done.clear)
 
     rt.run_sync(from_loop(), timeout=2)
-    assert rt.run_sync(asyncio.sleep(0.01, result=True), timeout=2)
-    assert not done.is_set()
+    wait_until_sync(lambda: not done.is_set(), timeout=2, what="call_soon from the loop thread to run")
 
 
 def test_watchdog_counts_ticks_and_stalls() -> None:
@@ -114,9 +114,11 @@ def test_watchdog_counts_ticks_and_stalls() -> None:
         time.sleep(0.08)  # noqa: ASYNC251 - a deliberately blocking handler stalls the loop
 
     rt.run_sync(block(), timeout=2)
-    assert rt.run_sync(asyncio.sleep(0.2, result=True), timeout=2)
-    assert rt.stats().ticks >= 1
-    assert rt.stats().stalls >= 1
+    wait_until_sync(
+        lambda: rt.stats().ticks >= 1 and rt.stats().stalls >= 1,
+        timeout=2,
+        what="the watchdog to tick and count the stall",
+    )
     assert rt.stats().max_lag > rt.LAG_WARNING
 
 

@@ -154,7 +154,7 @@ def test_losses_keep_reliable_complete_and_lossy_unretransmitted() -> None:
                 await pair.offerer.send(RELIABLE, b"r%d" % i)
                 await pair.offerer.send(LOSSY, b"l%d" % i)
                 if i % 20 == 0:
-                    await asyncio.sleep(0.005)  # several flights, so losses are repaired by SACK gaps too
+                    await asyncio.sleep(0.005)  # pacing: several flights, so SACK gaps repair losses too
             await assert_eventually_async(lambda: len(pair.answerer_sink.data(RELIABLE)) == 300, timeout=30)
             assert pair.answerer_sink.data(RELIABLE) == [b"r%d" % i for i in range(300)]
             lossy = pair.answerer_sink.data(LOSSY)
@@ -190,9 +190,9 @@ def test_delayed_sack_does_not_delay_a_lone_message() -> None:
                 started = time.perf_counter()
                 await pair.offerer.send(RELIABLE, b"ping%d" % i)
                 while len(pair.answerer_sink.data(RELIABLE)) == before:  # noqa: ASYNC110 - a busy poll, to time it
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)  # a yield of the busy poll (the latency is what is measured)
                 latencies.append(time.perf_counter() - started)
-                await asyncio.sleep(0.004)  # below the 10 ms SACK delay: the previous SACK may still wait
+                await asyncio.sleep(0.004)  # pacing below the 10 ms SACK delay: a SACK may still be pending
             tuning = sctp.SctpTuning()
             assert statistics.median(latencies) < tuning.sack_delay / 2, latencies
             await assert_eventually_async(lambda: not _sctp_state(pair.offerer)._sent_queue, timeout=2)

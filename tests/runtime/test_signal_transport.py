@@ -227,7 +227,7 @@ def test_close_while_connecting() -> None:
         sink = Collect()
         signal = SignalTransport(sink)
         connecting = asyncio.ensure_future(signal.connect(fake.url, "tok"))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield: connect() starts, then close() lands mid-connect (the scenario)
         await signal.close()
         with pytest.raises(SignalConnectError, match="closed while connecting"):
             await connecting
