@@ -28,6 +28,7 @@ from greenroom.runtime.peer import (
     ice_connections,
 )
 from tests.helpers import assert_eventually_async
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 LOOPBACK = IcePolicy.loopback()
@@ -329,7 +330,8 @@ def test_close_between_ice_completion_and_connect_resuming_leaves_no_consent_che
         del queue.put_nowait
         for state in held:
             queue.put_nowait(state)  # now connect() resumes, after close()
-        await asyncio.sleep(0.1)
+        # connect() takes one state off the queue and, in that same step, would start its consent task
+        await wait_until(lambda: queue.qsize() < len(held), what="connect() to resume after close()")
         assert _consent_checks(connection) == []
         await pair.answerer.close()
 
