@@ -41,6 +41,7 @@ from greenroom.runtime.rtp_forward import (
     receiver_for_track,
 )
 from tests.helpers import assert_eventually_async
+from tests.waiting import resend_until, wait_until
 
 POLICY = IcePolicy.loopback()
 RATE = 48_000
@@ -299,7 +300,7 @@ class ColourSource:
             pixel = bytes((*rgb, 255))
             for _ in range(frames_each):
                 self.track.capture(pixel * (width * height), width, height, "rgba")
-                await asyncio.sleep(1 / fps)
+                await asyncio.sleep(1 / fps)  # pacing: a camera captures in real time
 
 
 def colour_of(chunk: VideoChunk) -> str:
@@ -354,12 +355,12 @@ def test_video_colour_cycle_through_the_forwarder_and_keyframe_requests(
         sub_receiver = receiver_for_track(chain.sub, sub_track)
         media_ssrc = chain.mid_out.getSenders()[0]._ssrc
 
-        async def pli_reaches_publisher() -> bool:
-            await sub_receiver._send_rtcp_pli(media_ssrc)
-            await asyncio.sleep(0.1)
-            return publisher_keyframe_requests > before
-
-        await assert_eventually_async(pli_reaches_publisher, timeout=5, interval=0.2)
+        await resend_until(  # re-sent: the forwarder may hold back a request right after the last one
+            lambda: sub_receiver._send_rtcp_pli(media_ssrc),
+            lambda: publisher_keyframe_requests > before,
+            timeout=5,
+            what="the subscriber's PLI to reach the publisher",
+        )
         assert ft.keyframe_requests >= 1
         assert tap.keyframe_requests_sent >= 1
         watcher.cancel()
@@ -384,7 +385,7 @@ def test_new_video_subscriber_waits_for_a_keyframe() -> None:
         track.push(key)  # the sender has not pulled yet: nothing is queued, no stale burst later
         assert track.frames_dropped == 0
         pulled = asyncio.ensure_future(track.recv())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield: recv() starts pulling first (the scenario's order)
         track.push(delta)
         assert requests == [1]
         assert track.frames_dropped == 1
@@ -416,7 +417,7 @@ def test_forwarded_audio_track_drops_oldest_and_yields_packets() -> None:
     async def main() -> None:
         track = ForwardedTrack("audio", "audio/opus", capacity=2)
         pulled = asyncio.ensure_future(track.recv())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield: recv() starts pulling first (the scenario's order)
         track.push(EncodedFrame("audio/opus", b"\x00", 0, RATE, True, 7))
         assert bytes(await pulled) == b"\x00"
         for i in range(1, 5):
@@ -444,7 +445,7 @@ def test_pcm_source_backpressure_pacing_clear_and_silence() -> None:
         source = PcmSourceTrack(16_000, 1, queue_size_ms=100)
         await source.put(tone(440, 0.06)[: 2 * 960])  # 60 ms at 16 kHz
         blocked = asyncio.ensure_future(source.put(bytes(2 * 960)))  # 60 more: over the 100 ms capacity
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: not source._not_full.is_set(), what="the put to wait for room")
         assert not blocked.done()
         assert source.queued_duration == pytest.approx(0.06)
         loop = asyncio.get_running_loop()
@@ -460,7 +461,7 @@ def test_pcm_source_backpressure_pacing_clear_and_silence() -> None:
         assert 0.035 <= elapsed < 0.3  # real-time pace: the 1st frame at once, then one per 20 ms
 
         playout = asyncio.ensure_future(source.wait_for_playout())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # a yield: the waiter runs up to its wait (nothing else can finish it)
         assert not playout.done()
         source.clear()
         await asyncio.wait_for(playout, 1)
@@ -488,7 +489,7 @@ def test_put_waiting_on_a_full_queue_fails_when_the_track_stops() -> None:
         source = PcmSourceTrack(8_000, 2, queue_size_ms=20)
         await source.put(bytes(8_000 // 50 * 4))
         waiting = asyncio.ensure_future(source.put(bytes(4)))
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: not source._not_full.is_set(), what="the put to wait for room")
         source.stop()
         with pytest.raises(TrackEndedError):
             await waiting
@@ -508,7 +509,7 @@ class FastAudioTrack(MediaStreamTrack):
         self.pts = 0
 
     async def recv(self) -> av.AudioFrame:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, like a real track's recv (no pacing: as fast as read)
         if self.remaining == 0:
             self.stop()
             raise MediaStreamError
@@ -573,6 +574,7 @@ class GappyAudioTrack(MediaStreamTrack):
         if self.sent >= 2 * self.frames:
             await self.gone.wait()  # silent until stopped
             raise MediaStreamError
+        # pacing: 20 ms frames in real time, and the gap of the scenario
         await asyncio.sleep(0.02 + (self.pause if self.sent == self.frames else 0.0))
         self.sent += 1
         frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
@@ -603,7 +605,17 @@ def test_pcm_sink_fills_gaps_with_real_time_silence_without_a_stale_burst() -> N
 
         reader = asyncio.create_task(read())
         start = loop.time()
-        await asyncio.sleep(1.5)  # 0.3 s tone, 0.6 s gap, 0.3 s tone, then nothing (a muted track)
+
+        def trailing_silence() -> int:
+            kinds = [_is_silent(c) for _, c in seen]
+            return kinds[::-1].index(False) if False in kinds else 0  # silent chunks after the last tone
+
+        # 0.3 s tone, 0.6 s gap, 0.3 s tone, then nothing (a muted track): wait for all of it to be read,
+        # then for 10 chunks of silence after it
+        await wait_until(
+            lambda: track.sent == 2 * track.frames and trailing_silence() >= 10,
+            what=lambda: f"all frames and then silence (sent {track.sent}, {len(seen)} chunks)",
+        )
         elapsed = loop.time() - start
         audio = sum(c.duration for _, c in seen)
         assert 0.8 * elapsed <= audio <= elapsed + 0.1, (audio, elapsed)  # real time, no duplicated time
@@ -631,9 +643,8 @@ def test_pcm_sink_silence_respects_capacity_and_aclose() -> None:
         track = GappyAudioTrack(0)
         quiet = PcmSink(track, num_channels=2, capacity=5, frame_size_ms=10, fill_silence=True)
         plain = PcmSink(GappyAudioTrack(0))
-        await asyncio.sleep(0.3)
-        assert len(quiet._queue) == 5
-        assert quiet.dropped >= 15  # ~30 chunks of 10 ms made, the oldest dropped
+        await wait_until(lambda: quiet.dropped >= 15, what="15 chunks of silence dropped from a full queue")
+        assert len(quiet._queue) == 5  # the oldest dropped, the newest kept
         chunk = await anext(quiet)
         assert _is_silent(chunk)
         assert (chunk.samples_per_channel, chunk.num_channels, len(chunk.data)) == (480, 2, 1920)
@@ -643,7 +654,10 @@ def test_pcm_sink_silence_respects_capacity_and_aclose() -> None:
         assert [c async for c in plain] == []
         assert quiet.ended
         made = quiet.silent_chunks
-        await asyncio.sleep(0.1)
+        # a witness started after aclose: while it makes 5 chunks of silence, the closed sink makes none
+        witness = PcmSink(GappyAudioTrack(0), frame_size_ms=10, fill_silence=True)
+        await wait_until(lambda: witness.silent_chunks >= 5, what="the witness sink to make silence")
+        await witness.aclose()
         assert quiet.silent_chunks == made  # nothing after aclose
         assert track.readyState == "live"  # the track itself is left alone
 
@@ -705,7 +719,7 @@ def test_drop_oldest_queue() -> None:
             DropOldestQueue(-1)
         waiter: DropOldestQueue[str] = DropOldestQueue()
         pending = asyncio.ensure_future(waiter.get())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield: get() starts waiting first (the scenario's order)
         waiter.put_nowait("x")
         assert await pending == "x"
         assert waiter.clear() == 0
