@@ -42,6 +42,7 @@ from greenroom.codecs.signalling import (
     Offer,
     ParticipantUpdate,
     PingReq,
+    PongResp,
     SignalRequestMessage,
     SignalResponseMessage,
     TrackPublished,
@@ -166,6 +167,25 @@ class RawClient:
     async def ping(self) -> None:
         """Send a ``ping_req``."""
         await self.send(PingReq(timestamp=int(time.time() * 1000)))
+
+    async def signal_barrier(self, timeout: float = 10) -> list[SignalResponseMessage]:
+        """Ping and wait for the pong; returns the signal messages that arrived before it.
+
+        The server answers through the session's one ordered outbox, so whatever it had queued for us before
+        it read the ping (an update, an offer) is among them: the barrier for "nothing else was sent".
+        """
+        pongs = sum(isinstance(m, PongResp) for m in self.messages)
+        await self.ping()
+
+        def before_pong() -> list[SignalResponseMessage] | None:
+            seen = 0
+            for index, message in enumerate(self.messages):
+                seen += isinstance(message, PongResp)
+                if seen > pongs:
+                    return self.messages[:index]
+            return None
+
+        return await self._wait(before_pong, timeout)
 
     async def update_metadata(self, **fields: Any) -> int:
         """Send ``update_metadata``; returns its request id."""

@@ -35,7 +35,7 @@ async def _chatter(alice: RawClient, bob: RawClient, stop: asyncio.Event) -> int
         sent += 1
         await alice.send_user(str(sent).encode())
         await bob.next_packet(lambda r, n=sent: r.packet.sequence == n, timeout=5)  # type: ignore[misc]
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # pacing: the chatter goes on while the bad input is sent (the scenario)
     return sent
 
 

@@ -33,12 +33,29 @@ from greenroom.runtime.peer import LOSSY, RELIABLE
 from tests.devserver.conftest import run_with_server
 from tests.devserver.rawclient import RawClient
 from tests.helpers import assert_eventually_async
+from tests.waiting import recorded_logs, wait_until
 
 
 async def _pair(server: DevServer, room: str = "r", **grants: Any) -> tuple[RawClient, RawClient]:
     alice = await RawClient.join(server.url, server.mint_token("alice", room, **grants))
     bob = await RawClient.join(server.url, server.mint_token("bob", room, **grants), query_token=True)
     return alice, bob
+
+
+MARKER = b"barrier marker"
+
+
+async def _barrier(sender: RawClient, receiver: RawClient, identity: str) -> None:
+    """A marker from ``sender`` to ``receiver`` (``identity``) on the reliable and on the lossy path; wait
+    for both (they are taken out of ``receiver.packets``)."""
+    for reliable in (True, False):
+        await sender.send_user(MARKER, reliable=reliable, destinations=(identity,))
+    for label in (RELIABLE, LOSSY):
+        await receiver.next_packet(lambda r, label=label: r.label == label and _is_marker(r))  # type: ignore[misc]
+
+
+def _is_marker(received: Any) -> bool:
+    return isinstance(received.packet.value, UserPacket) and received.packet.value.payload == MARKER
 
 
 def _user(received: Any) -> UserPacket:
@@ -107,7 +124,10 @@ def test_data_both_ways_with_topic_destinations_and_labels() -> None:
         assert got.packet.participant_identity == "bob"
         await bob.send_user(b"reliable to carol", destinations=("carol",))
         assert _user(await carol.next_packet()).payload == b"reliable to carol"
-        await asyncio.sleep(0.1)
+        # The server relayed each packet above before its receiver got it: a marker sent now on each path a
+        # misrouted copy could have taken to alice or bob arrives after that copy.
+        await _barrier(bob, alice, "alice")
+        await _barrier(alice, bob, "bob")
         assert alice.packets == []
         assert bob.packets == []
         for client in (alice, bob, carol):
@@ -165,11 +185,14 @@ def test_hidden_participant_is_not_announced_and_sends_anonymously() -> None:
         assert got.packet.participant_identity == ""
         assert _user(got).payload == b"boo"
         await ghost.leave()
-        await asyncio.sleep(0.2)
-        seen = [p.identity for m in bob.messages if hasattr(m, "participants") for p in m.participants]
+        await wait_until(
+            lambda: server.rooms["r"].info().num_participants == 1, what="the server to remove the ghost"
+        )
+        # the server announced the departure (if it wrongly did) before it answers bob's ping
+        before_pong = await bob.signal_barrier()
+        seen = [p.identity for m in before_pong if hasattr(m, "participants") for p in m.participants]
         assert "ghost" not in seen
         assert bob.join_response.room is not None
-        assert server.rooms["r"].info().num_participants == 1
         await bob.close()
 
     run_with_server(scenario)
@@ -181,17 +204,23 @@ def test_can_publish_data_and_transcriptions_from_agents_only() -> None:
         user = await RawClient.join(server.url, server.mint_token("user", "r"))
         agent = await RawClient.join(server.url, server.mint_token("agent", "r", kind="agent"))
         bob = await RawClient.join(server.url, server.mint_token("bob", "r"))
-        await mute.send_user(b"dropped")
-        transcript = DataPacket(
-            Transcription("user", "", (TranscriptionSegment(id="s", text="hi", final=True),))
-        )
-        await user.send_packet(transcript)
-        await agent.send_packet(transcript)
-        await user.send_user(b"marker")
-        got = await bob.next_packet(lambda r: isinstance(r.packet.value, Transcription))
-        assert got.packet.participant_identity == "agent"
-        await bob.next_packet(lambda r: r.packet.participant_identity == "user")
-        await asyncio.sleep(0.1)
+        with recorded_logs("greenroom.devserver.participant") as logs:
+            await mute.send_user(b"dropped")
+            transcript = DataPacket(
+                Transcription("user", "", (TranscriptionSegment(id="s", text="hi", final=True),))
+            )
+            await user.send_packet(transcript)
+            await agent.send_packet(transcript)
+            got = await bob.next_packet(lambda r: isinstance(r.packet.value, Transcription))
+            assert got.packet.participant_identity == "agent"
+            # mute's packet has no later packet on its path to act as a marker: wait for the server's
+            # decision on it instead, then a marker from user follows user's transcription to bob
+            await wait_until(
+                lambda: logs.count("[r/mute] dropped a data packet: sender lacks canPublishData") == 1,
+                what="the server to drop mute's packet",
+            )
+        await user.send_user(MARKER)
+        await bob.next_packet(_is_marker)
         assert bob.packets == []
         for client in (mute, user, agent, bob):
             await client.close()
