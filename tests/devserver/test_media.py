@@ -37,6 +37,7 @@ from tests.devserver.conftest import run_with_server
 from tests.devserver.nodecode import MARK
 from tests.devserver.oracle import ColourTrack, Ear, Tone, colour_of
 from tests.devserver.rawclient import RawClient
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"greenroom dev server ready at (ws://127\.0\.0\.1:\d+) \(api key (\S+)\)")
@@ -52,6 +53,19 @@ async def _pair(server: DevServer, **bob: Any) -> tuple[RawClient, RawClient]:
 async def _close(*things: Any) -> None:
     for thing in things:
         await thing.close() if not isinstance(thing, Tone) else await thing.stop()
+
+
+async def _tapped(server: DevServer, identity: str, sid: str, frames: int) -> None:
+    """Wait until the server has received ``frames`` more frames of ``sid`` from its publisher (a witness:
+    what the server did with them is the test's question)."""
+    session = server.session_of(server.rooms["r"], identity)
+    assert session is not None
+    tap = session.publications[sid].tap
+    start = tap.frames
+    await wait_until(
+        lambda: tap.frames >= start + frames,
+        what=lambda: f"the server to receive {frames} more frames of {sid} (got {tap.frames - start})",
+    )
 
 
 def _index(messages: list[Any], predicate: Any) -> int:
@@ -102,9 +116,9 @@ def test_mute_pauses_forwarding_and_unmute_resumes() -> None:
         await bob.wait_message(
             SpeakersChanged, lambda m: [(s.sid, s.active) for s in m.speakers] == [(alice.sid, False)]
         )
-        await asyncio.sleep(0.2)  # packets in flight
+        await _tapped(server, "alice", info.sid, 10)  # what was forwarded before the mute lands meanwhile
         frames = ear.sink.frames_in
-        await asyncio.sleep(0.6)
+        await _tapped(server, "alice", info.sid, 30)  # alice keeps sending: the server gets 30 more frames
         assert ear.sink.frames_in - frames <= 2, "a muted track is not forwarded"
         since = time.monotonic()
         await alice.send(MuteTrack(sid=info.sid, muted=False))
@@ -125,9 +139,9 @@ def test_unsubscribe_ends_the_track_and_subscribe_brings_a_new_one() -> None:
         offers = sum(isinstance(m, Offer) for m in bob.messages)
         await bob.send(UpdateSubscription(track_sids=(info.sid,), subscribe=False))
         await bob.wait_message(Offer, lambda m: sum(isinstance(x, Offer) for x in bob.messages) > offers)
-        await asyncio.sleep(0.3)
         frames = ear.sink.frames_in
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(ear.ended.wait(), 5)  # the subscriber's track ends
+        await _tapped(server, "alice", info.sid, 25)  # alice keeps sending: the server gets 25 more frames
         assert ear.sink.frames_in - frames <= 2, "an unsubscribed track is not forwarded"
         await bob.send(UpdateSubscription(track_sids=(info.sid,), subscribe=True))
         second = await bob.subscribed_track(info.sid)
@@ -145,8 +159,13 @@ def test_auto_subscribe_off_forwards_nothing_until_subscribed() -> None:
         tone = Tone(770)
         [info] = await alice.publish(tone.track)
         await bob.wait_update(lambda p: p.identity == "alice" and p.tracks)
-        await asyncio.sleep(0.5)
-        assert not any(isinstance(m, Offer) and info.sid in m.sdp for m in bob.messages)
+        # The server decided on bob's subscriptions when it announced the track (synchronously); an offer
+        # from that decision is queued once its renegotiation task is done, and reaches bob before a pong.
+        bob_session = server.session_of(server.rooms["r"], "bob")
+        assert bob_session is not None
+        await wait_until(lambda: not bob_session._background, what="bob's renegotiations to finish")
+        before_pong = await bob.signal_barrier()
+        assert not any(isinstance(m, Offer) and info.sid in m.sdp for m in before_pong)
         await bob.send(UpdateSubscription(track_sids=("TR_nosuchtrack",), subscribe=True))
         refused = await bob.wait_message(SubscriptionResponse)
         assert (refused.track_sid, refused.err) == ("TR_nosuchtrack", SubscriptionError.SE_TRACK_NOTFOUND)
@@ -195,9 +214,8 @@ def test_unpublish_is_a_renegotiation_and_ends_forwarding() -> None:
         await alice.unpublish(tone.track)
         await bob.wait_update(lambda p: p.identity == "alice" and not p.tracks and p.version > 2)
         await bob.wait_message(Offer, lambda m: info.sid in m.sdp and "a=inactive" in m.sdp)
-        await asyncio.sleep(0.3)
         frames = ear.sink.frames_in
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(ear.ended.wait(), 5)  # forwarding ended: the subscriber's track ends
         assert ear.sink.frames_in - frames <= 2
         assert not server.session_of(server.rooms["r"], "alice").publications  # type: ignore[union-attr]
         await _close(ear, tone, alice, bob)
@@ -298,15 +316,25 @@ def test_connection_quality_is_sent_only_when_it_changes() -> None:
 
     async def scenario(server: DevServer) -> None:
         server.quality_interval = 0.1
+        ticks = 0
+        update_quality = server._update_quality
+
+        async def counted(room: Any) -> None:  # counts the server's quality ticks (the witness)
+            nonlocal ticks
+            await update_quality(room)
+            ticks += 1
+
+        server._update_quality = counted  # type: ignore[method-assign]
         alice, bob = await _pair(server)
 
-        def updates() -> int:
-            return sum(isinstance(m, ConnectionQualityUpdate) for m in bob.messages)
+        def updates(messages: list[Any]) -> int:
+            return sum(isinstance(m, ConnectionQualityUpdate) for m in messages)
 
         await bob.wait_message(ConnectionQualityUpdate, lambda m: len(m.updates) == 2)
-        seen = updates()
-        await asyncio.sleep(0.6)  # several ticks, nothing changed
-        assert updates() == seen
+        seen = updates(bob.messages)
+        start = ticks
+        await wait_until(lambda: ticks >= start + 3, what="three more quality ticks")  # nothing changed
+        assert updates(await bob.signal_barrier()) == seen  # what those ticks sent is before the pong
         carol = await RawClient.join(server.url, server.mint_token("carol", "r"), publish=False)
         await bob.wait_message(ConnectionQualityUpdate, lambda m: len(m.updates) == 3)  # a new member
         await _close(carol, alice, bob)
