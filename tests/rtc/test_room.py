@@ -17,6 +17,7 @@ from greenroom.devserver.server import DevServer
 from greenroom.rtc.participant import PublishDataError, PublishTranscriptionError
 from tests.helpers import assert_eventually_async
 from tests.rtc.support import Recorder, actor_count, connect, run_with_server, runtime_tasks, thread_names
+from tests.waiting import before_marker
 
 
 def test_two_rooms_exchange_data_with_topic_and_destinations() -> None:
@@ -43,9 +44,21 @@ def test_two_rooms_exchange_data_with_topic_and_destinations() -> None:
         assert packets[0].kind == rtc.DataPacketKind.KIND_RELIABLE
         assert packets[2].kind == rtc.DataPacketKind.KIND_LOSSY
         assert all(p.participant is bob.remote_participants["alice"] for p in packets)
-        await assert_eventually_async(lambda: len(carol_rec.named("data_received")) == 1)
-        await asyncio.sleep(0.1)
-        assert [a[0].data for a in carol_rec.named("data_received")] == [b"to-all"]
+        # barrier: a marker to carol on each path (reliable, lossy) after the packets she must not get
+        for reliable in (True, False):
+            await alice.local_participant.publish_data(
+                b"marker", reliable=reliable, destination_identities=["carol"]
+            )
+        for kind, expected in (
+            (rtc.DataPacketKind.KIND_RELIABLE, [b"to-all"]),
+            (rtc.DataPacketKind.KIND_LOSSY, []),
+        ):
+            before = await before_marker(
+                lambda kind=kind: [a[0] for a in carol_rec.named("data_received") if a[0].kind == kind],  # type: ignore[misc]
+                lambda packet: packet.data == b"marker",
+                what=f"carol's {kind.name} marker",
+            )
+            assert [p.data for p in before] == expected, kind
 
         alice_got: list[Any] = []
         alice.on("data_received", alice_got.append)
@@ -248,7 +261,7 @@ def test_server_closes_after_join_before_pc_connects() -> None:
     async def scenario(server: DevServer) -> None:
         room = rtc.Room()
         task = asyncio.create_task(room.connect(server.url, server.mint_token("a", "r1")))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield: connect() starts, then the server closes under it (the scenario)
         await server.close()
         with contextlib.suppress(rtc.ConnectError):
             await task
@@ -263,7 +276,7 @@ def test_cancelling_connect_leaves_nothing_behind() -> None:
         actors, tasks = actor_count(), runtime_tasks()
         room = rtc.Room()
         task = asyncio.create_task(room.connect(server.url, server.mint_token("a", "r1")))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # fault injection: cancel partway into connect(), wherever it has got to
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
