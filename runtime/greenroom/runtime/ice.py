@@ -1,6 +1,8 @@
 """The ICE policy: the one place where greenroom adjusts how aiortc/aioice gather and accept candidates.
 
-Traps handled here (versions: aiortc 1.16, aioice 0.13; see ``reference/feasibility-official-sdk.md``):
+Traps handled here (versions: aiortc 1.16, aioice 0.13; see ``reference/feasibility-official-sdk.md``). The
+two aioice patches go through :mod:`greenroom.runtime.aioice_seams`, which checks at import that aioice
+still has the shape they rely on:
 
 * **aioice never gathers on loopback.** ``aioice.ice.get_host_addresses`` (``aioice/ice.py`` lines
   91-102) skips ``127.0.0.1`` and ``::1``, and ``Connection.gather_candidates`` (line 581) looks that
@@ -45,8 +47,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+
+from greenroom.runtime import aioice_seams
 
 __all__ = [
     "ICE_CHECK_INTERVAL",
@@ -261,7 +264,6 @@ _original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
 
 #: aioice's connectivity-check pacing (its hard-coded ``Ta``, 20 ms) becomes this: RFC 8445 §14.2's minimum.
 ICE_CHECK_INTERVAL = 0.005
-_AIOICE_CHECK_PACING = 0.02
 
 
 class _PacedAsyncio:
@@ -272,7 +274,7 @@ class _PacedAsyncio:
 
     @staticmethod
     async def sleep(delay: float, result: Any = None) -> Any:
-        if delay == _AIOICE_CHECK_PACING:
+        if delay == aioice_seams.CHECK_PACING:
             delay = ICE_CHECK_INTERVAL
         return await asyncio.sleep(delay, result)
 
@@ -289,15 +291,12 @@ def _policy_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 
 def _install() -> None:
+    """Both aioice patches, once per process (:mod:`~greenroom.runtime.aioice_seams` checked their seams)."""
     global _original_get_host_addresses
     with _install_lock:
         if _original_get_host_addresses is None:
-            _original_get_host_addresses = aioice.ice.get_host_addresses
-            aioice.ice.get_host_addresses = _policy_host_addresses
-            if getattr(aioice.ice, "asyncio", None) is asyncio:
-                setattr(aioice.ice, "asyncio", _PacedAsyncio())  # noqa: B010 - a module attribute aioice reads
-            else:
-                _log.warning("aioice no longer uses asyncio as expected; ICE check pacing left at 20 ms")
+            _original_get_host_addresses = aioice_seams.replace_get_host_addresses(_policy_host_addresses)
+            aioice_seams.replace_asyncio(_PacedAsyncio())
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ Traps handled here (aiortc 1.16 / aioice 0.13):
   between (a room closed mid-ICE, e.g. a cancelled ``connect``) finds no consent task to cancel, and the task
   started afterwards loops forever over the cleared pair list. :meth:`PeerTransport.close` therefore makes
   ``query_consent`` a no-op on each of its ICE connections before closing and cancels any consent task
-  still running afterwards.
+  still running afterwards (both through :mod:`greenroom.runtime.aioice_seams`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from aiortc.exceptions import InvalidStateError
 from aiortc.sdp import candidate_from_sdp
 
 from greenroom.codecs.errors import GreenroomError, PayloadTooLargeError
+from greenroom.runtime import aioice_seams, aiortc_seams
 from greenroom.runtime.ice import (
     LIVEKIT_MAX_MESSAGE_SIZE,
     IceCandidateLike,
@@ -452,12 +453,10 @@ class PeerTransport:
                 entry.drained.set()
         for connection in connections:
             # aioice trap (module docstring): a connect() resuming after close() must not start consent checks
-            connection.query_consent = _no_consent_checks
+            aioice_seams.disable_consent_checks(connection)
         await self._pc.close()
         for connection in connections:
-            task = getattr(connection, "_query_consent_task", None)
-            if task is not None and not task.done():
-                task.cancel()
+            aioice_seams.cancel_consent_task(connection)
         self._state_changed.set()
 
     # -- internals ------------------------------------------------------------------------------------
@@ -549,7 +548,7 @@ def ice_connections(pc: RTCPeerConnection) -> list[Any]:
 
     Reached through aiortc's public transports (``RTCSctpTransport.transport`` →
     ``RTCDtlsTransport.transport`` → ``RTCIceTransport.iceGatherer``); only the last hop,
-    ``RTCIceGatherer._connection``, is private.
+    ``RTCIceGatherer._connection``, is private (read through :mod:`~greenroom.runtime.aiortc_seams`).
     """
     dtls = [t.sender.transport for t in pc.getTransceivers()]
     if pc.sctp is not None:
@@ -557,11 +556,7 @@ def ice_connections(pc: RTCPeerConnection) -> list[Any]:
     found: dict[int, Any] = {}
     for transport in dtls:
         gatherer = getattr(getattr(transport, "transport", None), "iceGatherer", None)
-        connection = getattr(gatherer, "_connection", None)
+        connection = aiortc_seams.ice_connection(gatherer)
         if connection is not None:
             found.setdefault(id(connection), connection)
     return list(found.values())
-
-
-async def _no_consent_checks() -> None:
-    """Stands in for ``aioice.Connection.query_consent`` once the connection is closed."""

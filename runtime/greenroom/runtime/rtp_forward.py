@@ -21,8 +21,9 @@ seams and nothing else:
   ``keyframe_requested`` hook, which by default asks the tap to send a PLI to the publisher (throttled).
   A new video subscriber gets no delta frames before the next keyframe, and asks for one.
 
-Traps — aiortc private attributes this relies on (aiortc 1.16.0; pin the version, re-check on upgrade;
-:class:`~greenroom.runtime.media.AiortcSeamError` is raised when one is missing):
+Traps — aiortc private attributes this relies on (aiortc 1.16.0). Every one is reached through
+:mod:`greenroom.runtime.aiortc_seams`, which checks them when it is imported (pinned version, names and
+shapes); :class:`~greenroom.runtime.media.AiortcSeamError` is raised when a given object still lacks one:
 
 1. ``RTCRtpReceiver._RTCRtpReceiver__jitter_buffer`` (``aiortc/rtcrtpreceiver.py`` lines 294-301, used at
    line 551; a frame it returns is queued for decoding at lines 563-567 — the stand-in never returns one).
@@ -66,6 +67,7 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from greenroom.runtime import aiortc_seams as seams
 from greenroom.runtime.media import AiortcSeamError, DropOldestQueue, UnsupportedCodecError
 
 __all__ = [
@@ -83,8 +85,6 @@ _log = logging.getLogger("greenroom.runtime.rtp_forward")
 #: RTP clock rate of each codec that can be forwarded (lower-case MIME type).
 CLOCK_RATES: dict[str, int] = {"audio/opus": 48_000, "video/vp8": 90_000, "video/h264": 90_000}
 
-_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
-_CODECS = "_RTCRtpReceiver__codecs"
 _H264_KEY_NALS = frozenset({5, 7})  # IDR slice, SPS
 
 
@@ -205,14 +205,16 @@ class RtpTap:
     """
 
     def __init__(self, receiver: RTCRtpReceiver, *, keyframe_interval: float = 0.5) -> None:
-        inner = getattr(receiver, _JITTER_BUFFER, None)
-        if inner is None or not hasattr(inner, "add") or not hasattr(receiver, _CODECS):
+        inner = seams.receiver_jitter_buffer(receiver)
+        codecs = seams.receiver_codecs(receiver)
+        if inner is None or not hasattr(inner, "add") or codecs is None:
             raise AiortcSeamError("RTCRtpReceiver has no jitter buffer/codec table to tap (aiortc version?)")
-        if not callable(getattr(receiver, "_send_rtcp_pli", None)) or receiver.track is None:
+        if not seams.has_pli(receiver) or receiver.track is None:
             raise AiortcSeamError("RTCRtpReceiver has no _send_rtcp_pli or no track (aiortc version?)")
         if isinstance(inner, _JitterBufferStandIn):
             raise ValueError("this receiver is already tapped")
         self._receiver = receiver
+        self._codecs = codecs  # aiortc fills this dict in place (receive()), never replaces it
         self.kind: str = receiver.track.kind
         self.keyframe_interval = keyframe_interval
         self.mime_type: str | None = None
@@ -229,7 +231,7 @@ class RtpTap:
         self.frames = 0
         self.keyframe_requests_sent = 0
         self.unsupported = 0
-        setattr(receiver, _JITTER_BUFFER, _JitterBufferStandIn(self, inner))
+        seams.set_receiver_jitter_buffer(receiver, _JitterBufferStandIn(self, inner))
         self._watch = asyncio.ensure_future(self._watch_end(receiver.track))
 
     # -- fan-out -------------------------------------------------------------------------------------------
@@ -257,7 +259,7 @@ class RtpTap:
         return track
 
     def _negotiated_mime(self) -> str:
-        for codec in getattr(self._receiver, _CODECS).values():
+        for codec in self._codecs.values():
             mime = str(codec.mimeType).lower()
             if mime in CLOCK_RATES:
                 return mime
@@ -281,7 +283,7 @@ class RtpTap:
             return False
         self._last_pli = now
         self.keyframe_requests_sent += 1
-        future = asyncio.ensure_future(self._receiver._send_rtcp_pli(self.ssrc))
+        future = asyncio.ensure_future(seams.send_pli(self._receiver, self.ssrc))
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         return True
@@ -313,7 +315,7 @@ class RtpTap:
     def _on_packet(self, packet: Any, inner: Any) -> bool:
         if self._closed:
             return False
-        codec = getattr(self._receiver, _CODECS).get(packet.payload_type)
+        codec = self._codecs.get(packet.payload_type)
         mime = None if codec is None else str(codec.mimeType).lower()
         if mime not in CLOCK_RATES:
             self.unsupported += 1
@@ -323,7 +325,8 @@ class RtpTap:
         self.ssrc = packet.ssrc
         if self.kind == "audio":
             level = packet.extensions.audio_level
-            self._emit(mime, packet._data, packet.timestamp, packet.ssrc, None if level is None else level[1])
+            level = None if level is None else level[1]
+            self._emit(mime, seams.depayloaded(packet), packet.timestamp, packet.ssrc, level)
             return False
         pli, frame = inner.add(packet)
         if frame is not None:
@@ -410,10 +413,9 @@ class ForwardedTrack(MediaStreamTrack):
         Raises:
             AiortcSeamError: the sender has no ``_send_keyframe`` (aiortc version?).
         """
-        if not callable(getattr(sender, "_send_keyframe", None)):
-            raise AiortcSeamError("RTCRtpSender has no _send_keyframe (aiortc version?)")
         # Shadows the method on this instance only (trap 5).
-        sender._send_keyframe = self._on_keyframe_request  # type: ignore[method-assign]
+        if not seams.route_keyframe_requests(sender, self._on_keyframe_request):
+            raise AiortcSeamError("RTCRtpSender has no _send_keyframe (aiortc version?)")
         self.on("ended", lambda: _schedule(sender.stop()))
 
     @property
@@ -533,8 +535,5 @@ def add_forwarded_track(
     transceiver.setCodecPreferences(preferred)
     sender = transceiver.sender
     track.bind_sender(sender)
-    if stream_id is not None:
-        sender._stream_id = stream_id
-    if track_id is not None:
-        sender._track_id = track_id
+    seams.set_msid(sender, stream_id, track_id)
     return sender

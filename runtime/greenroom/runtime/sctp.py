@@ -26,24 +26,16 @@ bundles after :func:`enable` (``PeerTransport`` does this for its peer connectio
 every ``PeerTransport`` (``bundle`` keeps only bundling, ``sack`` only delayed SACKs) — the benchmark's
 before/after switch.
 
-Traps — private aiortc 1.16 attributes this relies on (``aiortc/rtcsctptransport.py``); :func:`install`
-checks each exists and raises :class:`SctpSeamError` otherwise:
-
-* ``RTCSctpTransport._handle_data`` (:930) — one received packet; ends by calling ``_send_sack`` when
-  ``_sack_needed`` (:958-960). Wrapped as a bundling step.
-* ``RTCSctpTransport._send_sack`` (:1541) — called from ``_handle_data`` only (checked: :960 is its sole
-  caller in 1.16); builds the SACK from ``_last_received_tsn``, ``_sack_misordered``, ``_sack_duplicates``
-  (:703-705) and clears ``_sack_needed`` (:1564). Replaced by the delay decision, which calls it.
-* ``RTCSctpTransport._send_chunk`` (:1511) — "no bundling for now"; sends through the DTLS transport's
-  private ``RTCDtlsTransport._send_data`` (``rtcdtlstransport.py``:704, raises ``ConnectionError`` once
-  closed). Replaced; collected packets are serialised here with ``_local_port``, ``_remote_port`` and
-  ``_remote_verification_tag`` (:689, :695-696) and aiortc's CRC32c (``google_crc32c``, its dependency).
-* ``RTCSctpTransport._transmit`` (:1726) and ``_data_channel_flush`` (:1894) — wrapped as bundling steps
-  (the T3 timer, the ESTABLISHED transition and ``_data_channel_send`` start them as tasks, :1706, :1579,
-  :2087).
-* ``RTCSctpTransport._receive_forward_tsn_chunk`` (:1205) — wrapped to acknowledge a FORWARD TSN at once.
-* ``_association_state``/``State.ESTABLISHED`` (:679, :2089), ``_loop`` (:685), ``DataChunk``/``SackChunk``
-  (:188, :332) and ``SCTP_MAX_PACKET_LENGTH`` (:39).
+Traps — this relies on private parts of aiortc 1.16's ``RTCSctpTransport`` (``aiortc/rtcsctptransport.py``):
+``_handle_data`` (one received packet; the only caller of ``_send_sack``), ``_send_sack`` (builds the SACK
+from the receive state and clears ``_sack_needed``), ``_send_chunk`` ("no bundling for now"; sends through
+the DTLS transport's private ``_send_data``, which raises ``ConnectionError`` once closed), ``_transmit`` and
+``_data_channel_flush`` (started as tasks by the T3 timer, the ESTABLISHED transition and
+``_data_channel_send``), ``_receive_forward_tsn_chunk``, and the instance attributes listed in
+:data:`~greenroom.runtime.aiortc_seams.SCTP_INSTANCE_ATTRIBUTES`. All of them are reached through
+:mod:`greenroom.runtime.aiortc_seams`, whose docstring gives the line of each and which checks them when it
+is imported (:class:`~greenroom.runtime.seams_check.DependencyMismatchError` if one is missing or changed).
+Collected packets are serialised here with aiortc's CRC32c (``google_crc32c``, its dependency).
 """
 
 from __future__ import annotations
@@ -55,16 +47,15 @@ from dataclasses import dataclass
 from struct import pack
 from typing import Any
 
-import aiortc
-from aiortc import rtcsctptransport as _sctp
 from google_crc32c import value as _crc32c
 
 from greenroom.codecs.errors import GreenroomError
+from greenroom.runtime import aiortc_seams as _seams
+from greenroom.runtime.seams_check import installed_version
 
 __all__ = [
     "ENV_VAR",
     "MAX_PACKET_LENGTH",
-    "TESTED_AIORTC_VERSIONS",
     "SctpSeamError",
     "SctpTuning",
     "enable",
@@ -79,35 +70,15 @@ _log = logging.getLogger("greenroom.runtime.sctp")
 
 #: Environment switch: ``off``/``0`` disables the layer, ``bundle``/``sack`` keep only that half.
 ENV_VAR = "GREENROOM_SCTP"
-#: aiortc versions whose private transmit path was read for this module.
-TESTED_AIORTC_VERSIONS = ("1.16.0",)
 #: Largest SCTP packet sent (aiortc's, so a DTLS record + UDP header stays within the minimum IPv6 MTU).
-MAX_PACKET_LENGTH: int = int(getattr(_sctp, "SCTP_MAX_PACKET_LENGTH", 1189))
+MAX_PACKET_LENGTH: int = _seams.SCTP_MAX_PACKET_LENGTH
 
 _HEADER_LENGTH = 12
-_METHODS = (
-    "_handle_data",
-    "_send_sack",
-    "_send_chunk",
-    "_transmit",
-    "_data_channel_flush",
-    "_receive_forward_tsn_chunk",
-)
-_INSTANCE_ATTRS = (
-    "_association_state",
-    "_loop",
-    "_local_port",
-    "_remote_port",
-    "_remote_verification_tag",
-    "_sack_misordered",
-    "_sack_duplicates",
-    "_sack_needed",
-)
 _STATE_ATTR = "_greenroom_sctp"
 
 
 class SctpSeamError(GreenroomError):
-    """The installed aiortc lacks a private attribute this module relies on (see the module's traps)."""
+    """An object given to :func:`enable` lacks the ``RTCSctpTransport`` attributes this module relies on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,41 +151,22 @@ def stats() -> dict[str, int]:
 def install() -> None:
     """Replace the transport methods once (idempotent); transports stay unchanged until :func:`enable`.
 
-    Raises:
-        SctpSeamError: a method, constant or attribute listed in the module's traps is missing.
+    The methods were checked when :mod:`greenroom.runtime.aiortc_seams` was imported.
     """
     if _originals:
         return
-    cls = _sctp.RTCSctpTransport
-    missing = [name for name in _METHODS if not callable(getattr(cls, name, None))]
-    missing += [
-        name for name in ("DataChunk", "SackChunk", "SCTP_MAX_PACKET_LENGTH") if not hasattr(_sctp, name)
-    ]
-    if not hasattr(getattr(cls, "State", None), "ESTABLISHED"):
-        missing.append("RTCSctpTransport.State.ESTABLISHED")
-    if missing:
-        raise SctpSeamError(
-            f"aiortc {aiortc.__version__}: RTCSctpTransport lacks {', '.join(missing)} "
-            "(greenroom.runtime.sctp was written against aiortc 1.16)"
+    _originals.update(
+        _seams.replace_sctp_methods(
+            {
+                "_handle_data": _step("_handle_data"),
+                "_transmit": _step("_transmit"),
+                "_data_channel_flush": _step("_data_channel_flush"),
+                "_send_chunk": _send_chunk,
+                "_send_sack": _send_sack,
+                "_receive_forward_tsn_chunk": _receive_forward_tsn_chunk,
+            }
         )
-    if aiortc.__version__ not in TESTED_AIORTC_VERSIONS:
-        _log.warning(
-            "aiortc %s is not one of %s: SCTP bundling is installed on an untested version",
-            aiortc.__version__,
-            TESTED_AIORTC_VERSIONS,
-        )
-    replacements = {
-        "_handle_data": _step("_handle_data"),
-        "_transmit": _step("_transmit"),
-        "_data_channel_flush": _step("_data_channel_flush"),
-        "_send_chunk": _send_chunk,
-        "_send_sack": _send_sack,
-        "_receive_forward_tsn_chunk": _receive_forward_tsn_chunk,
-    }
-    for name in _METHODS:
-        _originals[name] = getattr(cls, name)
-    for name, function in replacements.items():
-        setattr(cls, name, function)
+    )
 
 
 def enable(transport: Any, tuning: SctpTuning) -> None:
@@ -224,9 +176,9 @@ def enable(transport: Any, tuning: SctpTuning) -> None:
         SctpSeamError: the transport lacks an attribute listed in the module's traps.
     """
     install()
-    missing = [name for name in _INSTANCE_ATTRS if not hasattr(transport, name)]
+    missing = _seams.missing_sctp_attributes(transport)
     if missing:
-        raise SctpSeamError(f"aiortc {aiortc.__version__}: RTCSctpTransport has no {', '.join(missing)}")
+        raise SctpSeamError(f"aiortc {installed_version('aiortc')}: no RTCSctpTransport {', '.join(missing)}")
     if getattr(transport, _STATE_ATTR, None) is None:
         setattr(transport, _STATE_ATTR, _State(tuning))
 
@@ -272,10 +224,10 @@ async def _send_chunk(self: Any, chunk: Any) -> None:
         await _originals["_send_chunk"](self, chunk)
         return
     if state.depth > 0:
-        if isinstance(chunk, _sctp.DataChunk):
+        if isinstance(chunk, _seams.DataChunk):
             state.chunks.append(chunk)
             return
-        if isinstance(chunk, _sctp.SackChunk):
+        if isinstance(chunk, _seams.SackChunk):
             state.sack = chunk  # a later SACK supersedes an earlier one of the same step
             return
     await _flush(self, state)
@@ -292,17 +244,18 @@ async def _send_sack(self: Any) -> None:
     if (
         state.unacked >= state.tuning.sack_every
         or state.urgent
-        or self._sack_misordered
-        or self._sack_duplicates
-        or self._association_state != type(self).State.ESTABLISHED
+        or _seams.sctp_sack_irregular(self)
+        or not _seams.sctp_established(self)
         or _sack_rides_along(state)
     ):
         await _sack_now(self, state)
         return
     _counters["sacks_deferred"] += 1
-    self._sack_needed = False  # so a later packet without DATA does not count; the timer owes the SACK
+    _seams.sctp_clear_sack_needed(self)  # a later packet without DATA must not count; the timer owes it
     if state.sack_handle is None:
-        state.sack_handle = self._loop.call_later(state.tuning.sack_delay, _sack_timer, self, state)
+        state.sack_handle = _seams.sctp_loop(self).call_later(
+            state.tuning.sack_delay, _sack_timer, self, state
+        )
 
 
 async def _receive_forward_tsn_chunk(self: Any, chunk: Any) -> None:
@@ -333,7 +286,7 @@ def _sack_rides_along(state: _State) -> bool:
 
 def _sack_timer(self: Any, state: _State) -> None:
     state.sack_handle = None
-    if state.unacked == 0 or self._association_state != type(self).State.ESTABLISHED:
+    if state.unacked == 0 or not _seams.sctp_established(self):
         return
     state.sack_task = asyncio.ensure_future(_delayed_sack(self, state))
 
@@ -357,11 +310,11 @@ async def _delayed_sack(self: Any, state: _State) -> None:
 
 async def _flush(self: Any, state: _State) -> None:
     """Send what the step collected, packed into as few packets as fit."""
-    send = self.transport._send_data
+    send = _seams.dtls_send(self)
     while state.chunks or state.sack is not None:
         sack, state.sack = state.sack, None
         chunks, state.chunks = state.chunks, []
-        header = pack("!HHL", self._local_port, self._remote_port, self._remote_verification_tag)
+        header = _seams.sctp_common_header(self)
         _counters["chunks"] += len(chunks) + (sack is not None)
         for body in pack_chunks(None if sack is None else bytes(sack), [bytes(c) for c in chunks]):
             _counters["packets"] += 1
