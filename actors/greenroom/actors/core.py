@@ -61,9 +61,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, TypeVar
 
 import pykka
-from pykka import messages as pykka_messages
-from pykka._envelope import Envelope
 
+from greenroom.actors.pykka_seams import ActorStop, Envelope, actor_of, has_get_hook
 from greenroom.codecs.errors import GreenroomError
 from greenroom.runtime.loop import LoopMisuseError, add_shutdown_hook, get_loop, in_runtime_thread
 
@@ -291,7 +290,7 @@ class AsyncioFuture(pykka.Future[T]):
 
     def _complete(self, value: Any, exception: BaseException | None) -> None:
         with self._lock:
-            if self._done or self._get_hook is not None:
+            if self._done or has_get_hook(self):
                 raise queue.Full
             self._done = True
             self._value = value
@@ -323,7 +322,7 @@ class AsyncioFuture(pykka.Future[T]):
             raise BlockingGetError(
                 "Future.get() on the runtime loop thread would block every actor; await the future instead"
             )
-        if self._get_hook is not None:
+        if has_get_hook(self):
             result: T = super().get(timeout=timeout)
             return result
         if not self._done:
@@ -361,7 +360,7 @@ class AsyncioFuture(pykka.Future[T]):
         Raises:
             AskTimeoutError: if the wait ran out first.
         """
-        if self._get_hook is not None:
+        if has_get_hook(self):
             # map()/join()/filter()/reduce() compute their value with blocking get()s: run them off-loop.
             hooked: T = await asyncio.to_thread(super().get, timeout=self._remaining(timeout))
             return hooked
@@ -430,7 +429,7 @@ class MailboxStats:
 
 
 def _is_control(message: Any) -> bool:
-    return isinstance(message, pykka_messages._ActorStop | SystemMessage)
+    return isinstance(message, ActorStop | SystemMessage)
 
 
 class Mailbox:
@@ -656,7 +655,7 @@ class AsyncioActor(_ActorBase):
         self._stop_replies: list[pykka.Future[Any]] = []
         self._supervised = False
 
-    # -- pykka's seams ------------------------------------------------------------------------------------
+    # -- pykka's seams (checked at import by greenroom.actors.pykka_seams) ---------------------------------
 
     @classmethod
     def _create_actor_inbox(cls) -> Mailbox:
@@ -715,7 +714,7 @@ class AsyncioActor(_ActorBase):
 
     async def _process(self, envelope: Envelope[Any]) -> ExitReason | None:
         message = envelope.message
-        if isinstance(message, pykka_messages._ActorStop):
+        if isinstance(message, ActorStop):
             return await self._stop_gracefully(envelope.reply_to)
         try:
             result = self._handle_receive(message)
@@ -804,7 +803,7 @@ class AsyncioActor(_ActorBase):
     def _dispose(self, leftovers: list[Envelope[Any]]) -> None:
         kept: list[Envelope[Any]] = []
         for envelope in leftovers:
-            if isinstance(envelope.message, pykka_messages._ActorStop):
+            if isinstance(envelope.message, ActorStop):
                 if envelope.reply_to is not None:
                     _answer(envelope.reply_to, None)
             else:
@@ -879,7 +878,7 @@ def _call_on_loop(loop: asyncio.AbstractEventLoop, func: Callable[..., Any], *ar
 def _asyncio_actor(ref: pykka.ActorRef[Any]) -> AsyncioActor | None:
     if not issubclass(ref.actor_class, AsyncioActor):
         raise TypeError(f"{ref} is not an AsyncioActor")
-    actor: AsyncioActor | None = ref._actor_weakref()
+    actor: AsyncioActor | None = actor_of(ref)
     return actor
 
 
@@ -1002,7 +1001,7 @@ async def stop_actor(ref: pykka.ActorRef[Any], *, timeout: float | None = DEFAUL
         return NORMAL
     ended = exit_future(ref)
     with contextlib.suppress(pykka.ActorDeadError):
-        ref.tell(pykka_messages._ActorStop())
+        ref.tell(ActorStop())
     try:
         return await asyncio.wait_for(asyncio.shield(ended), timeout)
     except TimeoutError:
