@@ -652,7 +652,8 @@ class ParticipantSession:
         """A remote track: tap it at once, in aiortc's ``track`` event, before any RTP is handled.
 
         Every remote track is tapped, matched to a publication or not: an untapped receiver would start
-        aiortc's decoder on its first frame, and an SFU never decodes.
+        aiortc's decoder on its first frame, and an SFU never decodes. A tap that cannot be installed ends
+        the session (``LeaveRequest{MEDIA_FAILURE}``) after closing that peer connection.
         """
         transport = self._publisher if event.role is PeerRole.PUBLISHER else self._subscriber
         if transport is None or event.mid is None:
@@ -662,8 +663,15 @@ class ParticipantSession:
             receiver = receiver_for_track(transport.pc, track)
             key = event.mid if event.role is PeerRole.PUBLISHER else f"subscriber:{event.mid}"
             self._taps[key] = (RtpTap(receiver), receiver)
-        except (LookupError, GreenroomError, ValueError) as exc:
-            self._log.warning("could not tap the %s track of mid %s: %s", event.kind, event.mid, exc)
+        except ValueError:
+            self._log.debug("the %s track of mid %s is tapped already", event.kind, event.mid)
+        except (LookupError, GreenroomError) as exc:
+            # No fallback to decoding: close that PC before more RTP arrives, and end the session.
+            self._log.error("could not tap the %s track of mid %s: %r; ending", event.kind, event.mid, exc)
+            task = asyncio.create_task(transport.close(), name=f"close untapped {self.member.sid}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            self.end(DisconnectReason.MEDIA_FAILURE)
 
     def _on_data(self, event: DataReceived) -> None:
         """A client ``DataPacket``: route by channel label (never by ``kind``: Rust sets it inverted)."""
