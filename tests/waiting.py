@@ -44,7 +44,7 @@ def _timed_out(what: What, timeout: float) -> AssertionError:
 
 
 async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]],
+    predicate: Callable[[], T | Awaitable[T | None] | None],
     *,
     timeout: float = 5.0,
     what: What = "a condition",
@@ -68,7 +68,7 @@ async def wait_until(
 
 
 def wait_until_sync(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     *,
     timeout: float = 5.0,
     what: What = "a condition",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from greenroom import rtc
 from greenroom.devserver.server import DevServer
 from tests.rtc.support import connect, run_with_server
+from tests.waiting import wait_until
 
 RATE = 48_000
 TONES = (440.0, 660.0, 880.0)
@@ -27,9 +29,7 @@ def peak_hz(samples: np.ndarray[Any, Any], rate: int = RATE) -> float:
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     """Wait until ``condition()`` holds (polling: events arrive on this loop)."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polling state the room's callbacks update
-            await asyncio.sleep(0.02)
+    await wait_until(condition, timeout=timeout, what="the room's state")
 
 
 def rms(samples: np.ndarray[Any, Any]) -> float:
@@ -37,7 +37,8 @@ def rms(samples: np.ndarray[Any, Any]) -> float:
 
 
 async def play(source: rtc.AudioSource, hz: float, seconds: float, start: int = 0) -> int:
-    """Capture ``seconds`` of a sine at ``hz`` in 10 ms frames; returns the next sample index."""
+    """Capture ``seconds`` of a sine at ``hz`` in 10 ms frames (paced by the source's queue, in real
+    time); returns the next sample index."""
     n = RATE // 100
     for _ in range(round(seconds * 100)):
         t = np.arange(start, start + n)
@@ -48,13 +49,24 @@ async def play(source: rtc.AudioSource, hz: float, seconds: float, start: int = 
 
 
 async def subscribed(room: rtc.Room, identity: str, timeout: float = 10.0) -> rtc.RemoteTrackPublication:
-    async with asyncio.timeout(timeout):
-        while True:
-            participant = room.remote_participants.get(identity)
-            for publication in [] if participant is None else participant.track_publications.values():
-                if publication.track is not None:
-                    return publication
-            await asyncio.sleep(0.02)
+    def find() -> rtc.RemoteTrackPublication | None:
+        participant = room.remote_participants.get(identity)
+        for publication in [] if participant is None else participant.track_publications.values():
+            if publication.track is not None:
+                return publication
+        return None
+
+    return await wait_until(find, timeout=timeout, what=f"a subscribed track from {identity}")
+
+
+def heard(frames: list[np.ndarray[Any, Any]], count: int = 20) -> bool:
+    """Whether the last ``count`` frames (10 ms each) are loud: the tone is being heard."""
+    return len(frames) >= count and rms(np.concatenate(frames[-count:])) > 1000
+
+
+def pitch(frames: list[np.ndarray[Any, Any]], count: int = 25) -> float:
+    """The FFT peak of the last ``count`` frames (0 until there are that many)."""
+    return peak_hz(np.concatenate(frames[-count:])) if len(frames) >= count else 0.0
 
 
 async def collect(stream: AsyncIterator[rtc.AudioFrameEvent], into: list[np.ndarray[Any, Any]]) -> None:
@@ -86,10 +98,18 @@ def test_tone_sequence_arrives_in_order_with_the_right_pitch() -> None:
             mark = len(frames)
             position = await play(source, hz, 0.8, position)
             await source.wait_for_playout()
-            await asyncio.sleep(0.25)  # capture → playout through the server
-            tail = np.concatenate(frames[mark:])[-RATE // 2 :]  # the last 0.5 s of this tone
-            peaks.append(peak_hz(tail))
-            assert rms(tail) > 1000
+
+            def tail(mark: int = mark) -> np.ndarray[Any, Any]:  # the last 0.5 s heard since this tone began
+                return (
+                    np.concatenate(frames[mark:])[-RATE // 2 :] if len(frames) - mark >= 50 else np.zeros(1)
+                )
+
+            # capture → playout through the server: wait until the last 0.5 s heard is this tone, loud
+            await wait_until(
+                lambda hz=hz: abs(peak_hz(tail()) - hz) < 10 and rms(tail()) > 1000,  # type: ignore[misc]
+                what=lambda hz=hz: f"{hz} Hz (heard {peak_hz(tail())} Hz at RMS {rms(tail()):.0f})",  # type: ignore[misc]
+            )
+            peaks.append(peak_hz(tail()))
         assert [round(p / 20) * 20 for p in peaks] == [440, 660, 880], peaks
         assert publication.source == rtc.TrackSource.SOURCE_MICROPHONE
         reader.cancel()
@@ -109,22 +129,22 @@ def test_mute_silences_and_unmute_restores_with_events() -> None:
         frames: list[np.ndarray[Any, Any]] = []
         reader = asyncio.create_task(collect(rtc.AudioStream(remote.track), frames))
         feeder = asyncio.create_task(play(source, 660.0, 30.0))
-        await asyncio.sleep(1.0)
-        assert rms(np.concatenate(frames[-20:])) > 1000
+        await wait_until(lambda: heard(frames), what="the tone")
         publication.track.mute()
         await until(lambda: not (("alice", True) not in muted))
         assert remote.muted
-        await asyncio.sleep(0.5)
-        mark = len(frames)
-        await asyncio.sleep(1.0)
+        # what was in flight when the mute landed plays out: then 10 frames of silence in a row
+        await wait_until(
+            lambda: len(frames) >= 10 and all(rms(f) < 1 for f in frames[-10:]), what="silence after mute"
+        )
+        mark, started = len(frames), time.monotonic()
         # Nothing is forwarded now, yet (like livekit.rtc) the stream keeps yielding silence in real time.
-        paused = frames[mark:]
-        assert sum(len(f) for f in paused) / RATE >= 0.7, len(paused)
-        assert all(rms(f) < 1 for f in paused)
+        await wait_until(lambda: sum(len(f) for f in frames[mark:]) / RATE >= 0.7, what="0.7 s of silence")
+        assert time.monotonic() - started < 1.5  # real time (0.7 s of audio in about 0.7 s)
+        assert all(rms(f) < 1 for f in frames[mark:])
         publication.track.unmute()
         await until(lambda: not (("alice", False) not in muted))
-        await asyncio.sleep(0.8)
-        assert rms(np.concatenate(frames[-20:])) > 1000
+        await wait_until(lambda: heard(frames), what="the tone after unmute")
         feeder.cancel()
         reader.cancel()
         await a.disconnect()
@@ -156,9 +176,7 @@ def test_unsubscribe_ends_the_stream_and_resubscribe_resumes() -> None:
         again = await subscribed(b, "alice")
         frames: list[np.ndarray[Any, Any]] = []
         reader = asyncio.create_task(collect(rtc.AudioStream(again.track), frames))
-        await asyncio.sleep(1.0)
-        assert frames
-        assert peak_hz(np.concatenate(frames[-25:])) == 440.0
+        await wait_until(lambda: pitch(frames) == 440.0, what=lambda: f"440 Hz again (at {pitch(frames)} Hz)")
         feeder.cancel()
         await a.disconnect()
         await b.disconnect()
@@ -227,9 +245,9 @@ def test_from_participant_waits_for_the_track() -> None:
         feeder = asyncio.create_task(play(source, 880.0, 30.0))
         frames: list[np.ndarray[Any, Any]] = []
         reader = asyncio.create_task(collect(stream, frames))
-        await asyncio.sleep(1.5)
-        assert frames
-        assert round(peak_hz(np.concatenate(frames[-25:])) / 20) * 20 == 880
+        await wait_until(
+            lambda: round(pitch(frames) / 20) * 20 == 880, what=lambda: f"880 Hz (at {pitch(frames)} Hz)"
+        )
         feeder.cancel()
         await b.disconnect()
         await asyncio.wait_for(reader, 5)
@@ -264,11 +282,12 @@ def test_video_colour_cycle_arrives_in_order() -> None:
             frame = np.tile(np.array([*colour, 255], np.uint8), 64 * 48)
             for _ in range(30):
                 source.capture_frame(rtc.VideoFrame(64, 48, rtc.VideoBufferType.RGBA, frame.tobytes()))
-                await asyncio.sleep(1 / 30)
-        await asyncio.sleep(0.3)
+                await asyncio.sleep(1 / 30)  # pacing: a camera captures in real time
 
         def dominant(c: tuple[int, int, int]) -> int:
             return int(np.argmax(c)) if max(c) > 150 and sorted(c)[1] < 100 else -1
+
+        await wait_until(lambda: seen and dominant(seen[-1]) == 2, what="the last colour (blue)")
 
         order = [d for d in (dominant(c) for c in seen) if d >= 0]
         collapsed = [d for i, d in enumerate(order) if i == 0 or order[i - 1] != d]
