@@ -25,6 +25,7 @@ from greenroom.devserver.server import DevServer
 from tests.interop.netns import PeerProcess
 from tests.rtc.support import connect, run_with_server
 from tests.rtc.test_media import RATE, collect, peak_hz, rms
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,17 +36,30 @@ PUBLISHERS = {"p0": FREQUENCIES[:5], "p1": FREQUENCIES[5:]}
 
 async def _all_subscribed(room: rtc.Room, count: int, timeout: float = 30.0) -> dict[str, Any]:
     """track sid → subscribed remote audio track, once there are ``count`` of them."""
-    async with asyncio.timeout(timeout):
-        while True:
-            tracks = {
-                publication.sid: publication.track
-                for participant in room.remote_participants.values()
-                for publication in participant.track_publications.values()
-                if publication.track is not None and publication.kind == rtc.TrackKind.KIND_AUDIO
-            }
-            if len(tracks) == count:
-                return tracks
-            await asyncio.sleep(0.05)
+
+    def tracks() -> dict[str, Any] | None:
+        found = {
+            publication.sid: publication.track
+            for participant in room.remote_participants.values()
+            for publication in participant.track_publications.values()
+            if publication.track is not None and publication.kind == rtc.TrackKind.KIND_AUDIO
+        }
+        return found if len(found) == count else None
+
+    return await wait_until(tracks, timeout=timeout, interval=0.05, what=f"{count} subscribed audio tracks")
+
+
+class _Since:
+    """Seconds of audio a stream yielded since its first loud frame (the tone's arrival)."""
+
+    def __init__(self, frames: list[np.ndarray[Any, Any]]) -> None:
+        self.frames = frames
+        self.first: int | None = None
+
+    def seconds(self) -> float:
+        if self.first is None:
+            self.first = next((i for i, f in enumerate(self.frames) if rms(f) > 1000), None)
+        return 0.0 if self.first is None else sum(len(f) for f in self.frames[self.first :]) / RATE
 
 
 def _windows(samples: np.ndarray[Any, Any]) -> list[tuple[float, float]]:
@@ -76,7 +90,13 @@ def test_ten_tones_through_the_server_at_once_each_heard_at_its_own_pitch() -> N
                 )
                 for sid, track in tracks.items()
             ]
-            await asyncio.sleep(3.0)
+            since = [_Since(frames) for frames in heard.values()]
+            await wait_until(
+                lambda: all(s.seconds() >= 2.0 for s in since),
+                timeout=30,
+                interval=0.1,
+                what=lambda: f"2 s of each tone (heard {[round(s.seconds(), 1) for s in since]} s)",
+            )
             result = {sid: _windows(np.concatenate(frames)[-2 * RATE :]) for sid, frames in heard.items()}
             await listener.disconnect()
             await asyncio.wait_for(
