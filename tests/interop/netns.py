@@ -24,10 +24,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.waiting import wait_until
 
 __all__ = ["HOST_IP", "PeerProcess", "run_in_netns"]
 
@@ -139,16 +140,20 @@ class PeerProcess:
     async def wait_event(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        """The first event (seen so far or arriving) matching ``predicate``."""
         seen = 0
-        while True:
+
+        def find() -> dict[str, Any] | None:
+            nonlocal seen
             for event in self.events[seen:]:
                 if predicate(event):
                     return event
-            seen = len(self.events)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.label}: event not seen; got {self.events[-10:]}")
-            await asyncio.sleep(0.01)
+            seen = len(self.events)  # on this loop: nothing is appended meanwhile
+            return None
+
+        return await wait_until(
+            find, timeout=timeout, what=lambda: f"{self.label}: an event; got {self.events[-10:]}"
+        )
 
     def received(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == name]

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.waiting import wait_until
+
 _RATE = 48_000
 
 
@@ -126,7 +128,7 @@ class Peer:
                 reliable=cmd.get("reliable", True),
                 topic=cmd.get("topic", "series"),
             )
-            await asyncio.sleep(cmd.get("interval", 0.002))
+            await asyncio.sleep(cmd.get("interval", 0.002))  # pacing of the series (benchmarks)
         return {"sent": cmd["count"]}
 
     async def op_set_metadata(self, cmd: dict[str, Any]) -> Any:
@@ -236,16 +238,18 @@ class Peer:
         return {"sid": track.sid}
 
     async def _remote_track(self, identity: str, kind: Any, timeout: float, sid: str | None = None) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def find() -> Any:
             participant = self.room.remote_participants.get(identity)
             for publication in [] if participant is None else participant.track_publications.values():
                 if sid is not None and publication.sid != sid:
                     continue
                 if publication.kind == kind and publication.track is not None:
                     return publication.track
-            await asyncio.sleep(0.02)
-        raise TimeoutError(f"no subscribed track of kind {kind} from {identity}")
+            return None
+
+        return await wait_until(
+            find, timeout=timeout, what=f"a subscribed track of kind {kind} from {identity}"
+        )
 
     async def _hear(self, stream: Any, sid: str, size: int) -> None:
         pending = np.zeros(0, dtype=np.float64)
@@ -294,7 +298,7 @@ class Peer:
             for _ in range(round(seconds * fps)):
                 frame = self.rtc.VideoFrame(width, height, self.rtc.VideoBufferType.RGBA, data)
                 source.capture_frame(frame)
-                await asyncio.sleep(1 / fps)
+                await asyncio.sleep(1 / fps)  # pacing: a camera captures in real time
         self.emit({"event": "colours_done", "sid": sid})
 
     async def op_watch_video(self, cmd: dict[str, Any]) -> Any:

@@ -21,6 +21,7 @@ import websockets
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.server import DevServer
 from tests.interop.netns import HOST_IP, PeerProcess
+from tests.waiting import recorded_logs, wait_until
 
 __all__ = ["duplicate_identity", "grants_and_bad_input", "room_lifecycle_and_data"]
 
@@ -168,7 +169,13 @@ async def grants_and_bad_input() -> dict[str, Any]:
             await alice.send_data(f"{n}".encode(), topic="seq")
         await bob.wait_event(lambda e: e.get("event") == "data_received" and e.get("data") == _b64("19"))
 
-        await mute.send_data(b"should be dropped", topic="muted")
+        with recorded_logs("greenroom.devserver.participant") as logs:
+            await mute.send_data(b"should be dropped", topic="muted")
+            # mute's path has no later packet to act as a marker: wait for the server's decision on it
+            await wait_until(
+                lambda: logs.count("[r/mute] dropped a data packet: sender lacks canPublishData") == 1,
+                what="the server to drop mute's packet",
+            )
         segment = {
             "id": "s1",
             "text": "hello",
@@ -182,9 +189,9 @@ async def grants_and_bad_input() -> dict[str, Any]:
         await alice.call("publish_transcription", identity="alice", track_sid=track, segments=[segment])
         await bob.call("publish_transcription", identity="bob", track_sid=track, segments=[segment])
         await alice.wait_event(_named("transcription_received", **{"from": "bob"}))
+        # alice's marker follows her transcription on her path to bob (the barrier for "dropped")
         await alice.send_data(b"marker", topic="marker")
         await bob.wait_event(_named("data_received", topic="marker"))
-        await asyncio.sleep(0.3)
         return {
             "refused": refused,
             "garbage_leave": garbage_leave,

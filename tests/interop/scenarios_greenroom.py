@@ -39,6 +39,8 @@ GRANTS: dict[str, Any] = {"can_update_own_metadata": True}
 # greenroom.actors.participant, ParticipantActor._publish). No such track exists, so publication is None.
 TRACK = "TR_transcribed01"
 SEGMENTS = [{"id": "s1", "text": "hello", "start_time": 0, "end_time": 5, "language": "en", "final": True}]
+BARRIER = "barrier"  # the topic of marker packets (never part of a result)
+RELIABLE_KIND, LOSSY_KIND = 1, 0  # DataPacketKind as the peers report it
 _SID = re.compile(r"\b(PA|RM|TR)_[A-Za-z0-9]+")
 
 
@@ -79,6 +81,7 @@ def _data(peer: PeerProcess) -> list[list[Any]]:
     return [
         [base64.b64decode(e["data"]).decode(), e["from"], e["topic"], e["kind"]]
         for e in peer.received("data_received")
+        if e["topic"] != BARRIER
     ]
 
 
@@ -149,6 +152,18 @@ async def _mixed_room(server: DevServer, room: str, *, official_first: bool) -> 
         await alice.wait_event(_named("transcription_received"))
         await carol.wait_event(_named("transcription_received", **{"from": "alice"}))
 
+        # barrier: a marker from each sender to everyone, reliable and lossy; anything misrouted or
+        # duplicated on those paths came before it (markers are left out of the results)
+        for sender in (alice, bob):
+            for reliable in (True, False):
+                await sender.send_data(b"marker", reliable=reliable, topic=BARRIER)
+        for receiver in (alice, bob, carol):
+            for sender in (alice, bob):
+                if sender is not receiver:
+                    for kind in (RELIABLE_KIND, LOSSY_KIND):
+                        marker = _named("data_received", topic=BARRIER, kind=kind, **{"from": sender.label})
+                        await receiver.wait_event(marker)
+
         # leave: greenroom -> official in one order, official -> greenroom in the other
         leavers = (carol, bob) if official_first else (alice,)
         for leaver in leavers:
@@ -157,7 +172,6 @@ async def _mixed_room(server: DevServer, room: str, *, official_first: bool) -> 
         for stayer in stayers:
             for leaver in leavers:
                 await stayer.wait_event(_named("participant_disconnected", identity=leaver.label))
-        await asyncio.sleep(0.2)  # anything misrouted would have arrived by now
         states = {p.label: await p.call("state") for p in stayers}
         for stayer in stayers:
             await stayer.call("disconnect")
@@ -232,7 +246,8 @@ async def _same_program(server: DevServer, sdk: str) -> dict[str, Any]:
         # only sometimes ``disconnected`` (its event task may already be gone): that one is not compared.
         for peer in (x, y):
             await peer.wait_event(_named("connection_state_changed", state=0))
-        await asyncio.sleep(0.2)
+            # a round trip: every event the peer program emitted before answering is in ``events``
+            await peer.call("state")
         events = {
             p.label: [_normalise(e) for e in p.events if e.get("event") not in _UNCOMPARED] for p in (x, y)
         }

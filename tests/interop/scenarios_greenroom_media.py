@@ -14,7 +14,6 @@ directions at once. The server runs in *this* process with every aiortc decoder 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sys
@@ -27,6 +26,7 @@ from greenroom.devserver.server import DevServer
 from tests.devserver.nodecode import forbid_decoders
 from tests.interop.netns import HOST_IP, PeerProcess
 from tests.interop.scenarios_greenroom import _named, _peers
+from tests.waiting import wait_until
 
 __all__ = ["colours_both_ways", "heard", "mute_both_ways", "tones_both_ways"]
 
@@ -65,6 +65,11 @@ def heard(windows: list[dict[str, Any]]) -> list[float]:
     return tones
 
 
+def _shows(rgb: list[int], colour: list[int]) -> bool:
+    """Whether a received frame's mean RGB is clearly the pure ``colour``."""
+    return all(abs(a - b) < 100 for a, b in zip(rgb, colour, strict=True))
+
+
 def _windows(peer: PeerProcess, sid: str) -> list[dict[str, Any]]:
     return [e for e in peer.received("audio_window") if e["sid"] == sid]
 
@@ -83,12 +88,26 @@ async def _publish_and_listen(
     return sids
 
 
-async def _wait_loud(peer: PeerProcess, sid: str, count: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(w["rms"] > 500 for w in _windows(peer, sid)) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{peer.label} did not hear {sid}: {_windows(peer, sid)[-5:]}")
-        await asyncio.sleep(0.05)
+async def _wait_loud(
+    peer: PeerProcess, sid: str, count: int, timeout: float = 15.0, since: float = 0.0
+) -> None:
+    """Wait until ``peer`` heard ``count`` loud windows of ``sid`` (stamped at or after ``since``)."""
+    await wait_until(
+        lambda: sum(w["rms"] > 500 and w["t"] >= since for w in _windows(peer, sid)) >= count,
+        timeout=timeout,
+        interval=0.05,
+        what=lambda: f"{peer.label} to hear {sid}: {_windows(peer, sid)[-5:]}",
+    )
+
+
+async def _wait_windows(peer: PeerProcess, sid: str, count: int, since: float, timeout: float = 10.0) -> None:
+    """Wait until ``peer`` got ``count`` windows of ``sid`` (loud or not) stamped at or after ``since``."""
+    await wait_until(
+        lambda: sum(w["t"] >= since for w in _windows(peer, sid)) >= count,
+        timeout=timeout,
+        interval=0.05,
+        what=lambda: f"{count} windows of {sid} at {peer.label}",
+    )
 
 
 async def tones_both_ways() -> dict[str, Any]:
@@ -97,7 +116,17 @@ async def tones_both_ways() -> dict[str, Any]:
         sids = await _publish_and_listen(alice, bob, TONES, seconds=1.2)
         for peer in (alice, bob):
             await peer.wait_event(_named("tone_done"), timeout=25)
-        await asyncio.sleep(0.5)
+        for peer, other in ((alice, "bob"), (bob, "alice")):  # the last tone and the silence after it
+            await wait_until(
+                lambda peer=peer, other=other: (  # type: ignore[misc]
+                    heard(_windows(peer, sids[other]))[-1:] == TONES[other][-1:]
+                    and _windows(peer, sids[other])[-1]["rms"] < 500
+                ),
+                timeout=10,
+                what=lambda peer=peer, other=other: (
+                    f"{peer.label} to hear {TONES[other][-1]} Hz then silence"
+                ),  # type: ignore[misc]
+            )
         return {
             "heard_by": {
                 "bob": heard(_windows(bob, sids["alice"])),
@@ -118,17 +147,18 @@ async def tones_both_ways() -> dict[str, Any]:
 
 
 async def _toggle(muter: PeerProcess, watcher: PeerProcess, sid: str) -> dict[str, float]:
-    """``muter`` mutes ``sid`` for 1.5 s then unmutes; returns the time marks (CLOCK_MONOTONIC)."""
+    """``muter`` mutes ``sid`` until the watcher got 0.8 s of its stream past the decoder's fade-out, then
+    unmutes until the watcher heard 0.5 s of the tone again; returns the time marks (CLOCK_MONOTONIC)."""
     marks = {"mute_sent": time.monotonic()}
     await muter.call("set_muted", sid=sid, muted=True)
     seen = await watcher.wait_event(_named("track_muted", sid=sid), timeout=10)
     marks["mute_seen"] = seen["t"]
-    await asyncio.sleep(1.5)
+    await _wait_windows(watcher, sid, 8, since=marks["mute_seen"] + 0.7)
     marks["unmute_sent"] = time.monotonic()
     await muter.call("set_muted", sid=sid, muted=False)
     seen = await watcher.wait_event(_named("track_unmuted", sid=sid), timeout=10)
     marks["unmute_seen"] = seen["t"]
-    await asyncio.sleep(1.5)
+    await _wait_loud(watcher, sid, 5, timeout=10, since=marks["unmute_seen"] + 0.4)
     marks["end"] = time.monotonic()
     return marks
 
@@ -175,7 +205,14 @@ async def colours_both_ways() -> dict[str, Any]:
             await peer.call("watch_video", identity=other, timeout=15)
         for peer in (alice, bob):
             await peer.wait_event(_named("colours_done"), timeout=25)
-        await asyncio.sleep(0.5)
+        for peer, other in ((alice, "bob"), (bob, "alice")):  # the other's last colour has arrived
+            await wait_until(
+                lambda peer=peer, other=other: any(  # type: ignore[misc]
+                    _shows(e["rgb"], COLOURS[other][-1]) for e in peer.received("video_frame")[-5:]
+                ),
+                timeout=10,
+                what=lambda peer=peer: f"{peer.label} to see the last colour",  # type: ignore[misc]
+            )
         return {
             "frames_at": {
                 p.label: [(e["rgb"], e["width"], e["height"]) for e in p.received("video_frame")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.server import DevServer
 from tests.devserver.nodecode import forbid_decoders
 from tests.interop.netns import HOST_IP, PeerProcess
+from tests.waiting import wait_until
 
 __all__ = ["official_colour_cycle", "official_mute", "official_tone_sequence"]
 
@@ -72,8 +74,17 @@ async def official_tone_sequence() -> dict[str, Any]:
         levels: list[int | None] = []
         publication.tap.add_listener(lambda frame: levels.append(frame.audio_level))
         await alice.wait_event(lambda e: e.get("event") == "tone_done", timeout=20)
-        await asyncio.sleep(0.5)
-        windows = [e for e in bob.received("audio_window") if e["sid"] == published["sid"]]
+
+        def windows_of() -> list[dict[str, Any]]:
+            return [e for e in bob.received("audio_window") if e["sid"] == published["sid"]]
+
+        # the silence after the last tone has reached bob: everything before it has too
+        await wait_until(
+            lambda: _heard(windows_of())[-1:] == [TONES[-1]] and windows_of()[-1]["rms"] < 500,
+            timeout=10,
+            what=lambda: f"bob to hear {TONES[-1]} Hz and the silence after (heard {_heard(windows_of())})",
+        )
+        windows = windows_of()
         return {
             "published_sid": published["sid"],
             "listening_sid": listening["sid"],
@@ -107,7 +118,14 @@ async def official_colour_cycle(width: int = 64, height: int = 48) -> dict[str, 
         )
         watching = await bob.call("watch_video", identity="alice", timeout=15)
         await alice.wait_event(lambda e: e.get("event") == "colours_done", timeout=20)
-        await asyncio.sleep(0.5)
+        await wait_until(  # the last colour has reached bob
+            lambda: any(
+                e["sid"] == published["sid"] and _colour(e["rgb"]) == "blue"
+                for e in bob.received("video_frame")[-5:]
+            ),
+            timeout=10,
+            what="bob to see blue",
+        )
         session = server.session_of(server.rooms["r"], "alice")
         assert session is not None
         tap = session.publications[published["sid"]].tap
@@ -140,21 +158,39 @@ async def official_mute() -> dict[str, Any]:
         session = server.session_of(server.rooms["r"], "alice")
         assert session is not None
         publication = session.publications[published["sid"]]
-        await asyncio.sleep(1.5)
+
+        def between(start: float, end: float) -> list[dict[str, Any]]:
+            return [
+                w
+                for w in bob.received("audio_window")
+                if w["sid"] == published["sid"] and start <= w["t"] < end
+            ]
+
+        def speakers() -> list[list[str]]:
+            return [e["speakers"] for e in bob.received("active_speakers_changed")]
+
+        await wait_until(
+            lambda: _heard(between(0.0, math.inf)) == [440.0], timeout=15, what="bob to hear 440 Hz"
+        )
         marks = {"muted": time.monotonic()}
         await alice.call("set_muted", sid=published["sid"], muted=True)
         await bob.wait_event(lambda e: e.get("event") == "track_muted", timeout=5)
         server_muted = publication.muted
-        await asyncio.sleep(2.0)
+        # muted: bob's stream goes on; 1.5 s of it once the decoder's fade-out is over, and alice no speaker
+        await wait_until(
+            lambda: len(between(marks["muted"] + 0.5, math.inf)) >= 15 and [] in speakers(),
+            timeout=10,
+            what=lambda: f"1.5 s of bob's stream while muted, speakers {speakers()}",
+        )
         marks["unmuted"] = time.monotonic()
         await alice.call("set_muted", sid=published["sid"], muted=False)
         await bob.wait_event(lambda e: e.get("event") == "track_unmuted", timeout=5)
-        await asyncio.sleep(2.0)
+        await wait_until(
+            lambda: _heard(between(marks["unmuted"], math.inf)) == [440.0] and speakers()[-1:] == [["alice"]],
+            timeout=10,
+            what=lambda: f"bob to hear 440 Hz again with alice speaking (speakers {speakers()})",
+        )
         marks["end"] = time.monotonic()
-        windows = [e for e in bob.received("audio_window") if e["sid"] == published["sid"]]
-
-        def between(start: float, end: float) -> list[dict[str, Any]]:
-            return [w for w in windows if start <= w["t"] < end]
 
         return {
             "server_muted": server_muted,

@@ -18,7 +18,6 @@ received as data and its ``state`` after the reconnect.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from greenroom.codecs.models import DisconnectReason, LeaveAction
 from greenroom.devserver.server import DevServer
 from tests.interop.netns import PeerProcess
 from tests.interop.scenarios_greenroom import GRANTS, V0, _data, _named, _peers, _server
+from tests.waiting import wait_until
 
 __all__ = [
     "greenroom_republishes_after_reconnect",
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 ROOM = "reconnect"
+BARRIER = "barrier"  # the topic of the marker packets (left out of the results)
 _KEPT = (
     "participant_connected",
     "participant_disconnected",
@@ -71,16 +72,22 @@ async def _after(alice: PeerProcess, bob: PeerProcess) -> dict[str, Any]:
     await bob.send_data(b"b after", topic="after")
     await bob.wait_event(_named("data_received", topic="after"), timeout=15)
     await alice.wait_event(_named("data_received", topic="after"), timeout=15)
-    await asyncio.sleep(0.3)  # anything duplicated or late would have arrived by now
+    # barrier: a duplicated or late packet from the other side comes before its marker (one ordered path)
+    await alice.send_data(b"marker", topic=BARRIER)
+    await bob.send_data(b"marker", topic=BARRIER)
+    await bob.wait_event(_named("data_received", topic=BARRIER), timeout=15)
+    await alice.wait_event(_named("data_received", topic=BARRIER), timeout=15)
     states = {p.label: await p.call("state") for p in (alice, bob)}
+
+    def kept(e: dict[str, Any]) -> bool:
+        return e.get("event") in _KEPT and e.get("topic") != BARRIER
+
     result = {
         "events": {
-            p.label: [
-                {k: v for k, v in e.items() if k != "data"} for e in p.events if e.get("event") in _KEPT
-            ]
+            p.label: [{k: v for k, v in e.items() if k != "data"} for e in p.events if kept(e)]
             for p in (alice, bob)
         },
-        "data": {p.label: _data(p) for p in (alice, bob)},
+        "data": {p.label: [d for d in _data(p) if d[2] != BARRIER] for p in (alice, bob)},
         "states": states,
     }
     for peer in (alice, bob):
@@ -140,7 +147,11 @@ async def greenroom_republishes_after_reconnect() -> dict[str, Any]:
         await alice.wait_event(
             lambda e: e.get("event") == "audio_window" and e["sid"] == new_sid and e["rms"] > 500, timeout=15
         )
-        await asyncio.sleep(1.0)  # a second of the republished tone
+        await wait_until(  # a second of the republished tone
+            lambda: sum(w["rms"] > 500 for w in alice.received("audio_window") if w["sid"] == new_sid) >= 10,
+            timeout=15,
+            what="a second of the republished tone at alice",
+        )
         kept = (
             "reconnected",
             "local_track_republished",
