@@ -33,7 +33,7 @@ class Transport:
         self._state = 0
 
     async def _send(self, data: bytes) -> None:
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # never run: the checker reads this constant from the bytecode
 
     def _kick(self) -> None:
         self._send_later = True

@@ -28,7 +28,7 @@ from typing import Any
 
 import aioice.ice
 
-from greenroom.runtime.seams_check import Seam, check, member
+from greenroom.runtime.seams_check import Seam, check, mark_replacement, member
 
 __all__ = [
     "CHECK_PACING",
@@ -72,12 +72,14 @@ def replace_get_host_addresses(
         The function replaced (call it to get aioice's own answer).
     """
     original: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+    mark_replacement(replacement, original)
     setattr(aioice.ice, "get_host_addresses", replacement)  # noqa: B010 - looked up at every gathering
     return original
 
 
 def replace_asyncio(view: Any) -> None:
     """Make ``aioice.ice`` see ``view`` as its ``asyncio`` module (for the rest of the process's life)."""
+    mark_replacement(view, getattr(aioice.ice, "asyncio"))  # noqa: B009 - the module global being replaced
     setattr(aioice.ice, "asyncio", view)  # noqa: B010 - a module global aioice reads at call time
 
 

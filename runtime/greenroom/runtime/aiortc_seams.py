@@ -60,7 +60,7 @@ from aiortc import (
     rtcsctptransport,
 )
 
-from greenroom.runtime.seams_check import Seam, check, member
+from greenroom.runtime.seams_check import Seam, check, mark_replacement, member
 
 __all__ = [
     "EXPECTED",
@@ -169,6 +169,7 @@ def replace_sctp_methods(replacements: Mapping[str, Callable[..., Any]]) -> dict
             raise KeyError(f"{name} is not a checked RTCSctpTransport seam")
         originals[name] = getattr(_Sctp, name)
     for name, function in replacements.items():
+        mark_replacement(function, originals[name])
         setattr(_Sctp, name, function)
     return originals
 

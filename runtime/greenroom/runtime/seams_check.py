@@ -117,6 +117,15 @@ def member(owner: Any, name: str) -> Any:
     return found
 
 
+#: The attribute greenroom sets on each replacement it installs, naming the dependency's object it replaced.
+REPLACED = "__greenroom_replaced__"
+
+
+def mark_replacement(replacement: Any, original: Any) -> None:
+    """Record on ``replacement`` what it replaced, so a later check inspects the dependency's own object."""
+    setattr(replacement, REPLACED, original)
+
+
 def problems(seam: Seam) -> list[str]:
     """What is wrong with one seam (empty when it has the expected shape). Pure: it only inspects objects."""
     if isinstance(seam.holder, Missing):
@@ -127,6 +136,9 @@ def problems(seam: Seam) -> list[str]:
     target = getattr(seam.holder, seam.name, missing)
     if target is missing:
         return [f"{seam.label} is missing"]
+    # Once greenroom has patched a seam (the SCTP layer, the ICE pacing), what is checked is what it replaced.
+    while hasattr(target, REPLACED):
+        target = getattr(target, REPLACED)
     if seam.shape == "class":
         return [] if inspect.isclass(target) else [f"{seam.label} is not a class"]
     if seam.shape == "value":
