@@ -180,6 +180,7 @@ async def crash_restart(rounds: int = 20) -> dict[str, Any]:
         return dict(snapshot.children).get(key)
 
     restart: list[float] = []
+    restart_traffic: list[float] = []
     delivery: list[float] = []
     async with DevServer(ServerConfig(port=0)) as server:
         bob, alice = rtc.Room(), rtc.Room()
@@ -206,9 +207,32 @@ async def crash_restart(rounds: int = 20) -> dict[str, Any]:
                         restart.append((time.monotonic() - started) * 1000)
                         break
             await asyncio.sleep(1.1)
+        # the same under live traffic: alice sends a packet every 2 ms while bob's actor for her crashes
+        # (bob's mailbox for that actor keeps receiving; the stash holds what arrives during the restart)
+
+        async def traffic() -> None:
+            while True:
+                await alice.local_participant.publish_data(b"traffic", topic="t")
+                await asyncio.sleep(0.002)
+
+        sender = asyncio.create_task(traffic())
+        for _ in range(rounds // 2):
+            old = await child(bob, "alice")
+            started = time.monotonic()
+            old.tell(m.Crash("benchmark"))
+            deadline = started + 10
+            while time.monotonic() < deadline:
+                new = await child(bob, "alice")
+                if new is not None and new is not old:
+                    await ask(new, m.GetState())
+                    restart_traffic.append((time.monotonic() - started) * 1000)
+                    break
+            await asyncio.sleep(1.1)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
         await alice.disconnect()
         await bob.disconnect()
-    return {"restart_ms": restart, "delivery_ms": delivery}
+    return {"restart_ms": restart, "restart_traffic_ms": restart_traffic, "delivery_ms": delivery}
 
 
 async def _audio_step(server: ServerProcess, sdk: str, bots: int, seconds: float) -> dict[str, Any]:

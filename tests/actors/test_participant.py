@@ -28,16 +28,6 @@ class Sink:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-class FakeRoom:
-    """Stands in for the RoomActor: records what the local participant tells it."""
-
-    def __init__(self) -> None:
-        self.told: list[Any] = []
-
-    def tell(self, message: Any) -> None:
-        self.told.append(message)
-
-
 AUDIO = TrackInfo(sid="TR_a", type=TrackType.AUDIO, name="mic")
 ALICE = ParticipantInfo(
     sid="PA_a", identity="alice", state=ParticipantState.JOINED, tracks=(AUDIO,), version=1
@@ -58,8 +48,8 @@ def test_changed_attributes() -> None:
 
 def test_remote_participant_reports_changes_in_order() -> None:
     async def main() -> None:
-        sink, room = Sink(), FakeRoom()
-        ref = ParticipantActor.start(ALICE, sink, room)
+        sink = Sink()
+        ref = ParticipantActor.start(ALICE, sink)
         changed = ParticipantInfo(
             sid="PA_a",
             identity="alice",
@@ -94,36 +84,10 @@ def test_remote_participant_reports_changes_in_order() -> None:
     run(main())
 
 
-def test_local_participant_turns_publishes_into_packets_for_the_room() -> None:
-    async def main() -> None:
-        sink, room = Sink(), FakeRoom()
-        ref = ParticipantActor.start(ALICE, sink, room, local=True, announce=False)
-        reply: m.Reply[None] = m.Reply.new()
-        ref.tell(m.PublishData(b"x", False, ("bob",), "topic", reply))
-        ref.tell(m.PublishDtmf(5, "5", reply))
-        ref.tell(m.UpdateLocalInfo(reply, metadata="md"))
-        await assert_eventually_async(lambda: len(room.told) == 3)
-        data, dtmf, info = room.told
-        assert isinstance(data, m.SendPacket)
-        assert data.reliable is False
-        assert data.packet.destination_identities == ("bob",)
-        assert data.packet.participant_identity == "alice"
-        assert data.packet.value == packets.UserPacket(payload=b"x", topic="topic")
-        assert isinstance(dtmf, m.SendPacket)
-        assert dtmf.packet.value == packets.SipDtmf(5, "5")
-        assert isinstance(info, m.SetLocalInfo)
-        assert info.metadata == "md"
-        assert sink.events == []
-        await stop_actor(ref)
-        assert not live_actors()
-
-    run(main())
-
-
 def test_a_crashed_track_actor_is_restarted_from_the_participant_state() -> None:
     async def main() -> None:
-        sink, room = Sink(), FakeRoom()
-        ref = ParticipantActor.start(ALICE, sink, room, announce=False)
+        sink = Sink()
+        ref = ParticipantActor.start(ALICE, sink, announce=False)
         await assert_eventually_async(lambda: len(live_actors()) == 2)
         tracks = [r for r in live_actors() if r.actor_class is TrackActor]
         assert len(tracks) == 1
@@ -149,7 +113,7 @@ def test_a_crashed_track_actor_is_restarted_from_the_participant_state() -> None
 
 def test_a_crashed_participant_stops_its_track_actors() -> None:
     async def main() -> None:
-        ref = ParticipantActor.start(ALICE, Sink(), FakeRoom(), announce=False)
+        ref = ParticipantActor.start(ALICE, Sink(), announce=False)
         await assert_eventually_async(lambda: len(live_actors()) == 2)
         ref.tell(m.Crash("participant bug"))
         await assert_eventually_async(lambda: not live_actors())

@@ -6,7 +6,7 @@ from typing import Any
 
 import pykka
 
-from greenroom import rtc
+from greenroom import rtc, testing
 from greenroom.actors import messages as m
 from greenroom.actors.core import ask
 from greenroom.actors.participant import ParticipantActor
@@ -28,7 +28,7 @@ async def _snapshot(room: rtc.Room) -> RoomSnapshot:
     return snapshot
 
 
-async def _child(room: rtc.Room, key: str) -> pykka.ActorRef[Any]:
+async def _child(room: rtc.Room, key: str) -> pykka.ActorRef[Any] | None:
     return dict((await _snapshot(room)).children)[key]
 
 
@@ -52,16 +52,16 @@ def test_a_crashed_participant_actor_is_restarted_with_its_state_and_data_keeps_
         )
         view = bob.remote_participants["alice"]
         old = await _child(bob, "alice")
+        assert old is not None
         assert old.actor_class is ParticipantActor
 
-        runtime_tell_crash(old)
-        await alice.local_participant.publish_data(b"during")  # routed to the restarted incarnation
+        await testing.crash(bob, testing.participant("alice"))
+        await alice.local_participant.publish_data(b"during")  # stashed, then handled by the new incarnation
         await assert_eventually_async(lambda: len(rec.named("data_received")) == 1)
-        new = await _child(bob, "alice")
-        assert new is not old
+        new = await testing.serving(bob, testing.participant("alice"), since=old)
         assert not old.is_alive()
-        info = await ask(new, m.GetState())
-        assert info.metadata == "before the crash"  # restored from the RoomActor's state
+        info = await testing.state(bob, testing.participant("alice"))
+        assert info.metadata == "before the crash"  # restored from the snapshot the RoomActor keeps
         await alice.local_participant.publish_data(b"after")
         await assert_eventually_async(lambda: len(rec.named("data_received")) == 2)
         assert [a[0].data for a in rec.named("data_received")] == [b"during", b"after"]
@@ -72,40 +72,11 @@ def test_a_crashed_participant_actor_is_restarted_with_its_state_and_data_keeps_
         assert (await _snapshot(bob)).state is ConnState.CONNECTED
 
         # the local participant's actor too: publishing goes on after its crash
-        local = await _child(alice, "local")
-        runtime_tell_crash(local)
+        local = await testing.crash(alice, testing.local_participant())
         await alice.local_participant.publish_data(b"local restarted")
         await assert_eventually_async(lambda: len(rec.named("data_received")) == 3)
-        assert await _child(alice, "local") is not local
+        assert await testing.serving(alice, testing.local_participant(), since=local) is not new
         await alice.disconnect()
         await bob.disconnect()
-
-    run_with_server(scenario)
-
-
-def runtime_tell_crash(ref: pykka.ActorRef[Any]) -> None:
-    ref.tell(m.Crash("injected by the test"))
-
-
-def test_a_participant_actor_that_keeps_crashing_makes_the_room_give_up() -> None:
-    from greenroom.actors.room import PARTICIPANT_INTENSITY
-
-    async def scenario(server: DevServer) -> None:
-        bob = await connect(server, "bob")
-        rec = Recorder(bob, "disconnected")
-        alice = await connect(server, "alice")
-        await assert_eventually_async(lambda: "alice" in bob.remote_participants)
-        for crash in range(PARTICIPANT_INTENSITY.max_restarts):
-            old = await _child(bob, "alice")
-            runtime_tell_crash(old)
-            await assert_eventually_async(lambda old=old: not old.is_alive())  # type: ignore[misc]
-            if crash < PARTICIPANT_INTENSITY.max_restarts - 1:
-                assert bob.isconnected()
-        # one crash more than the intensity allows within its period: the room escalates and disconnects
-        runtime_tell_crash(await _child(bob, "alice"))
-        await assert_eventually_async(lambda: len(rec.named("disconnected")) == 1)
-        assert rec.named("disconnected")[0][0] == rtc.DisconnectReason.STATE_MISMATCH
-        assert not bob.isconnected()
-        await alice.disconnect()
 
     run_with_server(scenario)

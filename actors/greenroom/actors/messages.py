@@ -48,6 +48,7 @@ __all__ = [
     "Disconnected",
     "EventSink",
     "GetState",
+    "GetTree",
     "LocalTrackAdded",
     "LocalTrackRepublished",
     "LocalTrackSubscribed",
@@ -78,6 +79,7 @@ __all__ = [
     "SetLocalTrackMuted",
     "SetSubscribed",
     "SipDtmfReceived",
+    "Stall",
     "TrackMuted",
     "TrackPublished",
     "TrackRemoved",
@@ -86,6 +88,7 @@ __all__ = [
     "TrackUnpublished",
     "TrackUnsubscribed",
     "TranscriptionReceived",
+    "TreeState",
     "UnpublishTrack",
     "UpdateLocalInfo",
 ]
@@ -226,9 +229,41 @@ class GetState:
 
 @dataclass(frozen=True, slots=True)
 class Crash:
-    """Make the receiving actor raise (crash-containment tests; never sent by the library itself)."""
+    """Make the receiving actor raise (fault injection: :mod:`greenroom.testing`; never sent by greenroom)."""
 
     reason: str = "injected failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Make the receiving actor's handler wait until ``release`` is set (fault injection: a stuck actor).
+
+    ``entered`` completes when the handler starts waiting. Never sent by the library itself.
+    """
+
+    release: asyncio.Event
+    entered: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class GetTree:
+    """Ask a supervising actor (RoomActor, ParticipantActor) for its children and restart history."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeState:
+    """A supervising actor's answer to :class:`GetTree`.
+
+    Attributes:
+        children: ``(key, name, ref)`` of each child: the key is the stable child id (``"local"``, a
+            participant sid, a track sid), the name what users call it (identity, track sid); ``ref`` is
+            ``None`` while the child restarts.
+        events: the restarts this actor's supervision made, oldest first
+            (:class:`greenroom.actors.supervision.RestartEvent`).
+    """
+
+    children: tuple[tuple[str, str, Any], ...]
+    events: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +366,12 @@ class ApplyTrackInfo:
 
 @dataclass(frozen=True, slots=True)
 class TrackRemoved:
-    """ParticipantActor → TrackActor: the publication is gone; the actor stops after this."""
+    """ParticipantActor → TrackActor: the publication is gone: detach its media, then stop (for good).
+
+    ``silent``: the participant left, so no ``track_unsubscribed`` (the facade ends it with the participant).
+    """
+
+    silent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

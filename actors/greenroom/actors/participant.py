@@ -1,36 +1,36 @@
-"""ParticipantActor (one per remote identity, plus the local one) and TrackActor (one per publication).
+"""ParticipantActor (one per remote participant, plus the local one) and TrackActor (one per publication).
 
 A ParticipantActor owns one participant's state — identity, name, metadata, attributes, kind, permissions
 and publications — as the latest complete ``ParticipantInfo``. The RoomActor (its supervisor) hands it each
 newer ``ParticipantInfo`` and each data packet that participant sent; the actor works out what changed and
-reports it to the :class:`~greenroom.actors.messages.EventSink` (the facade). Because every event about one
-participant comes from its one actor, the user sees them in the order they happened.
+reports it to the :class:`~greenroom.actors.messages.EventSink` (the facade). Every event about the
+participant itself comes from its one actor, so the user sees them in the order they happened; events
+about one publication (mute, subscription) come from that publication's TrackActor.
 
-The local participant's actor also shapes what the user publishes: ``publish_data``, ``publish_dtmf``,
-``publish_transcription`` become ``DataPacket`` values told to the RoomActor (``SendPacket``), and
-``set_metadata``/``set_name``/``set_attributes`` become ``SetLocalInfo``.
+A ParticipantActor **supervises its TrackActors** with the project's one supervision mechanism (a
+:class:`~greenroom.actors.supervision.ChildTable`: transient children, :data:`TRACK_INTENSITY`, back-off,
+stable addresses with a stash). A crashed TrackActor is restarted from the participant's own ``TrackInfo``;
+more crashes than the intensity allows make the ParticipantActor itself fail, so its supervisor (the
+RoomActor) decides next — OTP's escalation.
 
-A TrackActor holds one publication's state (sid, name, kind, source, muted, subscribed), reports mute and
-subscription changes, and controls the publication's media path in the room's
-:class:`~greenroom.actors.media.MediaRouter`: it gates (mutes) a local publication and detaches a remote one
-on unsubscribe, unpublish and stop, which ends its streams. Media frames never flow through either actor.
-
-Crash containment: the RoomActor keeps the latest ``ParticipantInfo`` of everyone, so a crashed
-ParticipantActor is restarted *restored* — from that state, without re-announcing anything — and messages
-queued for the dead incarnation are replayed to the new one. A ParticipantActor does the same for its
-TrackActors from its own ``TrackInfo`` list.
+A TrackActor holds one publication's state (sid, name, kind, source, muted, subscribed) and controls the
+publication's media in the room's :class:`~greenroom.actors.media.MediaRouter`: it gates (mutes) a local
+publication and detaches a remote one on unsubscribe and unpublish, which ends its streams. **The media
+outlives the actor**: stopping or crashing a TrackActor (or its ParticipantActor) never touches the media,
+and a restarted TrackActor finds it still attached, so open ``AudioStream`` s keep playing and the
+publication stays subscribed with no event. Only a decision — ``TrackRemoved``, ``MediaDetached``, the
+room closing — detaches it. Media frames never flow through either actor.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeAlias, assert_never
 
 import pykka
 
-from greenroom.actors.core import AsyncioActor, ChildFailed, ChildStopped, link, stop_actor
+from greenroom.actors.core import AsyncioActor
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
     ApplyParticipantInfo,
@@ -40,6 +40,7 @@ from greenroom.actors.messages import (
     DeliverPacket,
     EventSink,
     GetState,
+    GetTree,
     LocalTrackAdded,
     MediaAttached,
     MediaDetached,
@@ -50,13 +51,9 @@ from greenroom.actors.messages import (
     ParticipantLeft,
     ParticipantMetadataChanged,
     ParticipantNameChanged,
-    PublishData,
-    PublishDtmf,
-    PublishTranscription,
-    SendPacket,
-    SetLocalInfo,
     SetLocalTrackMuted,
     SipDtmfReceived,
+    Stall,
     TrackMuted,
     TrackPublished,
     TrackRemoved,
@@ -65,15 +62,35 @@ from greenroom.actors.messages import (
     TrackUnpublished,
     TrackUnsubscribed,
     TranscriptionReceived,
-    UpdateLocalInfo,
+    TreeState,
+)
+from greenroom.actors.supervision import (
+    SUPERVISION_MESSAGES,
+    Backoff,
+    ChildSpec,
+    ChildTable,
+    Intensity,
+    RestartType,
 )
 from greenroom.codecs import packets
-from greenroom.codecs.errors import LocalProtocolError
 from greenroom.codecs.models import ParticipantInfo, ParticipantState, TrackInfo, frozen_map
 
-__all__ = ["ParticipantActor", "TrackActor", "TrackState", "changed_attributes"]
+__all__ = [
+    "TRACK_BACKOFF",
+    "TRACK_INTENSITY",
+    "ParticipantActor",
+    "TrackActor",
+    "TrackState",
+    "changed_attributes",
+    "stall",
+]
 
 _log = logging.getLogger("greenroom.actors.participant")
+
+#: The crash-loop brake for one participant's TrackActors; past it the ParticipantActor fails (escalates).
+TRACK_INTENSITY = Intensity(max_restarts=5, period=10.0)
+#: The first restart is immediate, then 10 ms doubling up to 0.5 s (± 20 %).
+TRACK_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, immediate=1)
 
 
 def changed_attributes(old: ParticipantInfo, new: ParticipantInfo) -> dict[str, str]:
@@ -82,6 +99,12 @@ def changed_attributes(old: ParticipantInfo, new: ParticipantInfo) -> dict[str, 
     changed = {k: v for k, v in after.items() if before.get(k) != v}
     changed.update({k: "" for k in before if k not in after})
     return changed
+
+
+async def stall(message: Stall) -> None:
+    """Hold the calling handler until the stall is released (the fault kit's stuck actor)."""
+    message.entered.ok(None)
+    await message.release.wait()
 
 
 # --- TrackActor ------------------------------------------------------------------------------------------
@@ -100,7 +123,14 @@ class TrackState:
 
 
 TrackMessage: TypeAlias = (
-    ApplyTrackInfo | TrackRemoved | MediaAttached | MediaDetached | SetLocalTrackMuted | GetState | Crash
+    ApplyTrackInfo
+    | TrackRemoved
+    | MediaAttached
+    | MediaDetached
+    | SetLocalTrackMuted
+    | GetState
+    | Crash
+    | Stall
 )
 _TRACK_MESSAGES = (
     ApplyTrackInfo,
@@ -110,6 +140,7 @@ _TRACK_MESSAGES = (
     SetLocalTrackMuted,
     GetState,
     Crash,
+    Stall,
 )
 
 
@@ -120,7 +151,6 @@ class TrackActor(AsyncioActor):
         identity: the publishing participant's identity (for events and logs).
         info: the publication's current ``TrackInfo``.
         sink: where events go.
-        subscribed: whether the local participant receives it (a restarted actor re-reads the router).
         media: the room's media path (``None``: state only, as in unit tests).
         local: a publication of the local participant (mute gates its sender).
     """
@@ -130,7 +160,6 @@ class TrackActor(AsyncioActor):
         identity: str,
         info: TrackInfo,
         sink: EventSink,
-        subscribed: bool = False,
         *,
         media: MediaRouter | None = None,
         local: bool = False,
@@ -141,7 +170,11 @@ class TrackActor(AsyncioActor):
         self._sink = sink
         self._media = media
         self._local = local
-        self._subscribed = subscribed or (media is not None and media.is_attached(info.sid))
+        # A restarted incarnation finds the media where its predecessor left it (it outlives the actor).
+        self._subscribed = media is not None and media.is_attached(info.sid)
+
+    def __str__(self) -> str:
+        return f"TrackActor({self._info.sid} of {self._identity})"
 
     async def on_receive(self, message: Any) -> Any:
         """Dispatch one :data:`TrackMessage`."""
@@ -150,16 +183,12 @@ class TrackActor(AsyncioActor):
             return None
         return await self._dispatch(message)
 
-    async def on_stop(self) -> None:
-        """A publication that goes away (unpublished, participant left, room closed) ends its streams."""
-        await self._detach(emit=False)
-
     async def _dispatch(self, message: TrackMessage) -> Any:
         match message:
             case ApplyTrackInfo(info=info):
                 self._apply(info)
-            case TrackRemoved():
-                await self._detach(emit=True)
+            case TrackRemoved(silent=silent):
+                await self._detach(emit=not silent)
                 self.stop()
             case MediaAttached():
                 self._attached()
@@ -172,6 +201,8 @@ class TrackActor(AsyncioActor):
                 return self.state
             case Crash(reason=reason):
                 raise RuntimeError(reason)
+            case Stall():
+                await stall(message)
             case _:
                 assert_never(message)
         return None
@@ -215,14 +246,10 @@ ParticipantMessage: TypeAlias = (
     | MediaAttached
     | MediaDetached
     | SetLocalTrackMuted
-    | PublishData
-    | PublishDtmf
-    | PublishTranscription
-    | UpdateLocalInfo
-    | ChildFailed
-    | ChildStopped
     | GetState
+    | GetTree
     | Crash
+    | Stall
 )
 _PARTICIPANT_MESSAGES = (
     ApplyParticipantInfo,
@@ -232,48 +259,50 @@ _PARTICIPANT_MESSAGES = (
     MediaAttached,
     MediaDetached,
     SetLocalTrackMuted,
-    PublishData,
-    PublishDtmf,
-    PublishTranscription,
-    UpdateLocalInfo,
-    ChildFailed,
-    ChildStopped,
     GetState,
+    GetTree,
     Crash,
+    Stall,
 )
 
 
 class ParticipantActor(AsyncioActor):
-    """One participant's state, its publications' TrackActors, and (for the local one) what it publishes.
+    """One participant's state, the supervisor of its publications' TrackActors.
 
     Args:
         info: the participant's latest complete ``ParticipantInfo``.
         sink: where events go.
-        room: the RoomActor (local participant: receives ``SendPacket``/``SetLocalInfo``).
         local: this is the local participant.
         announce: report ``participant_connected`` (and its tracks) on start — False for those already in
             the room at join, for the local participant, and for a restarted (restored) incarnation.
         media: the room's media path, handed to the TrackActors.
+        local_tracks: the local participant's published tracks (its info from the server may lag them).
     """
 
     def __init__(
         self,
         info: ParticipantInfo,
         sink: EventSink,
-        room: pykka.ActorRef[Any],
         *,
         local: bool = False,
         announce: bool = True,
         media: MediaRouter | None = None,
+        local_tracks: tuple[TrackInfo, ...] = (),
     ) -> None:
         super().__init__()
         self._media = media
         self._info = info
         self._sink = sink
-        self._room = room
         self._local = local
         self._announce = announce
-        self._tracks: dict[str, pykka.ActorRef[Any]] = {}
+        self._track_infos: dict[str, TrackInfo] = {t.sid: t for t in (*info.tracks, *local_tracks)}
+        self._tracks = ChildTable(
+            self.actor_ref,
+            f"tracks of {info.identity}",
+            intensity=TRACK_INTENSITY,
+            backoff=TRACK_BACKOFF,
+            ask_timeout=self.ask_timeout,
+        )
         self._log = logging.LoggerAdapter(_log, {"participant": info.identity})
 
     def __str__(self) -> str:
@@ -287,33 +316,29 @@ class ParticipantActor(AsyncioActor):
             self._sink.emit(ParticipantConnected(self._info))
             if self._info.state is ParticipantState.ACTIVE:
                 self._sink.emit(ParticipantActive(self._info))
-        for track in self._info.tracks:
+        for track in self._track_infos.values():
             self._start_track(track)
             if self._announce and not self._local:
                 self._sink.emit(TrackPublished(self._info, track))
 
     async def on_stop(self) -> None:
-        """Stop the TrackActors (ordered shutdown)."""
-        await self._stop_tracks()
+        """Stop the TrackActors, newest first (their media is not touched: see the module docstring)."""
+        await self._tracks.shutdown()
 
-    async def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """A crashed participant must not leave orphaned TrackActors behind."""
-        await self._stop_tracks()
-
-    async def _stop_tracks(self) -> None:
-        tracks, self._tracks = self._tracks, {}
-        for ref in tracks.values():
-            await stop_actor(ref, timeout=1.0)
+    async def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """A crashed participant must not leave orphaned TrackActors behind (the media stays)."""
+        await self._tracks.shutdown()
 
     # -- dispatch -------------------------------------------------------------------------------------------
 
     async def on_receive(self, message: Any) -> Any:
-        """Dispatch one :data:`ParticipantMessage`."""
+        """Dispatch one :data:`ParticipantMessage` or a TrackActor's exit."""
+        if isinstance(message, SUPERVISION_MESSAGES):
+            if self._tracks.owns(message):
+                escalation = await self._tracks.on_message(message)
+                if escalation is not None:
+                    raise escalation.error  # our supervisor (the RoomActor) decides next
+            return None
         if not isinstance(message, _PARTICIPANT_MESSAGES):
             self._log.warning("unexpected message %r", message)
             return None
@@ -329,22 +354,25 @@ class ParticipantActor(AsyncioActor):
                 self._left(info, reason)
             case LocalTrackAdded(info=track):
                 if track.sid not in self._tracks:
+                    self._track_infos[track.sid] = track
                     self._start_track(track)
             case MediaAttached(track_sid=sid) | MediaDetached(track_sid=sid) | SetLocalTrackMuted(sid=sid):
                 self._to_track(sid, message)
-            case PublishData() | PublishDtmf() | PublishTranscription():
-                self._publish(message)
-            case UpdateLocalInfo():
-                self._update_local(message)
-            case ChildFailed() | ChildStopped():
-                self._track_ended(message)
             case GetState():
                 return self._info
+            case GetTree():
+                return self._tree()
             case Crash(reason=reason):
                 raise RuntimeError(reason)
+            case Stall():
+                await stall(message)
             case _:
                 assert_never(message)
         return None
+
+    def _tree(self) -> TreeState:
+        children = tuple((c.id, c.id, c.ref) for c in self._tracks.which_children())
+        return TreeState(children, tuple(self._tracks.restart_events()))
 
     # -- participant updates (ParticipantUpdate / JoinResponse, forwarded by the RoomActor) ----------------
 
@@ -370,22 +398,23 @@ class ParticipantActor(AsyncioActor):
         before = {t.sid: t for t in old.tracks}
         after = {t.sid: t for t in info.tracks}
         for sid, track in after.items():
+            self._track_infos[sid] = track
             if sid in before or sid in self._tracks:  # a local track's actor starts at track_published
-                self._tell_track(track)
+                self._tell_track(sid, ApplyTrackInfo(track))
                 continue
             self._start_track(track)
             if not self._local:
                 self._sink.emit(TrackPublished(info, track))
         for sid, track in before.items():
             if sid not in after:
-                ref = self._tracks.pop(sid, None)
-                if ref is not None:
-                    ref.tell(TrackRemoved())
+                self._remove_track(sid, silent=False)
                 if not self._local:
                     self._sink.emit(TrackUnpublished(info, track))
 
     def _left(self, info: ParticipantInfo, reason: Any) -> None:
         self._info = info
+        for sid in list(self._track_infos):
+            self._remove_track(sid, silent=True)
         if not self._local:
             self._sink.emit(ParticipantDisconnected(info, reason))
         self.stop()
@@ -406,97 +435,44 @@ class ParticipantActor(AsyncioActor):
             case _:
                 self._log.debug("ignored a %s packet", type(value).__name__)
 
-    # -- local participant: what the user publishes ---------------------------------------------------------
-
-    def _publish(self, message: PublishData | PublishDtmf | PublishTranscription) -> None:
-        if not self._local:
-            message.reply.fail(RuntimeError("only the local participant publishes"))
-            return
-        if isinstance(message, PublishTranscription) and not message.transcription.track_id.startswith("TR_"):
-            # Trap: the Rust SDK (every official client but JS) aborts its whole process on receiving one:
-            # ``handle_transcription`` does ``TrackSid::try_from(track_id).unwrap()`` and ``TrackSid``
-            # requires the ``TR_`` prefix (rust-sdks livekit/src/room/mod.rs ``handle_transcription``,
-            # room/id.rs ``impl_from_prefix!``; livekit 1.2.1 panics at mod.rs:1927, SIGABRT). The official
-            # sender does not check, so one empty ``track_sid`` kills every official client in the room.
-            wrong = message.transcription.track_id
-            reason = f"track_sid must be a TR_ track sid, not {wrong!r}: official receivers abort on it"
-            message.reply.fail(LocalProtocolError(reason))
-            return
-        packet, reliable = self._packet_for(message)
-        self._room.tell(SendPacket(packet, reliable, message.reply))
-
-    def _packet_for(
-        self, message: PublishData | PublishDtmf | PublishTranscription
-    ) -> tuple[packets.DataPacket, bool]:
-        identity = self._info.identity
-        value: packets.PacketValue
-        match message:
-            case PublishData():
-                value = packets.UserPacket(payload=message.payload, topic=message.topic or None)
-                destinations = message.destination_identities
-                reliable = message.reliable
-            case PublishDtmf(code=code, digit=digit):
-                value, destinations, reliable = packets.SipDtmf(code=code, digit=digit), (), True
-            case PublishTranscription(transcription=transcription):
-                value, destinations, reliable = transcription, (), True
-            case _:
-                assert_never(message)
-        kind = packets.Kind.RELIABLE if reliable else packets.Kind.LOSSY
-        packet = packets.DataPacket(
-            value=value,
-            participant_identity=identity,
-            participant_sid=self._info.sid,
-            destination_identities=destinations,
-            kind=kind,
-        )
-        return packet, reliable
-
-    def _update_local(self, message: UpdateLocalInfo) -> None:
-        if not self._local:
-            message.reply.fail(RuntimeError("only the local participant updates its own info"))
-            return
-        self._room.tell(
-            SetLocalInfo(
-                message.reply,
-                metadata=message.metadata or "",
-                name=message.name or "",
-                attributes=message.attributes or (),
-            )
-        )
-
     # -- TrackActors ----------------------------------------------------------------------------------------
 
     def _start_track(self, track: TrackInfo) -> None:
-        ref = TrackActor.start(self._info.identity, track, self._sink, media=self._media, local=self._local)
-        link(ref, self.actor_ref, track.sid)
-        self._tracks[track.sid] = ref
+        sid, identity, sink, media, local = (
+            track.sid,
+            self._info.identity,
+            self._sink,
+            self._media,
+            self._local,
+        )
+
+        def start() -> pykka.ActorRef[Any]:
+            # A restart comes from this participant's own, latest TrackInfo of the publication.
+            info = self._track_infos.get(sid, track)
+            return TrackActor.start(identity, info, sink, media=media, local=local)
+
+        self._tracks.start_child_now(
+            ChildSpec(sid, start, restart=RestartType.TRANSIENT, shutdown_timeout=1.0)
+        )
+
+    def _remove_track(self, sid: str, *, silent: bool) -> None:
+        """The publication is gone: its TrackActor detaches the media and stops (not restarted)."""
+        self._track_infos.pop(sid, None)
+        self._tell_track(sid, TrackRemoved(silent=silent))
+
+    def _tell_track(self, sid: str, message: Any) -> bool:
+        """Tell a TrackActor through its stable address (stashed while it restarts); False: no such track."""
+        handle = self._tracks.handle(sid)
+        if handle is None:
+            return False
+        try:
+            handle.tell(message)
+        except pykka.ActorDeadError:
+            return False
+        except Exception as exc:  # a full stash: counted by the stable reference, and said here
+            self._log.error("track %s: %r not delivered: %s", sid, message, exc)
+        return True
 
     def _to_track(self, sid: str, message: MediaAttached | MediaDetached | SetLocalTrackMuted) -> None:
-        ref = self._tracks.get(sid)
-        if ref is not None:
-            try:
-                ref.tell(message)
-                return
-            except pykka.ActorDeadError:
-                pass
-        if isinstance(message, MediaAttached):
+        if not self._tell_track(sid, message) and isinstance(message, MediaAttached):
             self._sink.emit(TrackSubscriptionFailed(self._info.identity, sid, "unknown publication"))
-
-    def _tell_track(self, track: TrackInfo) -> None:
-        ref = self._tracks.get(track.sid)
-        try:
-            if ref is None:
-                raise pykka.ActorDeadError(track.sid)
-            ref.tell(ApplyTrackInfo(track))
-        except pykka.ActorDeadError:
-            self._start_track(track)  # restarted from our state: it starts with the latest info
-
-    def _track_ended(self, message: ChildFailed | ChildStopped) -> None:
-        if self._tracks.get(message.child_id) is not message.ref:
-            return  # an earlier incarnation, or a publication already removed
-        del self._tracks[message.child_id]
-        if isinstance(message, ChildFailed):
-            track = next((t for t in self._info.tracks if t.sid == message.child_id), None)
-            if track is not None:
-                self._log.warning("track %s crashed (%s); restarting it", track.sid, message.exception)
-                self._start_track(track)

@@ -1,82 +1,65 @@
-"""RoomActor: one room connection — signal + peer transports, the room's state, and its participants.
+"""RoomActor: one room connection — its links, its data plane, and the supervision of its participants.
 
 The RoomActor owns, for one connected room client:
 
-* the :class:`~greenroom.runtime.signal_transport.SignalTransport` and its sans-I/O
-  :class:`~greenroom.codecs.session.ClientSignalSession` (decoding, state checks, app-level pings, request
-  ids);
-* the subscriber :class:`~greenroom.runtime.peer.PeerTransport` (the server offers it right after ``join``;
-  it carries downstream data) and the publisher one (created and offered on the first publish);
-* the room's state: ``RoomInfo``, the local ``ParticipantInfo`` and the latest ``ParticipantInfo`` of every
-  remote participant — the state a crashed ParticipantActor is restarted from;
-* one :class:`~greenroom.actors.participant.ParticipantActor` per remote identity plus the local one, linked
-  to it: it is their supervisor (one_for_one, restart from state).
+* the current :class:`~greenroom.actors.link.Link` (signal transport + sans-I/O session + the subscriber and
+  publisher PCs) and the connection state (:class:`~greenroom.actors.connection.ConnState`);
+* the :class:`~greenroom.actors.dataplane.DataPlane`: publish commands are turned into packets, stamped,
+  encoded and *queued* here; the plane's sender tasks send them, so no handler waits on a data channel;
+* the :class:`~greenroom.actors.roster.Roster`: each participant's stable key, and the snapshot that
+  restores its actor — the participants' state itself belongs to their ParticipantActors;
+* the supervision of one ParticipantActor per remote participant plus the local one, through the project's
+  one mechanism (a :class:`~greenroom.actors.supervision.ChildTable`: transient children,
+  :data:`PARTICIPANT_INTENSITY`, :data:`PARTICIPANT_BACKOFF`, stable addresses whose stash keeps what arrives
+  while a child restarts). Past the intensity the room gives up: it disconnects with ``STATE_MISMATCH``.
 
 Transports deliver their events (``SignalBytes``, ``PeerStateChanged``, ``DataReceived`` …) to this actor's
 mailbox; every signal event and data packet then goes to the ParticipantActor concerned as a message.
-
-Connection state machine (``ConnState``)::
-
-    IDLE --Connect--> CONNECTING --primary PC connected--> CONNECTED --Disconnect, leave{DISCONNECT}--> CLOSED
-                   |  deadline, refused, leave           |   ^  link lost (signal closed, ping timeout,
-                   v                                     v   |  PC failed, leave{RESUME|RECONNECT})
-                 CLOSED                          RECONNECTING --attempts exhausted / fatal leave--> CLOSED
-                                                 (full reconnect: new signal + session + PCs, join
-                                                  again, republish local tracks, replay held requests)
+Media handlers live in :mod:`greenroom.actors.room_media` (a mixin: same actor, same state).
 
 Every timer (``PingTick``, ``ConnectDeadline``, ``ReconnectTick``) carries the connection ``generation`` it
 was armed for, so a timer from an earlier attempt is ignored; a full reconnect is "a new generation of the
-same RoomActor", with the room state (and the ParticipantActors of those still present) kept. Each link's
-transports report through a :class:`_LinkSink` that is cut when the link is dropped, so a dead link's late
-events never reach the next one.
+same RoomActor", with the room state (and the ParticipantActors of those still present) kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import ipaddress
 import logging
 import random
 import time
+import typing
 import urllib.parse
-from dataclasses import dataclass, field, replace
-from types import TracebackType
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias, assert_never
 
 import pykka
 
-from greenroom.actors.core import (
-    AsyncioActor,
-    ChildFailed,
-    ChildStopped,
-    Crashed,
-    link,
-    redirect_leftovers,
-    stop_actor,
+from greenroom.actors.connection import (
+    ConnectFailedError,
+    ConnState,
+    describe_refusal,
+    ice_policy_for,
+    leave_reconnects,
+    reconnect_delay,
 )
+from greenroom.actors.core import AsyncioActor
+from greenroom.actors.dataplane import DataPlane, DataPlaneStats
+from greenroom.actors.link import CLOSE_TIMEOUT, Link, LinkSink, NotConnectedError
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
-    ActiveSpeakersChanged,
     ApplyParticipantInfo,
     Connect,
     ConnectDeadline,
-    ConnectionQualityChanged,
     ConnectionStateChanged,
     ConnectOptions,
     Crash,
-    DeliverPacket,
     Disconnect,
     Disconnected,
     EventSink,
     GetState,
-    LocalTrackAdded,
-    LocalTrackRepublished,
-    LocalTrackSubscribed,
-    MediaAttached,
-    MediaDetached,
-    ParticipantLeft,
+    GetTree,
     PingTick,
     PublishData,
     PublishDtmf,
@@ -89,45 +72,34 @@ from greenroom.actors.messages import (
     RoomConnected,
     RoomJoined,
     RoomMetadataChanged,
-    SendPacket,
-    SetLocalInfo,
     SetLocalTrackMuted,
     SetSubscribed,
-    TrackSubscriptionFailed,
+    Stall,
+    TreeState,
     UnpublishTrack,
     UpdateLocalInfo,
 )
-from greenroom.actors.messages import DataPacketReceived as DataEvent
-from greenroom.actors.messages import SipDtmfReceived as DtmfEvent
-from greenroom.actors.messages import TranscriptionReceived as TranscriptionEvent
-from greenroom.actors.participant import ParticipantActor
+from greenroom.actors.participant import stall
+from greenroom.actors.room_media import TRACK_PUBLISH_TIMEOUT, MediaHandlers, RequestFailedError
+from greenroom.actors.room_members import REQUEST_TIMEOUT, Members
+from greenroom.actors.roster import LOCAL, Joined, Roster
 from greenroom.actors.supervision import (
+    SUPERVISION_MESSAGES,
     Backoff,
-    Escalate,
+    ChildTable,
     Intensity,
-    NoRestart,
-    Restart,
-    RestartType,
-    Strategy,
-    backoff_delay,
-    decide,
 )
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError, ProtocolError
 from greenroom.codecs.models import (
     DisconnectReason,
-    LeaveAction,
     ParticipantInfo,
-    ParticipantState,
-    ParticipantTracks,
     RequestResponseReason,
     RoomInfo,
-    SignalTarget,
     TrackInfo,
 )
-from greenroom.codecs.session import ClientSignalSession, ClientState
+from greenroom.codecs.session import ClientState
 from greenroom.codecs.signalling import (
-    AddTrackRequest,
     Answer,
     ConnectionQualityUpdate,
     JoinParams,
@@ -143,16 +115,10 @@ from greenroom.codecs.signalling import (
     SpeakersChanged,
     SubscriptionResponse,
     Trickle,
-    UpdateMetadata,
-    UpdateSubscription,
 )
 from greenroom.codecs.signalling import TrackPublished as TrackPublishedResponse
 from greenroom.codecs.signalling import TrackSubscribed as TrackSubscribedResponse
-from greenroom.runtime.ice import IcePolicy, IceServer
-from greenroom.runtime.media_path import media_sections, unpack_stream_id
 from greenroom.runtime.peer import (
-    LOSSY,
-    RELIABLE,
     DataChannelClosed,
     DataChannelOpened,
     DataReceived,
@@ -164,12 +130,13 @@ from greenroom.runtime.peer import (
 from greenroom.runtime.signal_transport import SignalBytes, SignalClosed, SignalConnectError, SignalTransport
 
 __all__ = [
+    "PARTICIPANT_BACKOFF",
+    "PARTICIPANT_INTENSITY",
     "ConnState",
     "ConnectFailedError",
     "NotConnectedError",
     "RequestFailedError",
     "RoomActor",
-    "RoomClient",
     "RoomSnapshot",
     "ice_policy_for",
     "reconnect_delay",
@@ -177,48 +144,18 @@ __all__ = [
 
 _log = logging.getLogger("greenroom.actors.room")
 
-#: Seconds ``set_metadata``/``set_name``/``set_attributes`` wait for the server's ``request_response``.
-REQUEST_TIMEOUT = 5.0
-#: Seconds a publish may wait (publisher negotiation + flow control) before it fails.
-PUBLISH_TIMEOUT = 30.0
-#: Seconds ``publish_track`` waits for ``track_published`` (10 s in both official SDKs).
-TRACK_PUBLISH_TIMEOUT = 10.0
-#: Seconds the teardown gives each transport to close.
-CLOSE_TIMEOUT = 3.0
 #: The crash-loop brake for participant actors: more restarts than this within the period and the room gives
 #: up (disconnects with ``STATE_MISMATCH``) rather than restart a poisoned actor forever.
 PARTICIPANT_INTENSITY = Intensity(max_restarts=10, period=10.0)
+#: A lone crash restarts at once; a crash loop slows down: 10 ms doubling up to 0.5 s (± 20 %).
+PARTICIPANT_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, immediate=1)
 #: Requests held while the room reconnects (replayed in order once reconnected); beyond this they fail.
 HOLD_CAPACITY = 1_000
-#: Leave reasons that end the room even when the server says it could reconnect.
-FATAL_LEAVE_REASONS = frozenset(
-    {DisconnectReason.DUPLICATE_IDENTITY, DisconnectReason.PARTICIPANT_REMOVED, DisconnectReason.ROOM_DELETED}
-)
 #: The SDK name and version greenroom reports in the join query.
 SDK_NAME = "python"
 SDK_VERSION = "1.2.1"
 
-
-class ConnectFailedError(GreenroomError):
-    """``connect`` failed; the message says why (the facade raises it as ``ConnectError``)."""
-
-
-class NotConnectedError(GreenroomError):
-    """The room is not connected (or disconnected while the request was pending)."""
-
-
-class RequestFailedError(GreenroomError):
-    """The server refused a request (``request_response`` with a reason other than OK), or never answered."""
-
-
-class ConnState(enum.Enum):
-    """The RoomActor's connection state (see the module docstring)."""
-
-    IDLE = enum.auto()
-    CONNECTING = enum.auto()
-    CONNECTED = enum.auto()
-    RECONNECTING = enum.auto()
-    CLOSED = enum.auto()
+__all__ += ["CLOSE_TIMEOUT", "HOLD_CAPACITY", "REQUEST_TIMEOUT", "TRACK_PUBLISH_TIMEOUT"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,87 +166,12 @@ class RoomSnapshot:
     room: RoomInfo | None
     local: ParticipantInfo | None
     remotes: tuple[ParticipantInfo, ...]
-    children: tuple[tuple[str, pykka.ActorRef[Any]], ...]
-    """``(key, ref)`` of each ParticipantActor: the key is the identity, ``"local"`` for the local one."""
+    children: tuple[tuple[str, pykka.ActorRef[Any] | None], ...]
+    """``(name, ref)`` of each ParticipantActor: the identity, ``"local"`` for the local one; ``ref`` is
+    ``None`` while it restarts."""
     generation: int
-
-
-def ice_policy_for(url: str, options: ConnectOptions) -> IcePolicy:
-    """The ICE policy for a connection to ``url``.
-
-    Loopback-only gathering when the server is on loopback (aioice skips 127.0.0.1 otherwise); aioice's
-    defaults (every non-loopback interface) otherwise; the user's ICE servers when given.
-    """
-    servers = tuple(IceServer(s.urls, s.username or None, s.credential or None) for s in options.ice_servers)
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
-        return IcePolicy(
-            gather_addresses=("127.0.0.1",), ice_servers=servers, allowed_networks=("127.0.0.0/8", "::1/128")
-        )
-    return IcePolicy(ice_servers=servers)
-
-
-def reconnect_delay(attempt: int, options: ConnectOptions, sample: float) -> float:
-    """Seconds to wait before full-reconnect attempt ``attempt`` (1-based); a pure function.
-
-    The first attempt is immediate; then ``reconnect_min_delay`` doubled per attempt, capped at
-    ``reconnect_max_delay``, times ``1 + 0.5·sample`` (jitter, ``sample`` in [0, 1)). With the defaults
-    (10 attempts, 0.3 s, 7 s): 0, 0.3, 0.6, 1.2, 2.4, 4.8, 7, 7, 7, 7 s before jitter — about 40 s in all,
-    close to the official SDKs' schedules (signal-protocol.md §10.5).
-    """
-    if attempt <= 1:
-        return 0.0
-    backoff = Backoff(options.reconnect_min_delay, options.reconnect_max_delay, random_factor=0.5)
-    return backoff_delay(backoff, attempt - 2, sample)
-
-
-class _LinkSink:
-    """Hands one link's transport events to the RoomActor until the link is dropped (then discards them)."""
-
-    __slots__ = ("live", "ref")
-
-    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
-        self.ref = ref
-        self.live = True
-
-    def tell(self, message: Any) -> None:
-        """Forward ``message`` while the link is current."""
-        if self.live:
-            self.ref.tell(message)
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    """A packet accepted for sending, waiting for the publisher's channel to open."""
-
-    label: str
-    data: bytes
-    reply: Reply[None]
-
-
-@dataclass(slots=True)
-class _Link:
-    """Everything that belongs to one connection attempt (one generation); dropped as a whole."""
-
-    generation: int
-    url: str
-    token: str
-    options: ConnectOptions
-    policy: IcePolicy
-    sink: _LinkSink
-    session: ClientSignalSession = field(default_factory=ClientSignalSession)
-    signal: SignalTransport | None = None
-    subscriber: PeerTransport | None = None
-    publisher: PeerTransport | None = None
-    publisher_offer_id: int = 0
-    publisher_negotiating: bool = False
-    publisher_again: bool = False
-    subscriber_primary: bool = True
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    outbox: DataPlaneStats
+    """The data plane's counters (packets queued, sent, failed, refused)."""
 
 
 RoomMessage: TypeAlias = (
@@ -330,59 +192,20 @@ RoomMessage: TypeAlias = (
     | UnpublishTrack
     | SetLocalTrackMuted
     | SetSubscribed
-    | SendPacket
-    | SetLocalInfo
     | PingTick
     | ConnectDeadline
     | ReconnectTick
-    | ChildFailed
-    | ChildStopped
     | GetState
+    | GetTree
     | Crash
+    | Stall
 )
-_ROOM_MESSAGES = (
-    Connect,
-    Disconnect,
-    SignalBytes,
-    SignalClosed,
-    PeerStateChanged,
-    DataChannelOpened,
-    DataChannelClosed,
-    DataReceived,
-    TrackReceived,
-    PublishData,
-    PublishDtmf,
-    PublishTranscription,
-    UpdateLocalInfo,
-    PublishTrack,
-    UnpublishTrack,
-    SetLocalTrackMuted,
-    SetSubscribed,
-    SendPacket,
-    SetLocalInfo,
-    PingTick,
-    ConnectDeadline,
-    ReconnectTick,
-    ChildFailed,
-    ChildStopped,
-    GetState,
-    Crash,
-)
+_ROOM_MESSAGES = typing.get_args(RoomMessage)
 #: What waits while the room reconnects (each is replayed once the room is connected again).
-_HELD = (
-    PublishData,
-    PublishDtmf,
-    PublishTranscription,
-    UpdateLocalInfo,
-    SendPacket,
-    SetLocalInfo,
-    PublishTrack,
-    SetSubscribed,
-)
-_LOCAL = "local"
+_HELD = (PublishData, PublishDtmf, PublishTranscription, UpdateLocalInfo, PublishTrack, SetSubscribed)
 
 
-class RoomActor(AsyncioActor):
+class RoomActor(Members, MediaHandlers, AsyncioActor):
     """One room connection and its state; the supervisor of the room's ParticipantActors.
 
     Args:
@@ -396,6 +219,7 @@ class RoomActor(AsyncioActor):
         self._media = media if media is not None else MediaRouter()
         self._publishing: dict[str, PublishTrack] = {}
         self._published: dict[str, PublishTrack] = {}  # cid -> request, of every published local track
+        self._local_tracks: dict[str, TrackInfo] = {}  # sid -> info, restores the local ParticipantActor
         self._republishing: dict[str, str] = {}  # new cid -> previous sid, while a full reconnect republishes
         self._held: list[Any] = []  # requests waiting for a reconnect (``_HELD``), replayed in order
         self._url, self._token, self._options = "", "", ConnectOptions()
@@ -405,16 +229,20 @@ class RoomActor(AsyncioActor):
         self._rng = random.Random()
         self._state = ConnState.IDLE
         self._generation = 0
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._connect: Connect | None = None
         self._room: RoomInfo | None = None
-        self._local: ParticipantInfo | None = None
-        self._remotes: dict[str, ParticipantInfo] = {}
-        self._children: dict[str, pykka.ActorRef[Any]] = {}
-        self._restarts: tuple[float, ...] = ()
-        self._stash: dict[str, list[Any]] = {}
+        self._roster = Roster()
+        self._leaving: dict[str, ParticipantInfo] = {}  # key -> last info, until its actor has said goodbye
+        self._participants = ChildTable(
+            self.actor_ref,
+            "participants",
+            intensity=PARTICIPANT_INTENSITY,
+            backoff=PARTICIPANT_BACKOFF,
+            ask_timeout=self.ask_timeout,
+        )
         self._requests: dict[int, Reply[None]] = {}
-        self._outbox: list[_Outgoing] = []
+        self._plane = DataPlane()
         self._sequence = packets.SequenceCounter()
         self._dedup = packets.ReliableDeduplicator()
         self._log = logging.LoggerAdapter(_log, {"room": "?"})
@@ -426,7 +254,10 @@ class RoomActor(AsyncioActor):
     # -- dispatch -------------------------------------------------------------------------------------------
 
     async def on_receive(self, message: Any) -> Any:
-        """Dispatch one :data:`RoomMessage` (anything else is logged and dropped)."""
+        """Dispatch one :data:`RoomMessage` or a child's exit (anything else is logged and dropped)."""
+        if isinstance(message, SUPERVISION_MESSAGES):
+            await self._on_supervision(message)
+            return None
         if not isinstance(message, _ROOM_MESSAGES):
             self._log.warning("unexpected message %r", message)
             return None
@@ -449,10 +280,8 @@ class RoomActor(AsyncioActor):
                 await self._on_signal_closed(message)
             case PeerStateChanged(role=role, state=state):
                 await self._on_peer_state(role, state)
-            case DataChannelOpened(role=role):
-                await self._flush_outbox(role)
-            case DataChannelClosed():
-                pass
+            case DataChannelOpened() | DataChannelClosed():
+                self._plane.channel_changed()
             case TrackReceived():
                 await self._on_track_received(message)
             case PublishTrack():
@@ -460,52 +289,63 @@ class RoomActor(AsyncioActor):
             case UnpublishTrack():
                 await self._on_unpublish_track(message)
             case SetLocalTrackMuted() | SetSubscribed():
-                await self._on_track_control(message)
-            case DataReceived():
-                self._on_data(message)
-            case PublishData() | PublishDtmf() | PublishTranscription() | UpdateLocalInfo():
-                self._to_local(message)
-            case SendPacket():
-                await self._on_send_packet(message)
-            case SetLocalInfo():
-                await self._on_set_local_info(message)
+                self._on_track_control(message)
+            case DataReceived(label=label, data=data):
+                self._on_data(label, data)
+            case PublishData() | PublishDtmf() | PublishTranscription():
+                await self._on_publish(message)
+            case UpdateLocalInfo():
+                self._on_update_local_info(message)
             case PingTick(generation=generation):
                 await self._on_ping_tick(generation)
             case ConnectDeadline(generation=generation):
                 await self._on_connect_deadline(generation)
             case ReconnectTick(generation=generation):
                 await self._on_reconnect_tick(generation)
-            case ChildFailed() | ChildStopped():
-                await self._on_child_ended(message)
             case GetState():
                 return self.snapshot()
+            case GetTree():
+                return self.tree()
             case Crash(reason=reason):
                 raise RuntimeError(reason)
+            case Stall():
+                await stall(message)
             case _:
                 assert_never(message)
         return None
 
     def snapshot(self) -> RoomSnapshot:
         """The current state (for ``GetState``)."""
+        children = tuple(
+            (c.id if c.id == LOCAL else self._name_of(c.id), c.ref)
+            for c in self._participants.which_children()
+        )
         return RoomSnapshot(
             state=self._state,
             room=self._room,
-            local=self._local,
-            remotes=tuple(self._remotes.values()),
-            children=tuple(self._children.items()),
+            local=self._roster.local,
+            remotes=self._roster.remotes(),
+            children=children,
             generation=self._generation,
+            outbox=self._plane.stats(),
         )
+
+    def tree(self) -> TreeState:
+        """The participants' actors and the restarts made (for ``GetTree``)."""
+        children = tuple((c.id, self._name_of(c.id), c.ref) for c in self._participants.which_children())
+        return TreeState(children, tuple(self._participants.restart_events()))
+
+    def _name_of(self, key: str) -> str:
+        if key == LOCAL:
+            return LOCAL
+        info = self._roster.info(key) or self._leaving.get(key)
+        return key if info is None else info.identity
 
     async def on_stop(self) -> None:
         """Stopping the actor closes the connection (without an event) and stops the children."""
         await self._close(DisconnectReason.CLIENT_INITIATED, send_leave=True, emit=False)
 
-    async def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         """A crashed RoomActor still releases its sockets, peer connections and children."""
         await self._close(DisconnectReason.UNKNOWN_REASON, send_leave=True)
 
@@ -519,7 +359,7 @@ class RoomActor(AsyncioActor):
         self._connect, self._state = message, ConnState.CONNECTING
         refused = await self._open_link()
         if refused is not None:
-            await self._fail_connect(_describe_refusal(refused))
+            await self._fail_connect(describe_refusal(refused))
 
     async def _open_link(self) -> SignalConnectError | None:
         """Start a new link (a new generation): its signal connection, which then receives ``join``.
@@ -530,7 +370,7 @@ class RoomActor(AsyncioActor):
         self._generation += 1
         options = self._options
         policy = ice_policy_for(self._url, options)
-        link_ = _Link(self._generation, self._url, self._token, options, policy, _LinkSink(self.actor_ref))
+        link_ = Link(self._generation, self._url, self._token, options, policy, LinkSink(self.actor_ref))
         self._link = link_
         self._arm(link_, options.timeout, ConnectDeadline(link_.generation))
         params = JoinParams(auto_subscribe=options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
@@ -567,15 +407,15 @@ class RoomActor(AsyncioActor):
 
     def _connected(self) -> None:
         """The primary peer connection is up: the room is connected."""
-        if self._state is not ConnState.CONNECTING or self._link is None:
+        local = self._roster.local
+        if self._state is not ConnState.CONNECTING or self._link is None or local is None:
             return
+        assert self._room is not None
         self._state = ConnState.CONNECTED
         connect, self._connect = self._connect, None
-        assert self._room is not None
-        assert self._local is not None
         self._sink.emit(RoomConnected())
         if connect is not None:
-            connect.reply.ok(RoomJoined(self._room, self._local, tuple(self._remotes.values())))
+            connect.reply.ok(RoomJoined(self._room, local, self._roster.remotes()))
 
     # -- full reconnect -------------------------------------------------------------------------------------
 
@@ -588,19 +428,16 @@ class RoomActor(AsyncioActor):
         self._state, self._lost_reason, self._attempt = ConnState.RECONNECTING, reason, 0
         self._sink.emit(ConnectionStateChanged(2))  # CONN_RECONNECTING
         self._sink.emit(Reconnecting())
+        self._plane.detach()  # accepted packets stay queued for the next publisher
         link_, self._link = self._link, None
         if link_ is not None:
-            await self._release(link_, send_leave=True)
+            await link_.release(send_leave=True)
         requests, self._requests = self._requests, {}  # sent on the dead session: never answered
         for reply in requests.values():
             reply.fail(NotConnectedError("the connection was lost before the server answered"))
         publishing, self._publishing = self._publishing, {}  # not yet acknowledged: ask again after
         self._held[:0] = publishing.values()
-        for sid in self._media.attached():  # the subscriber PC is gone: its streams end (track_unsubscribed)
-            await self._media.detach_remote(sid)
-            owner = next((p for p in self._remotes.values() if any(t.sid == sid for t in p.tracks)), None)
-            if owner is not None:
-                self._tell_child(owner.identity, MediaDetached(sid))
+        await self._detach_all_media()
         self._schedule_attempt()
 
     def _schedule_attempt(self) -> None:
@@ -622,14 +459,14 @@ class RoomActor(AsyncioActor):
         self._retry = None
         refused = await self._open_link()
         if refused is not None:  # a refused token will not get better: give up at once
-            await self._attempt_failed(_describe_refusal(refused), fatal=refused.status in (401, 403))
+            await self._attempt_failed(describe_refusal(refused), fatal=refused.status in (401, 403))
 
     async def _attempt_failed(self, why: str, *, fatal: bool = False) -> None:
         if self._state is not ConnState.RECONNECTING:
             return
         link_, self._link = self._link, None
         if link_ is not None:
-            await self._release(link_, send_leave=True)
+            await link_.release(send_leave=True)
         if fatal or self._attempt >= self._options.reconnect_attempts:
             self._log.error("giving up reconnecting after %d attempt(s): %s", self._attempt, why)
             await self._close(self._lost_reason, send_leave=False)
@@ -655,32 +492,32 @@ class RoomActor(AsyncioActor):
         assert link_ is not None
         assert join.room is not None
         assert join.participant is not None
-        self._room, self._local = join.room, join.participant
+        self._room = join.room
+        self._roster.set_local(join.participant)
         link_.subscriber_primary = join.subscriber_primary
-        self._tell_child(_LOCAL, ApplyParticipantInfo(join.participant))  # new sid; old local tracks end
+        self._local_tracks.clear()  # the old local tracks ended with the old session; republished below
+        self._tell_child(LOCAL, ApplyParticipantInfo(join.participant))  # new sid; old local tracks end
         others = {p.identity: p for p in join.other_participants if p.identity != join.participant.identity}
-        for identity, info in list(self._remotes.items()):
-            if identity not in others:  # left while we were away
-                self._participant_left(info, DisconnectReason.UNKNOWN_REASON)
-        for identity, info in others.items():
-            known = self._remotes.get(identity)
-            if known is not None and known.sid == info.sid:  # still here: same actor (versions may restart)
-                self._remotes[identity] = info
-                self._tell_child(identity, ApplyParticipantInfo(info))
-            else:
-                self._participant_seen(info)
+        for info in self._roster.remotes():
+            if info.identity not in others:  # left while we were away
+                self._participant_left(info.sid, info, DisconnectReason.UNKNOWN_REASON)
+        for info in others.values():
+            # still here with the same sid: same actor, whatever the version (a restarted server restarts
+            # them); the same identity with a new sid is a leave + a join, as in the Rust SDK
+            self._participant_seen(info, any_version=True)
         self._arm(link_, 0.0, PingTick(link_.generation))
         if not join.subscriber_primary:
             await self._ensure_publisher()
 
     async def _reconnected(self) -> None:
         """The new link's primary PC is up: connected again; republish, then replay what waited."""
+        local = self._roster.local
         assert self._room is not None
-        assert self._local is not None
+        assert local is not None
         self._state, self._attempt = ConnState.CONNECTED, 0
         self._log.info("reconnected")
         self._sink.emit(ConnectionStateChanged(1))  # CONN_CONNECTED
-        self._sink.emit(Reconnected(self._room, self._local))
+        self._sink.emit(Reconnected(self._room, local))
         published, self._published = self._published, {}
         for cid, request in published.items():
             previous, new_cid = self._media.sid_of(cid), self._media.regate(cid)
@@ -692,13 +529,9 @@ class RoomActor(AsyncioActor):
             reply = getattr(message, "reply", None)
             if isinstance(reply, Reply) and reply.done:
                 continue  # the caller gave up meanwhile
-            again = message
-            if isinstance(message, SendPacket):  # built before the loss: the sender's new sid
-                again = replace(message, packet=replace(message.packet, participant_sid=self._local.sid))
-            await self.on_receive(again)  # held again if the link is lost once more
-        if self._outbox and self._state is ConnState.CONNECTED:  # accepted before the loss, not yet sent
+            await self.on_receive(message)  # held again if the link is lost once more
+        if self._plane.stats().queued and self._state is ConnState.CONNECTED:  # accepted before the loss
             await self._ensure_publisher()
-            await self._flush_outbox(PeerRole.PUBLISHER)
 
     # -- signal ---------------------------------------------------------------------------------------------
 
@@ -714,20 +547,21 @@ class RoomActor(AsyncioActor):
                 return
             self._log.warning("dropped a signal frame: %s", exc)
         for event in link_.session.events():
-            await self._on_signal_message(event)
+            await self._on_signal_message(link_, event)
             if self._link is not link_:
                 return  # the connection was closed by that message
 
-    async def _on_signal_message(self, msg: SignalResponseMessage) -> None:
+    async def _on_signal_message(self, link_: Link, msg: SignalResponseMessage) -> None:  # noqa: C901
         match msg:
             case JoinResponse():  # SignalResponse.join
                 await self._on_join(msg)
             case Offer():  # SignalResponse.offer: the server (re)negotiates the subscriber PC
-                await self._on_offer(msg)
+                if await link_.answer(msg):
+                    self._check_subscriptions(msg.sdp)
             case Answer():  # SignalResponse.answer: to our publisher offer
-                await self._on_answer(msg)
+                await link_.apply_answer(msg)
             case Trickle():  # SignalResponse.trickle
-                await self._on_trickle(msg)
+                await link_.trickle(msg)
             case ParticipantUpdate(participants=infos):  # SignalResponse.update
                 self._on_participant_update(infos)
             case RoomUpdate(room=room):  # SignalResponse.room_update
@@ -743,13 +577,7 @@ class RoomActor(AsyncioActor):
             case RefreshToken(token=token):  # SignalResponse.refresh_token: used by the next full reconnect
                 self._token = token
             case _:
-                pass  # pongs (the session measures rtt), speakers, quality, token refresh …
-
-    async def _send(self, msg: Any) -> None:
-        link_ = self._link
-        if link_ is None or link_.signal is None:
-            raise NotConnectedError("the signal connection is closed")
-        await link_.signal.send(link_.session.send(msg))
+                pass  # pongs (the session measures rtt) and messages greenroom does not model
 
     async def _on_join(self, join: JoinResponse) -> None:
         if join.room is None or join.participant is None:
@@ -760,15 +588,18 @@ class RoomActor(AsyncioActor):
             return
         link_ = self._link
         assert link_ is not None
-        self._room, self._local = join.room, join.participant
+        self._room = join.room
+        self._roster.set_local(join.participant)
         self._log = logging.LoggerAdapter(_log, {"room": join.room.name})
         link_.subscriber_primary = join.subscriber_primary
-        others = {p.identity: p for p in join.other_participants if p.identity != join.participant.identity}
-        self._remotes = others
-        self._sink.emit(RoomJoined(join.room, join.participant, tuple(others.values()), join.server_version))
-        self._start_child(_LOCAL, join.participant, local=True, announce=False)
-        for identity, info in others.items():
-            self._start_child(identity, info, announce=False)
+        self._start_child(LOCAL, announce=False)
+        for info in join.other_participants:
+            if info.identity != join.participant.identity:
+                seen = self._roster.seen(info)
+                if isinstance(seen, Joined):
+                    self._start_child(seen.key, announce=False)
+        remotes = self._roster.remotes()
+        self._sink.emit(RoomJoined(join.room, join.participant, remotes, join.server_version))
         self._arm(link_, 0.0, PingTick(link_.generation))
         if not join.subscriber_primary:
             await self._ensure_publisher()
@@ -779,10 +610,7 @@ class RoomActor(AsyncioActor):
             self._sink.emit(RoomMetadataChanged(room, old.metadata, room.metadata))
 
     async def _on_leave(self, leave: Leave) -> None:
-        # RESUME is served by a full reconnect too (resume is not implemented); ``can_reconnect`` is what
-        # servers before protocol 13 send instead of an action.
-        again = leave.action is not LeaveAction.DISCONNECT or leave.can_reconnect
-        again = again and leave.reason not in FATAL_LEAVE_REASONS
+        again = leave_reconnects(leave)
         why = f"the server sent leave ({leave.reason.name}, {leave.action.name})"
         if self._state is ConnState.CONNECTED and again:
             await self._link_lost(leave.reason, why)
@@ -820,78 +648,24 @@ class RoomActor(AsyncioActor):
             return
         if link_.session.ping_due(now) and link_.signal is not None:
             with contextlib.suppress(GreenroomError):
-                await link_.signal.send(link_.session.make_ping(now))
+                link_.post_frame(link_.session.make_ping(now))
         interval = link_.session.ping_interval or 5.0
         self._arm(link_, min(interval, max(link_.session.ping_timeout / 3, 0.5)), PingTick(generation))
 
     # -- peer connections -----------------------------------------------------------------------------------
 
-    def _new_peer(self, role: PeerRole) -> PeerTransport:
+    async def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
+        """The current link's publisher PC (created and offered on first use), handed to the data plane."""
         assert self._link is not None
-        return PeerTransport(
-            role, self._link.sink, policy=self._link.policy, create_data_channels=role is PeerRole.PUBLISHER
-        )
-
-    async def _on_offer(self, offer: Offer) -> None:
-        link_ = self._link
-        assert link_ is not None
-        if link_.subscriber is None:
-            link_.subscriber = self._new_peer(PeerRole.SUBSCRIBER)
-        try:
-            sdp = await link_.subscriber.create_answer(offer.sdp)
-        except GreenroomError as exc:
-            self._log.warning("cannot answer the subscriber offer: %s", exc)
-            return
-        await self._send(Answer(sdp=sdp, id=offer.id))
-        self._check_subscriptions(offer.sdp)
-
-    async def _on_answer(self, answer: Answer) -> None:
-        link_ = self._link
-        if link_ is None or link_.publisher is None:
-            return
-        try:
-            await link_.publisher.set_remote_description(answer.sdp, "answer")
-        except GreenroomError as exc:
-            self._log.warning("cannot apply the publisher answer: %s", exc)
-        link_.publisher_negotiating = False
-        if link_.publisher_again:
-            link_.publisher_again = False
-            await self._negotiate_publisher()
-
-    async def _on_trickle(self, trickle: Trickle) -> None:
-        link_ = self._link
-        assert link_ is not None
-        peer = link_.publisher if trickle.target is SignalTarget.PUBLISHER else link_.subscriber
-        if peer is not None and trickle.candidate.candidate:
-            await peer.add_ice_candidate(trickle.candidate)
-
-    async def _ensure_publisher(self) -> None:
-        """Create and offer the publisher PC (with ``_reliable``/``_lossy``) on first use."""
-        link_ = self._link
-        assert link_ is not None
-        if link_.publisher is not None:
-            return
-        link_.publisher = self._new_peer(PeerRole.PUBLISHER)
-        await self._negotiate_publisher()
-
-    async def _negotiate_publisher(self) -> None:
-        """Offer the publisher PC; one offer outstanding at a time, again after its answer if asked."""
-        link_ = self._link
-        if link_ is None or link_.publisher is None:
-            return
-        if link_.publisher_negotiating:
-            link_.publisher_again = True
-            return
-        link_.publisher_negotiating = True
-        link_.publisher_offer_id += 1
-        sdp = await link_.publisher.create_offer()
-        await self._send(Offer(sdp=sdp, id=link_.publisher_offer_id))
+        publisher = await self._link.ensure_publisher(offer=offer)
+        self._plane.attach(publisher)
+        return publisher
 
     async def _on_peer_state(self, role: PeerRole, state: str) -> None:
         link_ = self._link
         if link_ is None:
             return
-        primary = PeerRole.SUBSCRIBER if link_.subscriber_primary else PeerRole.PUBLISHER
+        primary = link_.primary()
         if state == "connected" and role is primary and self._state is ConnState.RECONNECTING:
             await self._reconnected()
         elif state == "connected" and role is primary:
@@ -901,382 +675,9 @@ class RoomActor(AsyncioActor):
         elif state == "failed" and self._state in (ConnState.CONNECTING, ConnState.RECONNECTING):
             await self._fail_connect(f"the {role.value} peer connection failed")
 
-    # -- data out: SendPacket from the local ParticipantActor ------------------------------------------------
-
-    def _to_local(self, message: PublishData | PublishDtmf | PublishTranscription | UpdateLocalInfo) -> None:
-        if self._state is not ConnState.CONNECTED or self._local is None:
-            message.reply.fail(NotConnectedError("the room is not connected"))
-            return
-        self._tell_child(_LOCAL, message)
-
-    async def _on_send_packet(self, message: SendPacket) -> None:
-        link_ = self._link
-        if self._state is not ConnState.CONNECTED or link_ is None:
-            message.reply.fail(NotConnectedError("the room is not connected"))
-            return
-        packet = self._sequence.stamp(message.packet) if message.reliable else message.packet
-        max_size = packets.MAX_MESSAGE_SIZE
-        if link_.publisher is not None and link_.publisher.max_message_size is not None:
-            max_size = min(max_size, link_.publisher.max_message_size)
-        try:
-            data = packets.encode_packet(packet, max_size=max_size)
-        except GreenroomError as exc:
-            message.reply.fail(exc)
-            return
-        self._outbox.append(_Outgoing(RELIABLE if message.reliable else LOSSY, data, message.reply))
-        await self._ensure_publisher()
-        await self._flush_outbox(PeerRole.PUBLISHER)
-
-    async def _flush_outbox(self, role: PeerRole) -> None:
-        """Send what waits for the publisher's channels, in order, each once its channel is open."""
-        link_ = self._link
-        if role is not PeerRole.PUBLISHER or link_ is None or link_.publisher is None:
-            return
-        publisher = link_.publisher
-        open_labels = set(publisher.channel_labels())
-        waiting: list[_Outgoing] = []
-        for item in self._outbox:
-            if item.label not in open_labels or any(w.label == item.label for w in waiting):
-                waiting.append(item)
-                continue
-            try:
-                await publisher.send(item.label, item.data)
-            except GreenroomError as exc:
-                item.reply.fail(exc)
-            else:
-                item.reply.ok(None)
-        self._outbox = waiting
-
-    async def _on_set_local_info(self, message: SetLocalInfo) -> None:
-        link_ = self._link
-        if self._state is not ConnState.CONNECTED or link_ is None:
-            message.reply.fail(NotConnectedError("the room is not connected"))
-            return
-        request_id = link_.session.next_request_id()
-        self._requests[request_id] = message.reply
-        update = UpdateMetadata(request_id, message.name, message.metadata, message.attributes)
-        try:
-            await self._send(update)
-        except GreenroomError as exc:
-            self._requests.pop(request_id, None)
-            message.reply.fail(exc)
-            return
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(REQUEST_TIMEOUT, self._request_timed_out, request_id)
-        message.reply.future.add_done_callback(lambda _f: timer.cancel())
-
-    def _request_timed_out(self, request_id: int) -> None:
-        reply = self._requests.pop(request_id, None)
-        if reply is not None:
-            reply.fail(RequestFailedError(f"no answer from the server within {REQUEST_TIMEOUT} s"))
-
-    # -- data in: DataReceived from a PeerTransport ----------------------------------------------------------
-
-    def _on_data(self, message: DataReceived) -> None:
-        reliable = message.label == RELIABLE  # route by channel label, never by DataPacket.kind
-        try:
-            packet = packets.decode_packet(message.data)
-        except GreenroomError as exc:
-            self._log.warning("dropped an undecodable data packet: %s", exc)
-            return
-        if reliable and not self._dedup.accept_packet(packet, time.monotonic()):
-            return
-        identity = packet.participant_identity
-        if not identity and isinstance(packet.value, packets.UserPacket):
-            identity = packet.value.legacy_participant_identity
-        if identity and identity in self._children:
-            self._tell_child(identity, DeliverPacket(packet, reliable))
-        else:
-            self._emit_unattributed(packet, reliable)
-
-    def _emit_unattributed(self, packet: packets.DataPacket, reliable: bool) -> None:
-        """A packet from no known participant (a server API): reported with ``participant=None``."""
-        match packet.value:
-            case packets.UserPacket(payload=payload, topic=topic):
-                self._sink.emit(DataEvent("", payload, reliable, topic))
-            case packets.SipDtmf(code=code, digit=digit):
-                self._sink.emit(DtmfEvent("", code, digit))
-            case packets.Transcription() as t:
-                self._sink.emit(TranscriptionEvent(t.participant_identity, t.track_id, t.segments))
-            case _:
-                pass
-
-    # -- participants ---------------------------------------------------------------------------------------
-
-    def _on_participant_update(self, infos: tuple[ParticipantInfo, ...]) -> None:
-        local = self._local
-        for info in infos:
-            if local is not None and (info.sid == local.sid or info.identity == local.identity):
-                self._local = local = info
-                self._tell_child(_LOCAL, ApplyParticipantInfo(info))
-            elif info.state is ParticipantState.DISCONNECTED:
-                self._participant_left(info, info.disconnect_reason)
-            else:
-                self._participant_seen(info)
-
-    def _participant_seen(self, info: ParticipantInfo) -> None:
-        known = self._remotes.get(info.identity)
-        if known is not None and known.sid != info.sid:  # same identity, new session: old one left
-            self._participant_left(known, DisconnectReason.DUPLICATE_IDENTITY)
-            known = None
-        if known is None:
-            self._remotes[info.identity] = info
-            self._start_child(info.identity, info, announce=True)
-        elif info.version >= known.version:
-            self._remotes[info.identity] = info
-            self._tell_child(info.identity, ApplyParticipantInfo(info))
-
-    def _participant_left(self, info: ParticipantInfo, reason: DisconnectReason) -> None:
-        if self._remotes.pop(info.identity, None) is None:
-            return
-        self._dedup.forget(info.sid)
-        ref = self._children.pop(info.identity, None)
-        self._stash.pop(info.identity, None)
-        if ref is not None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(ParticipantLeft(info, reason))
-
-    def _start_child(self, key: str, info: ParticipantInfo, *, local: bool = False, announce: bool) -> None:
-        ref = ParticipantActor.start(
-            info, self._sink, self.actor_ref, local=local, announce=announce, media=self._media
-        )
-        link(ref, self.actor_ref, key)
-        redirect_leftovers(
-            ref, lambda envelopes: self._stash.setdefault(key, []).extend(e.message for e in envelopes)
-        )
-        self._children[key] = ref
-        for message in self._stash.pop(key, []):
-            ref.tell(message)
-
-    def _info_of(self, key: str) -> ParticipantInfo | None:
-        return self._local if key == _LOCAL else self._remotes.get(key)
-
-    def _tell_child(self, key: str, message: Any) -> None:
-        """Tell a ParticipantActor; if it died since, restart it from the room's state first."""
-        ref = self._children.get(key)
-        if ref is not None:
-            try:
-                ref.tell(message)
-                return
-            except pykka.ActorDeadError:
-                pass
-        self._restart_child(key)
-        if key in self._children:
-            self._children[key].tell(message)
-
-    def _restart_child(self, key: str) -> None:
-        info = self._info_of(key)
-        if info is None or self._state in (ConnState.IDLE, ConnState.CLOSED):
-            self._children.pop(key, None)
-            return
-        self._log.warning("restarting the participant actor of %s from the room's state", info.identity)
-        self._start_child(key, info, local=key == _LOCAL, announce=False)
-
-    async def _on_child_ended(self, message: ChildFailed | ChildStopped) -> None:
-        if self._children.get(message.child_id) is not message.ref:
-            return  # an earlier incarnation (already replaced) or a participant that left
-        if isinstance(message, ChildStopped):
-            self._children.pop(message.child_id, None)
-            return
-        self._log.warning("participant actor %s crashed: %r", message.child_id, message.exception)
-        # The supervision contract's pure decision (one_for_one, permanent, with a restart intensity).
-        decision = decide(
-            strategy=Strategy.ONE_FOR_ONE,
-            children=[(key, RestartType.PERMANENT) for key in self._children],
-            failed=message.child_id,
-            reason=Crashed(message.exception),
-            history=self._restarts,
-            now=time.monotonic(),
-            intensity=PARTICIPANT_INTENSITY,
-        )
-        match decision:
-            case Restart(history=history):
-                self._restarts = history
-                self._restart_child(message.child_id)
-            case Escalate(restarts=restarts, period=period):
-                self._log.error("participant actors crashed %d times in %.0f s: giving up", restarts, period)
-                await self._close(DisconnectReason.STATE_MISMATCH, send_leave=True)
-            case NoRestart():  # not reached for permanent children; kept for exhaustiveness
-                self._children.pop(message.child_id, None)
-            case _:
-                assert_never(decision)
-
-    # -- media: publish (AddTrackRequest → TrackPublished → sender → renegotiate), subscribe, mute -------
-
-    async def _on_publish_track(self, message: PublishTrack) -> None:
-        if self._state is not ConnState.CONNECTED or self._link is None:
-            message.reply.fail(NotConnectedError("the room is not connected"))
-            return
-        if self._media.local(message.cid) is None or message.cid in self._publishing:
-            message.reply.fail(RequestFailedError("this track is not publishable (already publishing?)"))
-            return
-        request = AddTrackRequest(  # SignalRequest.add_track; answered by track_published with our cid
-            cid=message.cid,
-            name=message.name,
-            type=message.type,
-            source=message.source,
-            width=message.width,
-            height=message.height,
-            stereo=message.stereo,
-            disable_dtx=message.disable_dtx,
-            disable_red=message.disable_red,
-            stream=message.stream,
-        )
-        self._publishing[message.cid] = message
-        try:
-            await self._send(request)
-        except GreenroomError as exc:
-            self._publishing.pop(message.cid, None)
-            message.reply.fail(exc)
-            return
-        timer = asyncio.get_running_loop().call_later(
-            TRACK_PUBLISH_TIMEOUT, self._publish_timed_out, message.cid
-        )
-        message.reply.future.add_done_callback(lambda _f: timer.cancel())
-
-    def _publish_timed_out(self, cid: str) -> None:
-        message = self._publishing.pop(cid, None)
-        if message is not None:
-            message.reply.fail(RequestFailedError(f"no track_published within {TRACK_PUBLISH_TIMEOUT} s"))
-
-    async def _on_track_published(self, cid: str, info: TrackInfo) -> None:
-        message = self._publishing.pop(cid, None)
-        gate = self._media.local(cid)
-        link_ = self._link
-        if message is None or gate is None or link_ is None:
-            return
-        self._media.bind_local(cid, info.sid)
-        self._tell_child(_LOCAL, LocalTrackAdded(info))
-        if link_.publisher is None:
-            link_.publisher = self._new_peer(PeerRole.PUBLISHER)
-        try:
-            link_.publisher.add_track(gate)  # msid track id = gate.id = cid: how the server matches it
-            self._published[cid] = message
-            await self._negotiate_publisher()
-        except GreenroomError as exc:
-            message.reply.fail(exc)
-            return
-        message.reply.ok(info)
-        previous = self._republishing.pop(cid, None)
-        if previous is not None:  # a full reconnect published it again: same publication, new sid
-            self._sink.emit(LocalTrackRepublished(previous, info))
-            if gate.muted:
-                with contextlib.suppress(GreenroomError):
-                    await self._send(MuteTrack(info.sid, True))  # SignalRequest.mute
-
-    async def _on_unpublish_track(self, message: UnpublishTrack) -> None:
-        link_ = self._link
-        cid = self._media.cid_of(message.sid)
-        gate = None if cid is None else self._media.local(cid)
-        if (
-            self._state is ConnState.RECONNECTING
-            and cid is not None
-            and self._published.pop(cid, None) is not None
-        ):
-            self._media.drop_local(cid)  # no publisher PC now: it is simply not published again
-            message.reply.ok(None)
-            return
-        if link_ is None or link_.publisher is None or cid is None or gate is None:
-            message.reply.fail(RequestFailedError(f"track {message.sid} is not published"))
-            return
-        link_.publisher.remove_track(gate)  # unpublish = an inactive m-line in the next offer (§6.8)
-        self._published.pop(cid, None)
-        self._media.drop_local(cid)
-        try:
-            await self._negotiate_publisher()
-        except GreenroomError as exc:
-            message.reply.fail(exc)
-            return
-        message.reply.ok(None)
-
-    async def _on_track_control(self, message: SetLocalTrackMuted | SetSubscribed) -> None:
-        if self._state is ConnState.RECONNECTING and isinstance(message, SetLocalTrackMuted):
-            self._tell_child(_LOCAL, message)  # the gate mutes now; the republish tells the server
-            return
-        if self._state is not ConnState.CONNECTED:
-            return
-        match message:
-            case SetLocalTrackMuted(sid=sid, muted=muted):
-                self._tell_child(_LOCAL, message)
-                with contextlib.suppress(GreenroomError):
-                    await self._send(MuteTrack(sid, muted))  # SignalRequest.mute
-            case SetSubscribed(track_sid=sid, subscribe=subscribe):
-                owner = next((p for p in self._remotes.values() if any(t.sid == sid for t in p.tracks)), None)
-                if owner is None:
-                    return
-                tracks = (ParticipantTracks(owner.sid, (sid,)),)
-                with contextlib.suppress(GreenroomError):
-                    await self._send(
-                        UpdateSubscription((sid,), subscribe, tracks)
-                    )  # SignalRequest.subscription
-                if not subscribe:
-                    self._tell_child(owner.identity, MediaDetached(sid))
-            case _:
-                assert_never(message)
-
-    async def _on_track_signal(
-        self, msg: TrackPublishedResponse | TrackSubscribedResponse | MuteTrack
-    ) -> None:
-        match msg:
-            case TrackPublishedResponse(cid=cid, track=info):  # SignalResponse.track_published
-                await self._on_track_published(cid, info)
-            case TrackSubscribedResponse(track_sid=sid):  # SignalResponse.track_subscribed
-                self._sink.emit(LocalTrackSubscribed(sid))
-            case MuteTrack(sid=sid, muted=muted):  # SignalResponse.mute: the server mutes our track
-                self._tell_child(_LOCAL, SetLocalTrackMuted(sid, muted))
-            case _:
-                assert_never(msg)
-
-    def _on_room_signal(self, msg: SpeakersChanged | ConnectionQualityUpdate | SubscriptionResponse) -> None:
-        match msg:
-            case SpeakersChanged(speakers=speakers):  # the full active set (Rust replaces, JS merges)
-                active = sorted((s for s in speakers if s.active), key=lambda s: -s.level)
-                self._sink.emit(ActiveSpeakersChanged(tuple((s.sid, s.level) for s in active)))
-            case ConnectionQualityUpdate(updates=updates):
-                for update in updates:
-                    self._sink.emit(ConnectionQualityChanged(update.participant_sid, int(update.quality)))
-            case SubscriptionResponse(track_sid=sid, err=err):
-                owner = next((p for p in self._remotes.values() if any(t.sid == sid for t in p.tracks)), None)
-                identity = "" if owner is None else owner.identity
-                self._sink.emit(TrackSubscriptionFailed(identity, sid, err.name))
-            case _:
-                assert_never(msg)
-
-    async def _on_track_received(self, message: TrackReceived) -> None:
-        """The subscriber PC got a track: map it by its m-line's ``a=msid`` (``PA_sid|TR_sid``), attach it."""
-        link_ = self._link
-        if message.role is not PeerRole.SUBSCRIBER or link_ is None or link_.subscriber is None:
-            return
-        section = media_sections(link_.subscriber.remote_description or "").get(message.mid or "")
-        ids = None if section is None else unpack_stream_id(section.stream_id, section.track_id)
-        track = link_.subscriber.track_for_mid(message.mid or "")
-        if ids is None or track is None:
-            self._log.warning("a received track on mid %s has no LiveKit stream id; ignored", message.mid)
-            return
-        participant_sid, track_sid = ids
-        owner = next((p for p in self._remotes.values() if p.sid == participant_sid), None)
-        if owner is None:  # the server must announce the participant before the offer (§6.7)
-            self._log.warning("track %s from unknown participant %s; ignored", track_sid, participant_sid)
-            return
-        await self._media.attach_remote(track_sid, message.mid or "", track)
-        self._tell_child(owner.identity, MediaAttached(track_sid))
-
-    def _check_subscriptions(self, offer_sdp: str) -> None:
-        """After a subscriber offer: an attached track whose m-line stopped sending was unsubscribed."""
-        sections = media_sections(offer_sdp)
-        for mid, track_sid in self._media.subscribed_mids().items():
-            section = sections.get(mid)
-            if section is not None and section.sending:
-                continue
-            owner = next(
-                (p for p in self._remotes.values() if any(t.sid == track_sid for t in p.tracks)), None
-            )
-            if owner is not None:
-                self._tell_child(owner.identity, MediaDetached(track_sid))
-
     # -- teardown -------------------------------------------------------------------------------------------
 
-    def _arm(self, link_: _Link, delay: float, message: Any) -> None:
+    def _arm(self, link_: Link, delay: float, message: Any) -> None:
         loop = asyncio.get_running_loop()
         link_.timers.append(loop.call_later(delay, self._tell_self, message))
 
@@ -1297,28 +698,16 @@ class RoomActor(AsyncioActor):
         self._republishing.clear()
         link_, self._link = self._link, None
         if link_ is not None:
-            await self._release(link_, send_leave)
-        self._fail_pending(NotConnectedError(f"the room disconnected ({reason.name})"))
+            await link_.release(send_leave)
+        error = NotConnectedError(f"the room disconnected ({reason.name})")
+        self._fail_pending(error)
+        await self._plane.close(error)
         await self._media.close()
-        await self._stop_children()
+        await self._participants.shutdown()
+        self._roster.clear()
+        self._leaving.clear()
         if emit and was in (ConnState.CONNECTED, ConnState.RECONNECTING):
             self._sink.emit(Disconnected(reason))
-
-    async def _release(self, link_: _Link, send_leave: bool) -> None:
-        link_.sink.live = False  # from here on, nothing of this link reaches the actor
-        for timer in link_.timers:
-            timer.cancel()
-        if send_leave and link_.signal is not None and link_.session.state is ClientState.JOINED:
-            with contextlib.suppress(GreenroomError, OSError):
-                await asyncio.wait_for(link_.signal.send(link_.session.send(Leave())), CLOSE_TIMEOUT)
-        closers = [p.close() for p in (link_.publisher, link_.subscriber) if p is not None]
-        if link_.signal is not None:
-            closers.append(link_.signal.close())
-        for closer in closers:
-            try:
-                await asyncio.wait_for(closer, CLOSE_TIMEOUT)
-            except (TimeoutError, Exception):
-                self._log.warning("a transport did not close cleanly", exc_info=True)
 
     def _fail_pending(self, error: GreenroomError) -> None:
         connect, self._connect = self._connect, None
@@ -1327,9 +716,6 @@ class RoomActor(AsyncioActor):
         requests, self._requests = self._requests, {}
         for reply in requests.values():
             reply.fail(error)
-        outbox, self._outbox = self._outbox, []
-        for item in outbox:
-            item.reply.fail(error)
         publishing, self._publishing = self._publishing, {}
         for publish in publishing.values():
             publish.reply.fail(error)
@@ -1338,88 +724,3 @@ class RoomActor(AsyncioActor):
             waiting = getattr(message, "reply", None)
             if isinstance(waiting, Reply):
                 waiting.fail(error)
-
-    async def _stop_children(self) -> None:
-        children, self._children = self._children, {}
-        self._stash.clear()
-        for ref in children.values():
-            redirect_leftovers(ref, None)
-            await stop_actor(ref, timeout=CLOSE_TIMEOUT)
-
-
-def _describe_refusal(exc: SignalConnectError) -> str:
-    if exc.status is None:
-        return f"cannot reach the server: {exc.reason}"
-    return f"the server refused the connection ({exc.status}): {exc.reason}"
-
-
-# --- the facade's handle -----------------------------------------------------------------------------------
-
-
-class RoomClient:
-    """The rtc facade's handle on one room's actor tree.
-
-    Every coroutine here runs on the runtime loop (the facade schedules them with
-    :func:`greenroom.runtime.loop.submit`); each ends with a deadline. Requests go to the RoomActor's mailbox
-    with a :class:`~greenroom.actors.messages.Reply` and wait for it — never for the actor itself.
-
-    Args:
-        ref: the RoomActor.
-    """
-
-    def __init__(self, ref: pykka.ActorRef[Any], media: MediaRouter | None = None) -> None:
-        self.ref = ref
-        self.media = media if media is not None else MediaRouter()
-        """The media path (runtime loop only): the facade's streams read it, publishing registers in it."""
-
-    @classmethod
-    def start(cls, sink: EventSink) -> RoomClient:
-        """Start a RoomActor reporting to ``sink`` (any thread)."""
-        media = MediaRouter()
-        return cls(RoomActor.start(sink, media), media)
-
-    async def connect(self, url: str, token: str, options: ConnectOptions) -> RoomJoined:
-        """Join the room; returns the join snapshot once the primary peer connection is up.
-
-        Raises:
-            ConnectFailedError: refused, unreachable, timed out, or the server closed the connection.
-        """
-        reply: Reply[RoomJoined] = Reply.new()
-        self.ref.tell(Connect(url, token, options, reply))
-        try:
-            return await asyncio.wait_for(asyncio.shield(reply.future), options.timeout + CLOSE_TIMEOUT)
-        except TimeoutError:
-            raise ConnectFailedError(f"timed out after {options.timeout} s") from None
-
-    async def request(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> None:
-        """Send ``make(reply)`` to the RoomActor and wait for the reply (publish, set_metadata …)."""
-        reply: Reply[None] = Reply.new()
-        try:
-            self.ref.tell(make(reply))
-        except pykka.ActorDeadError:
-            raise NotConnectedError("the room is closed") from None
-        try:
-            await asyncio.wait_for(asyncio.shield(reply.future), timeout)
-        except TimeoutError:
-            raise RequestFailedError(f"no answer within {timeout} s") from None
-
-    async def ask(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> Any:
-        """Like :meth:`request`, returning the reply's value (``publish_track`` → ``TrackInfo``)."""
-        reply: Reply[Any] = Reply.new()
-        try:
-            self.ref.tell(make(reply))
-        except pykka.ActorDeadError:
-            raise NotConnectedError("the room is closed") from None
-        try:
-            return await asyncio.wait_for(asyncio.shield(reply.future), timeout)
-        except TimeoutError:
-            raise RequestFailedError(f"no answer within {timeout} s") from None
-
-    async def close(self, reason: DisconnectReason = DisconnectReason.CLIENT_INITIATED) -> None:
-        """Disconnect (if connected) and stop the whole tree; safe to call more than once."""
-        reply: Reply[None] = Reply.new()
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.ref.tell(Disconnect(reason, reply))
-            with contextlib.suppress(TimeoutError, GreenroomError):
-                await asyncio.wait_for(asyncio.shield(reply.future), 3 * CLOSE_TIMEOUT)
-        await stop_actor(self.ref, timeout=3 * CLOSE_TIMEOUT)

@@ -47,7 +47,7 @@ from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPu
 from greenroom.rtc.transcription import Transcription
 
 if TYPE_CHECKING:
-    from greenroom.actors.room import RoomClient
+    from greenroom.actors.client import RoomClient
     from greenroom.rtc.room import Room
 
 __all__ = [

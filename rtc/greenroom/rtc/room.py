@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
 
 from greenroom.actors import messages as m
-from greenroom.actors.room import ConnectFailedError, RoomClient
+from greenroom.actors.client import RoomClient
+from greenroom.actors.room import ConnectFailedError
 from greenroom.codecs.models import IceServer as _WireIceServer
 from greenroom.codecs.models import ParticipantInfo, RoomInfo, TrackInfo
 from greenroom.rtc._bridge import LoopSink, call

@@ -21,7 +21,7 @@ from greenroom.rtc._enums import TrackKind, track_kind
 from greenroom.runtime import loop as runtime
 
 if TYPE_CHECKING:
-    from greenroom.actors.room import RoomClient
+    from greenroom.actors.client import RoomClient
     from greenroom.rtc.audio_source import AudioSource
     from greenroom.rtc.video_source import VideoSource
 

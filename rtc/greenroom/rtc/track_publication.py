@@ -19,7 +19,7 @@ from greenroom.rtc.track import Track
 from greenroom.runtime import loop as runtime
 
 if TYPE_CHECKING:
-    from greenroom.actors.room import RoomClient
+    from greenroom.actors.client import RoomClient
 
 __all__ = ["LocalTrackPublication", "RemoteTrackPublication", "TrackPublication"]
 

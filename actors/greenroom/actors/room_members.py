@@ -1,0 +1,242 @@
+"""The RoomActor's members and their data: participants' actors, and packets in and out.
+
+A mixin of :class:`~greenroom.actors.room.RoomActor` (same actor, same state; split out to keep each module
+readable):
+
+* **participants** — the :class:`~greenroom.actors.roster.Roster` decides who joined, changed or left; each
+  participant's ParticipantActor is a transient child of the RoomActor's
+  :class:`~greenroom.actors.supervision.ChildTable`, started from the roster's snapshot (a restart is
+  restored from it without announcing anything) and reached only through its stable address, so messages
+  for a crashed child wait in its stash and are replayed — a message never starts a dead child;
+* **data out** — a publish command becomes a packet (stamped, encoded, size-checked) queued on the
+  :class:`~greenroom.actors.dataplane.DataPlane`; the caller's reply completes when it is sent;
+* **data in** — decoded, de-duplicated (reliable), routed by channel label to the sender's ParticipantActor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pykka
+
+from greenroom.actors.connection import ConnState
+from greenroom.actors.dataplane import DataPlane, packet_for, receive_packet
+from greenroom.actors.link import CLOSE_TIMEOUT, Link, NotConnectedError
+from greenroom.actors.media import MediaRouter
+from greenroom.actors.messages import (
+    ApplyParticipantInfo,
+    DeliverPacket,
+    EventSink,
+    ParticipantLeft,
+    PublishData,
+    PublishDtmf,
+    PublishTranscription,
+    Reply,
+    UpdateLocalInfo,
+)
+from greenroom.actors.messages import DataPacketReceived as DataEvent
+from greenroom.actors.messages import SipDtmfReceived as DtmfEvent
+from greenroom.actors.messages import TranscriptionReceived as TranscriptionEvent
+from greenroom.actors.participant import ParticipantActor
+from greenroom.actors.room_media import RequestFailedError
+from greenroom.actors.roster import LOCAL, Joined, Roster, Updated
+from greenroom.actors.supervision import ChildSpec, ChildTable, RestartType
+from greenroom.codecs import packets
+from greenroom.codecs.errors import GreenroomError, LocalProtocolError
+from greenroom.codecs.models import DisconnectReason, ParticipantInfo, ParticipantState, TrackInfo
+from greenroom.codecs.signalling import UpdateMetadata
+from greenroom.runtime.peer import LOSSY, RELIABLE, PeerTransport
+
+__all__ = ["REQUEST_TIMEOUT", "Members"]
+
+#: Seconds ``set_metadata``/``set_name``/``set_attributes`` wait for the server's ``request_response``.
+REQUEST_TIMEOUT = 5.0
+
+
+class Members:
+    """Participants' actors and the data path (mixed into the RoomActor, whose state it is)."""
+
+    _state: ConnState
+    _link: Link | None
+    _media: MediaRouter
+    _sink: EventSink
+    _roster: Roster
+    _leaving: dict[str, ParticipantInfo]
+    _participants: ChildTable
+    _local_tracks: dict[str, TrackInfo]
+    _requests: dict[int, Reply[None]]
+    _plane: DataPlane
+    _sequence: packets.SequenceCounter
+    _dedup: packets.ReliableDeduplicator
+    _log: logging.LoggerAdapter[logging.Logger]
+
+    async def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
+        raise NotImplementedError
+
+    async def _close(self, reason: DisconnectReason, *, send_leave: bool, emit: bool = True) -> None:
+        raise NotImplementedError
+
+    # -- data out: the user's publish commands -> the data plane ---------------------------------------------
+
+    async def _on_publish(self, message: PublishData | PublishDtmf | PublishTranscription) -> None:
+        local = self._roster.local
+        if self._state is not ConnState.CONNECTED or self._link is None or local is None:
+            message.reply.fail(NotConnectedError("the room is not connected"))
+            return
+        if isinstance(message, PublishTranscription) and not message.transcription.track_id.startswith("TR_"):
+            # Trap: the Rust SDK (every official client but JS) aborts its whole process on receiving one:
+            # ``handle_transcription`` does ``TrackSid::try_from(track_id).unwrap()`` and ``TrackSid``
+            # requires the ``TR_`` prefix (rust-sdks livekit/src/room/mod.rs ``handle_transcription``,
+            # room/id.rs ``impl_from_prefix!``; livekit 1.2.1 panics at mod.rs:1927, SIGABRT). The official
+            # sender does not check, so one empty ``track_sid`` kills every official client in the room.
+            wrong = message.transcription.track_id
+            reason = f"track_sid must be a TR_ track sid, not {wrong!r}: official receivers abort on it"
+            message.reply.fail(LocalProtocolError(reason))
+            return
+        packet, reliable = packet_for(message, local.identity, local.sid)
+        publisher = self._link.publisher
+        max_size = packets.MAX_MESSAGE_SIZE
+        if publisher is not None and publisher.max_message_size is not None:
+            max_size = min(max_size, publisher.max_message_size)
+        if reliable:
+            packet = self._sequence.stamp(packet)
+        try:
+            data = packets.encode_packet(packet, max_size=max_size)
+        except GreenroomError as exc:  # too large: refused before queuing (a sequence gap is harmless)
+            message.reply.fail(exc)
+            return
+        self._plane.put(RELIABLE if reliable else LOSSY, data, message.reply)
+        if publisher is None:
+            await self._ensure_publisher()
+
+    def _on_update_local_info(self, message: UpdateLocalInfo) -> None:
+        link_ = self._link
+        if self._state is not ConnState.CONNECTED or link_ is None:
+            message.reply.fail(NotConnectedError("the room is not connected"))
+            return
+        request_id = link_.session.next_request_id()
+        update = UpdateMetadata(
+            request_id, message.name or "", message.metadata or "", message.attributes or ()
+        )
+        try:
+            link_.post(update)
+        except GreenroomError as exc:
+            message.reply.fail(exc)
+            return
+        self._requests[request_id] = message.reply
+        timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._request_timed_out, request_id)
+        message.reply.future.add_done_callback(lambda _f: timer.cancel())
+
+    def _request_timed_out(self, request_id: int) -> None:
+        reply = self._requests.pop(request_id, None)
+        if reply is not None:
+            reply.fail(RequestFailedError(f"no answer from the server within {REQUEST_TIMEOUT} s"))
+
+    # -- data in: DataReceived from a PeerTransport ----------------------------------------------------------
+
+    def _on_data(self, label: str, data: bytes) -> None:
+        received = receive_packet(label, data, self._dedup, time.monotonic())
+        if received is None:
+            return
+        packet, reliable = received
+        identity = packet.participant_identity
+        if not identity and isinstance(packet.value, packets.UserPacket):
+            identity = packet.value.legacy_participant_identity
+        key = self._roster.key_of(identity) if identity else None
+        if key is not None:
+            self._tell_child(key, DeliverPacket(packet, reliable))
+        else:
+            self._emit_unattributed(packet, reliable)
+
+    def _emit_unattributed(self, packet: packets.DataPacket, reliable: bool) -> None:
+        """A packet from no known participant (a server API): reported with ``participant=None``."""
+        match packet.value:
+            case packets.UserPacket(payload=payload, topic=topic):
+                self._sink.emit(DataEvent("", payload, reliable, topic))
+            case packets.SipDtmf(code=code, digit=digit):
+                self._sink.emit(DtmfEvent("", code, digit))
+            case packets.Transcription() as t:
+                self._sink.emit(TranscriptionEvent(t.participant_identity, t.track_id, t.segments))
+            case _:
+                pass
+
+    # -- participants: the roster and the supervision of their actors ----------------------------------------
+
+    def _on_participant_update(self, infos: tuple[ParticipantInfo, ...]) -> None:
+        for info in infos:
+            if self._roster.is_local(info):
+                self._roster.set_local(info)
+                self._tell_child(LOCAL, ApplyParticipantInfo(info))
+            elif info.state is ParticipantState.DISCONNECTED:
+                key = self._roster.key_of_sid(info.sid)
+                if key is not None:
+                    self._participant_left(key, info, info.disconnect_reason)
+            else:
+                self._participant_seen(info)
+
+    def _participant_seen(self, info: ParticipantInfo, *, any_version: bool = False) -> None:
+        match self._roster.seen(info, any_version=any_version):
+            case Joined(key=key, replaced=replaced):
+                if replaced is not None:  # same identity, new session: the old one left
+                    self._say_goodbye(replaced.sid, replaced, DisconnectReason.DUPLICATE_IDENTITY)
+                self._start_child(key, announce=True)
+            case Updated(key=key):
+                self._tell_child(key, ApplyParticipantInfo(info))
+            case None:
+                pass
+
+    def _participant_left(self, key: str, info: ParticipantInfo, reason: DisconnectReason) -> None:
+        if self._roster.remove(key) is not None:
+            self._say_goodbye(key, info, reason)
+
+    def _say_goodbye(self, key: str, info: ParticipantInfo, reason: DisconnectReason) -> None:
+        self._dedup.forget(info.sid)
+        self._leaving[key] = info
+        self._tell_child(key, ParticipantLeft(info, reason))
+
+    def _start_child(self, key: str, *, announce: bool) -> None:
+        first = [announce]
+
+        def start() -> pykka.ActorRef[Any]:
+            # The first incarnation announces (if asked); a restart is restored from the roster's snapshot
+            # (or the goodbye it was saying), without announcing anything again.
+            announce_now, first[0] = first[0], False
+            info = self._roster.info(key) or self._leaving[key]
+            local_tracks = tuple(self._local_tracks.values()) if key == LOCAL else ()
+            return ParticipantActor.start(
+                info,
+                self._sink,
+                local=key == LOCAL,
+                announce=announce_now,
+                media=self._media,
+                local_tracks=local_tracks,
+            )
+
+        spec = ChildSpec(key, start, restart=RestartType.TRANSIENT, shutdown_timeout=CLOSE_TIMEOUT)
+        self._participants.start_child_now(spec)
+
+    def _tell_child(self, key: str, message: Any) -> None:
+        """Tell a ParticipantActor through its stable address: stashed (never restarted) while it is down."""
+        handle = self._participants.handle(key)
+        if handle is None:
+            self._log.debug("no participant actor %s for %r", key, message)
+            return
+        try:
+            handle.tell(message)
+        except pykka.ActorDeadError:
+            self._log.debug("participant actor %s is gone; %r dropped", key, message)
+        except GreenroomError as exc:  # a full stash: counted by the stable reference, and said here
+            self._log.error("participant actor %s: %r not delivered: %s", key, message, exc)
+
+    async def _on_supervision(self, message: Any) -> None:
+        if not self._participants.owns(message):
+            return
+        escalation = await self._participants.on_message(message)
+        for key in [k for k in self._leaving if k not in self._participants]:
+            del self._leaving[key]  # said goodbye and stopped
+        if escalation is not None:
+            self._log.error("participant actors keep crashing: %s", escalation.error)
+            await self._close(DisconnectReason.STATE_MISMATCH, send_leave=True)
