@@ -89,8 +89,8 @@ _log = logging.getLogger("greenroom.actors.participant")
 
 #: The crash-loop brake for one participant's TrackActors; past it the ParticipantActor fails (escalates).
 TRACK_INTENSITY = Intensity(max_restarts=5, period=10.0)
-#: The first restart is immediate, then 10 ms doubling up to 0.5 s (± 20 %).
-TRACK_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, immediate=1)
+#: The first restart is immediate, then 10 ms doubling up to 0.5 s (± 20 %), counting the last second's.
+TRACK_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, reset_after=1.0, immediate=1)
 
 
 def changed_attributes(old: ParticipantInfo, new: ParticipantInfo) -> dict[str, str]:

@@ -147,8 +147,9 @@ _log = logging.getLogger("greenroom.actors.room")
 #: The crash-loop brake for participant actors: more restarts than this within the period and the room gives
 #: up (disconnects with ``STATE_MISMATCH``) rather than restart a poisoned actor forever.
 PARTICIPANT_INTENSITY = Intensity(max_restarts=10, period=10.0)
-#: A lone crash restarts at once; a crash loop slows down: 10 ms doubling up to 0.5 s (± 20 %).
-PARTICIPANT_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, immediate=1)
+#: A lone crash restarts at once; a crash loop slows down: 10 ms doubling up to 0.5 s (± 20 %), counting the
+#: restarts of the last second (a crash more than 1 s after the previous restart is a lone crash again).
+PARTICIPANT_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, reset_after=1.0, immediate=1)
 #: Requests held while the room reconnects (replayed in order once reconnected); beyond this they fail.
 HOLD_CAPACITY = 1_000
 #: The SDK name and version greenroom reports in the join query.
