@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import re
 import tokenize
 import tomllib
 from pathlib import Path
+from types import ModuleType
 
-from greenroom.runtime.seams_check import Seam
+import pytest
+
+from greenroom.runtime.seams_check import DependencyMismatchError, Seam, check, installed_version, problems
 
 __all__ = ["ROOT", "knocked_out", "private_uses", "pyproject_pin"]
 
@@ -53,3 +57,19 @@ def private_uses(names: set[str], *, allowed: set[str], literals: bool = True) -
                 if (attribute and token.string in names) or literal:
                     found.append(f"{path.relative_to(ROOT)}:{token.start[0]} {token.string}")
     return found
+
+
+def assert_installed_matches(distribution: str, seams: ModuleType) -> None:
+    """The installed ``distribution`` has every seam of its seams module, and the pin, the module's expected
+    range and the installed version agree."""
+    assert [p for seam in seams.SEAMS for p in problems(seam)] == []
+    check(distribution, seams.EXPECTED, seams.SEAMS)
+    assert pyproject_pin(distribution) == seams.EXPECTED
+    assert installed_version(distribution).startswith(seams.EXPECTED.removesuffix("*"))
+
+
+def assert_refused_when_gone(distribution: str, seams: ModuleType, seam: Seam, installed: str) -> None:
+    """The check refuses ``seam`` with its name knocked out, naming the version and the expected range."""
+    match = rf"{distribution} {re.escape(installed)} .* {re.escape(distribution + '==' + seams.EXPECTED)}"
+    with pytest.raises(DependencyMismatchError, match=match):
+        check(distribution, seams.EXPECTED, [knocked_out(seam)], installed=installed)

@@ -60,18 +60,10 @@ class RoomClient:
 
     async def request(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> None:
         """Send ``make(reply)`` to the RoomActor and wait for the reply (publish, set_metadata …)."""
-        reply: Reply[None] = Reply.new()
-        try:
-            self.ref.tell(make(reply))
-        except pykka.ActorDeadError:
-            raise NotConnectedError("the room is closed") from None
-        try:
-            await asyncio.wait_for(asyncio.shield(reply.future), timeout)
-        except TimeoutError:
-            raise RequestFailedError(f"no answer within {timeout} s") from None
+        await self.ask(make, timeout)
 
     async def ask(self, make: Any, timeout: float = PUBLISH_TIMEOUT) -> Any:
-        """Like :meth:`request`, returning the reply's value (``publish_track`` → ``TrackInfo``)."""
+        """Send ``make(reply)`` to the RoomActor; return the reply's value (a ``TrackInfo`` for a publish)."""
         reply: Reply[Any] = Reply.new()
         try:
             self.ref.tell(make(reply))
