@@ -7,6 +7,8 @@ COPY codecs codecs
 COPY runtime runtime
 COPY actors actors
 COPY rtc rtc
+COPY testing testing
+COPY agents agents
 COPY devserver devserver
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
