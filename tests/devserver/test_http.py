@@ -63,10 +63,20 @@ def test_v1_paths_answer_404_with_cors_even_for_a_valid_token() -> None:
 
 def test_unknown_paths_and_plain_get_on_rtc_are_404() -> None:
     async def scenario(server: DevServer) -> None:
-        assert (await _aget(server, "/"))[0] == 404
-        assert (await _aget(server, "/twirp/livekit.RoomService/ListRooms"))[0] == 404
+        assert (await _aget(server, "/nothing/here"))[0] == 404
+        assert (await _aget(server, "/twirp/livekit.RoomService/ListRooms"))[0] == 404  # Twirp: only POST
         token = server.mint_token("alice", "r")
         assert (await _aget(server, "/rtc", {"Authorization": f"Bearer {token}"}))[0] == 404
+
+    run_with_server(scenario)
+
+
+def test_root_is_the_health_check() -> None:
+    """``GET /`` answers 200 ``OK``, as livekit-server's health check does (load balancers probe it)."""
+
+    async def scenario(server: DevServer) -> None:
+        status, body, _ = await _aget(server, "/")
+        assert (status, body) == (200, "OK")
 
     run_with_server(scenario)
 

@@ -31,7 +31,6 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, assert_never
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from greenroom.codecs.errors import CodecError, GreenroomError, LocalProtocolError, RemoteProtocolError
@@ -77,6 +76,7 @@ from greenroom.codecs.signalling import (
 )
 from greenroom.devserver.config import SERVER_VERSION, ServerConfig
 from greenroom.devserver.forwarding import Publication, Subscription, quality_from_loss
+from greenroom.devserver.front import SignalSocket
 from greenroom.devserver.room import Dropped, Member, Room, Routed, new_sid
 from greenroom.devserver.tracks import PendingTrack, match_pending, media_sections
 from greenroom.runtime.ice import IceCandidateLike, IcePolicy
@@ -151,7 +151,7 @@ class ParticipantSession:
         hub: Hub,
         room: Room,
         member: Member,
-        websocket: ServerConnection,
+        websocket: SignalSocket,
         *,
         params: JoinParams,
         policy: IcePolicy,
@@ -176,6 +176,7 @@ class ParticipantSession:
         self._sub_again = False
         self._sub_ready = False  # the subscriber PC connected on its first (data-only) offer
         self._background: set[asyncio.Task[None]] = set()
+        self._peer_closes: list[asyncio.Task[None]] = []  # awaited by _finish, never cancelled
         self._taps: dict[str, tuple[RtpTap, Any]] = {}  # publisher mid -> (tap, receiver), from ``track``
         #: TR_ sid -> the media of this participant's published tracks.
         self.publications: dict[str, Publication] = {}
@@ -227,7 +228,7 @@ class ParticipantSession:
             await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE)
         for task in (writer, pump, *self._background):
             task.cancel()
-        await asyncio.gather(writer, pump, *self._background, return_exceptions=True)
+        await asyncio.gather(writer, pump, *self._background, *self._peer_closes, return_exceptions=True)
         await self._ws.close()
         self._close_media()
         for peer in (self._subscriber, self._publisher):
@@ -668,9 +669,11 @@ class ParticipantSession:
         except (LookupError, GreenroomError) as exc:
             # No fallback to decoding: close that PC before more RTP arrives, and end the session.
             self._log.error("could not tap the %s track of mid %s: %r; ending", event.kind, event.mid, exc)
-            task = asyncio.create_task(transport.close(), name=f"close untapped {self.member.sid}")
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            # Never cancelled (see _finish): a cancelled aiortc close() leaves the PC half closed, and the
+            # next close() awaits a future nobody resolves (aiortc rtcpeerconnection.py ``close``).
+            self._peer_closes.append(
+                asyncio.create_task(transport.close(), name=f"close untapped {self.member.sid}")
+            )
             self.end(DisconnectReason.MEDIA_FAILURE)
 
     def _on_data(self, event: DataReceived) -> None:

@@ -1,6 +1,8 @@
 """The dev server: HTTP routes, token checks, rooms and the WebSocket sessions, on one asyncio loop.
 
-Routes (livekit/livekit ``pkg/service/rtcservice.go``; ``reference/signal-protocol.md`` §2, §11.1):
+Everything is served by one aiohttp listener (``front.py``), as livekit-server serves everything on 7880.
+Routes (livekit/livekit ``pkg/service/rtcservice.go``, ``server.go``; ``reference/signal-protocol.md`` §2,
+§11.1):
 
 * ``/rtc`` — v0 signalling (two peer connections). The token comes from ``Authorization: Bearer`` (Rust /
   Python SDK) or the ``access_token`` query parameter (JS); a bad one is a 401 *before* the upgrade; a plain
@@ -10,6 +12,7 @@ Routes (livekit/livekit ``pkg/service/rtcservice.go``; ``reference/signal-protoc
   back to ``/rtc`` only on a 404 at the upgrade, and JS only on a CORS-readable 404 from the v1 validate
   URL whose body lacks "requested room does not exist" (traps 1 and 3 of §11.5; treating ``/rtc/v1`` as
   ``/rtc`` makes the Rust SDK wait 15 s for an answer to its embedded offer).
+* ``/`` — ``200 OK`` (livekit-server's health check).
 * anything else — 404.
 
 Programmatic use (tests, the demo)::
@@ -33,9 +36,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Self
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from aiohttp import web
 
 from greenroom.codecs.errors import CodecError, TokenError
 from greenroom.codecs.models import (
@@ -57,6 +58,7 @@ from greenroom.codecs.signalling import (
 from greenroom.codecs.tokens import DEFAULT_TTL, Claims, VideoGrants, check_join, mint_token, verify_token
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.forwarding import SpeakerDetector, max_bundle
+from greenroom.devserver.front import HttpFront, SignalSocket, accept_websocket
 from greenroom.devserver.participant import ParticipantSession
 from greenroom.devserver.room import Admission, Room
 from greenroom.runtime import loop as runtime_loop
@@ -119,10 +121,8 @@ def admission_from(claims: Claims, grants: VideoGrants, params: JoinParams) -> A
     )
 
 
-def _respond(connection: ServerConnection, status: http.HTTPStatus, body: str) -> Response:
-    response = connection.respond(status, body)
-    response.headers[_CORS[0]] = _CORS[1]
-    return response
+def _respond(status: http.HTTPStatus, body: str) -> web.Response:
+    return web.Response(status=status.value, text=body, headers={_CORS[0]: _CORS[1]})
 
 
 class _RefusedError(Exception):
@@ -150,9 +150,8 @@ class DevServer:
         self.rooms: dict[str, Room] = {}
         self._sessions: dict[tuple[str, str], ParticipantSession] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
-        self._admissions: dict[ServerConnection, tuple[Claims, VideoGrants, JoinParams]] = {}
         self._policy = max_bundle(ice_policy_for(self.config))
-        self._server: Server | None = None
+        self._front: HttpFront | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._speakers: dict[str, SpeakerDetector] = {}
@@ -229,16 +228,8 @@ class DevServer:
 
     async def start(self) -> Self:
         """Listen; returns once the socket is bound."""
-        self._server = await serve(
-            self._serve_session,
-            self.config.bind,
-            self.config.port,
-            process_request=self._route,
-            max_size=self.config.max_signal_size,
-            compression=None,
-            logger=logging.getLogger("greenroom.devserver.websockets"),
-        )
-        self._port = next(iter(self._server.sockets)).getsockname()[1]
+        self._front = HttpFront(self._route, logger=logging.getLogger("greenroom.devserver.http"))
+        self._port = await self._front.start(self.config.bind, self.config.port)
         self._reaper = asyncio.create_task(self._reap_rooms(), name="greenroom-room-reaper")
         self._monitor = asyncio.create_task(self._monitor_media(), name="greenroom-media-monitor")
         _log.info(
@@ -258,9 +249,8 @@ class DevServer:
         for task in (self._reaper, self._monitor):
             if task is not None:
                 task.cancel()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._front is not None:
+            await self._front.close()
         _log.info("stopped")
 
     async def serve_forever(self) -> None:
@@ -398,33 +388,33 @@ class DevServer:
 
     # --- HTTP --------------------------------------------------------------------------------------
 
-    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        path, _, query = request.path.partition("?")
-        path = path.rstrip("/") or "/"
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        query = request.rel_url.raw_query_string
+        response: web.StreamResponse
         try:
             match path:
                 case "/rtc/v1" | "/rtc/v1/validate":
-                    return _respond(
-                        connection, http.HTTPStatus.NOT_FOUND, "single peer connection is not supported"
-                    )
+                    response = _respond(http.HTTPStatus.NOT_FOUND, "single peer connection is not supported")
                 case "/rtc/validate":
                     self._authorize(request.headers, query)
-                    return _respond(connection, http.HTTPStatus.OK, "success")
+                    response = _respond(http.HTTPStatus.OK, "success")
                 case "/rtc":
                     admitted = self._authorize(request.headers, query)
                     if request.headers.get("Upgrade", "").lower() != "websocket":
-                        return _respond(
-                            connection, http.HTTPStatus.NOT_FOUND, "/rtc needs a WebSocket upgrade"
-                        )
-                    self._admissions[connection] = admitted
-                    return None
+                        response = _respond(http.HTTPStatus.NOT_FOUND, "/rtc needs a WebSocket upgrade")
+                    else:
+                        response = await self._upgrade(request, admitted)
+                case "/":
+                    response = web.Response(text="OK")  # livekit-server's health check
                 case _:
-                    return _respond(connection, http.HTTPStatus.NOT_FOUND, "not found")
+                    response = _respond(http.HTTPStatus.NOT_FOUND, "not found")
         except _RefusedError as refused:
             _log.info("refused %s: %s %s", path, refused.status.value, refused.body)
-            return _respond(connection, refused.status, refused.body)
+            response = _respond(refused.status, refused.body)
+        return response
 
-    def _authorize(self, headers: Headers, query: str) -> tuple[Claims, VideoGrants, JoinParams]:
+    def _authorize(self, headers: Mapping[str, str], query: str) -> tuple[Claims, VideoGrants, JoinParams]:
         """Token from ``Authorization: Bearer`` (wins when present) or ``access_token``; then grants."""
         try:
             params = JoinParams.from_query(query)
@@ -448,17 +438,25 @@ class DevServer:
 
     # --- WebSocket sessions ------------------------------------------------------------------------
 
-    async def _serve_session(self, websocket: ServerConnection) -> None:
+    async def _upgrade(
+        self, request: web.Request, admitted: tuple[Claims, VideoGrants, JoinParams]
+    ) -> web.StreamResponse:
+        socket = await accept_websocket(request, max_size=self.config.max_signal_size)
+        if socket is None:
+            return _respond(http.HTTPStatus.BAD_REQUEST, "invalid WebSocket handshake")
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
         try:
-            await self._session(websocket)
+            await self._session(socket, admitted)
         finally:
             self._handlers.discard(task)
+        return socket.response
 
-    async def _session(self, websocket: ServerConnection) -> None:
-        claims, grants, params = self._admissions.pop(websocket)
+    async def _session(
+        self, websocket: SignalSocket, admitted: tuple[Claims, VideoGrants, JoinParams]
+    ) -> None:
+        claims, grants, params = admitted
         if params.reconnect:
             # Resume is not supported (yet): STATE_MISMATCH + RECONNECT makes both SDKs rejoin in full
             # (livekit/livekit roommanager.go does the same for a participant it no longer has).
@@ -483,7 +481,7 @@ class DevServer:
         await session.run(None if evicted is None else evicted.info())
 
     @staticmethod
-    async def _refuse(websocket: ServerConnection, reason: DisconnectReason, action: LeaveAction) -> None:
+    async def _refuse(websocket: SignalSocket, reason: DisconnectReason, action: LeaveAction) -> None:
         signal = ServerSignalSession(time.time())
         _log.info("refused a session: %s", reason.name)
         await websocket.send(signal.send(Leave(reason=reason, action=action)))
