@@ -1,20 +1,46 @@
-"""The connection's states and its reconnect schedule (pure: no loop, no I/O).
+"""The connection machine of a RoomActor, and its pure rules (no loop, no I/O: events in, actions out).
 
-Connection state machine of a RoomActor (``ConnState``)::
+The :class:`ConnectionMachine` is sans-I/O in the manner of the codecs (h11's ``_state.py`` is the model): the
+RoomActor feeds it what happened (:data:`ConnEvent` values: a connect was asked, the link's signal was
+refused, the join arrived, the primary peer connection came up, the link broke, a timer fired, a close was
+asked) and performs the :data:`ConnAction` values it returns, in order. The machine owns the connection's
+state, the generation of the current link, the reconnect attempt and schedule, the requests held while
+reconnecting, the requests in flight with their deadlines, and the outbox policy; the actor owns the
+transports and does what it is told.
 
-    IDLE --Connect--> CONNECTING --primary PC connected--> CONNECTED --Disconnect, leave{DISCONNECT}--> CLOSED
-                   |  deadline, refused, leave           |   ^  link lost (signal closed, ping timeout,
-                   v                                     v   |  PC failed, leave{RESUME|RECONNECT})
-                 CLOSED                          RECONNECTING --attempts exhausted / fatal leave--> CLOSED
-                                                 (full reconnect: new signal + session + PCs, join
-                                                  again, republish local tracks, replay held requests)
+States and transitions (the table :data:`TRANSITIONS`; an event not in the table for a state is ignored —
+late events of an earlier link carry an older ``generation`` and are ignored in every state)::
+
+    IDLE --Start--> CONNECTING --Up--> CONNECTED --Stop, Leave(not again)--> CLOSED
+                       |                  |   ^
+      Refused, Lost,   |           Lost,  |   |  Up (republish, replay held)
+      Deadline, Leave  v     Leave(again) v   |
+                     CLOSED           RECONNECTING --attempts exhausted, 401/403, Leave(not again)--> CLOSED
+                                      (RetryDue opens a new link: a new generation; Refused/Lost/Deadline
+                                       end that attempt and schedule the next)
+
+Policies decided here (each a documented decision, see docs/architecture.md):
+
+* **Held requests** — while RECONNECTING, holdable requests (publish data/DTMF/transcription, metadata
+  updates, publish track, subscription changes) wait in order, at most ``hold_capacity``; beyond it a request
+  is refused (:attr:`Admission.REFUSED`, counted). They are replayed in order once connected again and
+  failed if the room closes instead.
+* **Requests in flight** — each has a key (the signal ``request_id``, or a publish's ``cid``), a deadline
+  and a loss policy: :attr:`OnLoss.FAIL` (metadata updates: sent on the dead session, never answered) or
+  :attr:`OnLoss.RETRY` (a publish not yet acknowledged: asked again after the reconnect, ahead of the held).
+* **Outbox** — packets the data plane accepted survive a reconnect (the plane is detached and keeps them for
+  the next publisher: :class:`BeginReconnect`); a close fails them (:class:`Teardown`).
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import ipaddress
 import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from greenroom.actors.messages import ConnectOptions
 from greenroom.actors.supervision import Backoff, backoff_delay
@@ -26,8 +52,35 @@ from greenroom.runtime.signal_transport import SignalConnectError
 
 __all__ = [
     "FATAL_LEAVE_REASONS",
+    "HOLD_CAPACITY",
+    "TRANSITIONS",
+    "Admission",
+    "BeginReconnect",
+    "ConnAction",
+    "ConnEvent",
     "ConnState",
     "ConnectFailedError",
+    "Connected",
+    "ConnectionMachine",
+    "Deadline",
+    "Expired",
+    "FailRequests",
+    "Garbled",
+    "Joined",
+    "LeaveReceived",
+    "Lost",
+    "OnLoss",
+    "OpenLink",
+    "Refused",
+    "ReleaseLink",
+    "Restored",
+    "RetryDue",
+    "ScheduleRetry",
+    "Start",
+    "StartSession",
+    "Stop",
+    "Teardown",
+    "Up",
     "describe_refusal",
     "ice_policy_for",
     "leave_reconnects",
@@ -102,3 +155,430 @@ def describe_refusal(exc: SignalConnectError) -> str:
     if exc.status is None:
         return f"cannot reach the server: {exc.reason}"
     return f"the server refused the connection ({exc.status}): {exc.reason}"
+
+
+# -- the machine ------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+#: Requests held while the room reconnects (replayed in order once reconnected); beyond this they are refused.
+HOLD_CAPACITY = 1_000
+
+
+class Admission(enum.Enum):
+    """What :meth:`ConnectionMachine.admit` decided for a holdable request."""
+
+    PROCESS = enum.auto()
+    """Connected (or not a state that holds): handle it now."""
+    HELD = enum.auto()
+    """Reconnecting: kept, replayed once connected again (or failed at close)."""
+    REFUSED = enum.auto()
+    """Reconnecting with ``hold_capacity`` requests already waiting: fail it now."""
+
+
+class OnLoss(enum.Enum):
+    """What becomes of a request in flight when the link is lost."""
+
+    FAIL = enum.auto()
+    RETRY = enum.auto()
+
+
+# Events (what happened). ``generation`` is the link the event belongs to; a stale one is ignored.
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """``connect`` was asked."""
+
+    options: ConnectOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The link's signal connection could not be opened (``fatal``: 401/403, retrying will not help)."""
+
+    generation: int
+    why: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The server's join response arrived on the link."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Up:
+    """The link's primary peer connection is connected."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """The link broke: signal closed, ping timeout, a peer connection failed or closed."""
+
+    generation: int
+    reason: DisconnectReason
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Garbled:
+    """The server broke the protocol (a bad join, an undecodable frame): fatal only while connecting."""
+
+    generation: int
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveReceived:
+    """The server sent ``leave``; ``again``: it asks the client to come back (:func:`leave_reconnects`)."""
+
+    generation: int
+    reason: DisconnectReason
+    again: bool
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The connect timer of link ``generation`` fired."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """The reconnect timer armed after link ``generation`` was lost fired."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """The deadline of the request in flight ``key`` passed.
+
+    ``ticket`` is the one :meth:`~ConnectionMachine.sent` returned, so the timer of an earlier sending of the
+    same key cannot expire a later one.
+    """
+
+    key: object
+    ticket: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Close: the user disconnects, the tree gave up, the actor stops."""
+
+    reason: DisconnectReason
+    send_leave: bool = True
+    emit: bool = True
+
+
+ConnEvent: TypeAlias = (
+    Start | Refused | Joined | Up | Lost | Garbled | LeaveReceived | Deadline | RetryDue | Stop
+)
+
+# Actions (what the RoomActor must do, in order).
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLink:
+    """Open a new link (generation ``generation``): its signal connection, then the join; arm its deadline."""
+
+    generation: int
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLink:
+    """Drop the current link (its late events are cut off at once; transports close in the background)."""
+
+    send_leave: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartSession:
+    """Apply the join response: the first join (``rejoin`` false) or a reconcile after a full reconnect."""
+
+    rejoin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The room is connected: answer ``connect``, say so."""
+
+
+@dataclass(frozen=True, slots=True)
+class BeginReconnect:
+    """The link was lost while connected: say so, detach the data plane (its queue is kept), detach media.
+
+    The publishes in flight were moved to the front of the held requests (asked again once reconnected).
+    """
+
+    reason: DisconnectReason
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRetry:
+    """Arm the reconnect timer: :class:`RetryDue` of ``generation`` after ``delay`` seconds (``failed``: why
+    the previous attempt failed; empty for the first)."""
+
+    generation: int
+    delay: float
+    attempt: int
+    failed: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored(Generic[T]):
+    """Connected again: say so, republish the local tracks, then handle ``replay`` (held) in order."""
+
+    replay: tuple[T, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FailRequests(Generic[T]):
+    """Fail these requests: ``timed_out`` (no answer in time) or not connected (lost, closed)."""
+
+    requests: tuple[T, ...]
+    why: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Teardown(Generic[T]):
+    """Close the connection: release the link, fail ``requests`` (held and in flight) and the outbox, stop the
+    children, media; report ``Disconnected(reason)`` if ``emit``; fail a pending ``connect`` with ``why``;
+    stop the actor when ``stop`` (nothing is left to drive: the reconnect gave up)."""
+
+    reason: DisconnectReason
+    send_leave: bool
+    emit: bool
+    requests: tuple[T, ...]
+    why: str
+    stop: bool = False
+
+
+ConnAction: TypeAlias = (
+    OpenLink
+    | ReleaseLink
+    | StartSession
+    | Connected
+    | BeginReconnect
+    | ScheduleRetry
+    | Restored[Any]
+    | FailRequests[Any]
+    | Teardown[Any]
+)
+
+
+@dataclass(slots=True)
+class _InFlight(Generic[T]):
+    request: T
+    on_loss: OnLoss
+    why_late: str
+    ticket: int
+
+
+class ConnectionMachine(Generic[T]):
+    """The connection's state, schedule, held and in-flight requests (see the module docstring).
+
+    Args:
+        hold_capacity: requests held while reconnecting before refusing more.
+    """
+
+    def __init__(self, *, hold_capacity: int = HOLD_CAPACITY) -> None:
+        self.state = ConnState.IDLE
+        self.generation = 0
+        self.attempt = 0
+        self.options = ConnectOptions()
+        self.hold_capacity = hold_capacity
+        self.held_total = 0
+        """Requests ever held while reconnecting."""
+        self.refused_total = 0
+        """Requests refused because ``hold_capacity`` were already held."""
+        self._lost_reason = DisconnectReason.UNKNOWN_REASON
+        self._linked = False
+        self._held: collections.deque[T] = collections.deque()
+        self._in_flight: dict[object, _InFlight[T]] = {}
+        self._tickets = 0
+
+    # -- requests -----------------------------------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Requests waiting for the reconnect now."""
+        return len(self._held)
+
+    def admit(self, request: T) -> Admission:
+        """Decide for a holdable request: handle it now, hold it (reconnecting), or refuse it (hold full)."""
+        if self.state is not ConnState.RECONNECTING:
+            return Admission.PROCESS
+        if len(self._held) >= self.hold_capacity:
+            self.refused_total += 1
+            return Admission.REFUSED
+        self._held.append(request)
+        self.held_total += 1
+        return Admission.HELD
+
+    def sent(self, key: object, request: T, *, on_loss: OnLoss, why_late: str) -> int:
+        """A request went out and waits for its answer; the ticket for its deadline's :class:`Expired`."""
+        self._tickets += 1
+        self._in_flight[key] = _InFlight(request, on_loss, why_late, self._tickets)
+        return self._tickets
+
+    def in_flight(self, key: object) -> bool:
+        """Whether ``key`` was sent and not answered, expired or failed yet."""
+        return key in self._in_flight
+
+    def answered(self, key: object) -> T | None:
+        """The answer to ``key`` arrived: the request, or ``None`` when it had already expired or failed."""
+        entry = self._in_flight.pop(key, None)
+        return None if entry is None else entry.request
+
+    def expire(self, event: Expired) -> list[ConnAction]:
+        """The deadline of ``event.key`` passed: fail it if it still waits."""
+        entry = self._in_flight.get(event.key)
+        if entry is None or entry.ticket != event.ticket:
+            return []
+        del self._in_flight[event.key]
+        return [FailRequests((entry.request,), entry.why_late, timed_out=True)]
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def handle(self, event: ConnEvent, sample: float = 0.0) -> list[ConnAction]:
+        """Apply ``event``; the actions to perform, in order (``sample`` in [0, 1) jitters a retry)."""
+        if not isinstance(event, Start | Stop):
+            if event.generation != self.generation:
+                return []  # a late event of an earlier link
+            if not self._linked and not isinstance(event, RetryDue):
+                return []  # the link was released: only the retry timer matters now
+        step = TRANSITIONS.get((self.state, type(event)))
+        if step is None:
+            return []
+        return step(self, event, sample)
+
+    def _start(self, event: Start, _sample: float) -> list[ConnAction]:
+        self.options, self.state = event.options, ConnState.CONNECTING
+        return [self._open()]
+
+    def _open(self) -> OpenLink:
+        self.generation += 1
+        self._linked = True
+        return OpenLink(self.generation, self.options.timeout)
+
+    def _joined(self, _event: Joined, _sample: float) -> list[ConnAction]:
+        return [StartSession(rejoin=self.state is ConnState.RECONNECTING)]
+
+    def _up(self, _event: Up, _sample: float) -> list[ConnAction]:
+        if self.state is ConnState.CONNECTING:
+            self.state = ConnState.CONNECTED
+            return [Connected()]
+        self.state, self.attempt = ConnState.CONNECTED, 0
+        replay = tuple(self._held)
+        self._held.clear()
+        return [Restored(replay)]
+
+    def _connect_failed(self, why: str, *, fatal: bool, sample: float) -> list[ConnAction]:
+        if self.state is ConnState.CONNECTING:
+            return self._teardown(DisconnectReason.JOIN_FAILURE, send_leave=True, emit=False, why=why)
+        self._linked = False
+        actions: list[ConnAction] = [ReleaseLink(send_leave=True)]
+        if fatal or self.attempt >= self.options.reconnect_attempts:
+            why = f"giving up reconnecting after {self.attempt} attempt(s): {why}"
+            return actions + self._teardown(
+                self._lost_reason, send_leave=False, emit=True, stop=True, why=why
+            )
+        return [*actions, self._schedule(sample, why)]
+
+    def _schedule(self, sample: float, failed: str = "") -> ScheduleRetry:
+        self.attempt += 1
+        delay = reconnect_delay(self.attempt, self.options, sample)
+        return ScheduleRetry(self.generation, delay, self.attempt, failed)
+
+    def _refused(self, event: Refused, sample: float) -> list[ConnAction]:
+        return self._connect_failed(event.why, fatal=event.fatal, sample=sample)
+
+    def _deadline(self, _event: Deadline, sample: float) -> list[ConnAction]:
+        why = f"timed out after {self.options.timeout} s waiting for the room"
+        return self._connect_failed(why, fatal=False, sample=sample)
+
+    def _garbled(self, event: Garbled, sample: float) -> list[ConnAction]:
+        return self._connect_failed(f"the server broke the protocol: {event.why}", fatal=False, sample=sample)
+
+    def _lost_connecting(self, event: Lost, sample: float) -> list[ConnAction]:
+        return self._connect_failed(event.why, fatal=False, sample=sample)
+
+    def _lost(self, event: Lost, sample: float) -> list[ConnAction]:
+        if self.options.reconnect_attempts <= 0:
+            return self._teardown(event.reason, send_leave=False, emit=True)
+        self.state, self._lost_reason, self.attempt = ConnState.RECONNECTING, event.reason, 0
+        self._linked = False
+        failed = [e.request for e in self._in_flight.values() if e.on_loss is OnLoss.FAIL]
+        retry = [e.request for e in self._in_flight.values() if e.on_loss is OnLoss.RETRY]
+        self._in_flight.clear()
+        self._held.extendleft(reversed(retry))  # asked again first, in their order
+        actions: list[ConnAction] = [BeginReconnect(event.reason), ReleaseLink(send_leave=True)]
+        if failed:
+            actions.append(FailRequests(tuple(failed), "the connection was lost before the server answered"))
+        return [*actions, self._schedule(sample)]
+
+    def _leave(self, event: LeaveReceived, sample: float) -> list[ConnAction]:
+        if self.state is ConnState.CONNECTED and event.again:
+            return self._lost(Lost(event.generation, event.reason, event.why), sample)
+        if self.state is ConnState.CONNECTING or (self.state is ConnState.RECONNECTING and event.again):
+            return self._connect_failed(
+                f"the server refused the join: {event.reason.name}", fatal=False, sample=sample
+            )
+        return self._teardown(event.reason, send_leave=False, emit=True)
+
+    def _retry_due(self, _event: RetryDue, _sample: float) -> list[ConnAction]:
+        return [] if self._linked else [self._open()]
+
+    def _stop(self, event: Stop, _sample: float) -> list[ConnAction]:
+        return self._teardown(event.reason, send_leave=event.send_leave, emit=event.emit)
+
+    def _teardown(
+        self, reason: DisconnectReason, *, send_leave: bool, emit: bool, stop: bool = False, why: str = ""
+    ) -> list[ConnAction]:
+        was, self.state, self._linked = self.state, ConnState.CLOSED, False
+        requests = (*(e.request for e in self._in_flight.values()), *self._held)
+        self._in_flight.clear()
+        self._held.clear()
+        emit = emit and was in (ConnState.CONNECTED, ConnState.RECONNECTING)
+        why = why or f"the room disconnected ({reason.name})"
+        return [Teardown(reason, send_leave, emit, requests, why, stop)]
+
+
+_Step: TypeAlias = Callable[[ConnectionMachine[Any], Any, float], list[ConnAction]]
+_S = ConnState
+_M = ConnectionMachine
+#: The transition table: (state, event type) → step. Anything else is ignored in that state.
+TRANSITIONS: dict[tuple[ConnState, type[Any]], _Step] = {
+    (_S.IDLE, Start): _M._start,
+    (_S.IDLE, Stop): _M._stop,
+    (_S.CONNECTING, Joined): _M._joined,
+    (_S.CONNECTING, Up): _M._up,
+    (_S.CONNECTING, Refused): _M._refused,
+    (_S.CONNECTING, Lost): _M._lost_connecting,
+    (_S.CONNECTING, Garbled): _M._garbled,
+    (_S.CONNECTING, LeaveReceived): _M._leave,
+    (_S.CONNECTING, Deadline): _M._deadline,
+    (_S.CONNECTING, Stop): _M._stop,
+    (_S.CONNECTED, Lost): _M._lost,
+    (_S.CONNECTED, LeaveReceived): _M._leave,
+    (_S.CONNECTED, Stop): _M._stop,
+    (_S.RECONNECTING, RetryDue): _M._retry_due,
+    (_S.RECONNECTING, Joined): _M._joined,
+    (_S.RECONNECTING, Up): _M._up,
+    (_S.RECONNECTING, Refused): _M._refused,
+    (_S.RECONNECTING, Lost): _M._lost_connecting,
+    (_S.RECONNECTING, Garbled): _M._garbled,
+    (_S.RECONNECTING, LeaveReceived): _M._leave,
+    (_S.RECONNECTING, Deadline): _M._deadline,
+    (_S.RECONNECTING, Stop): _M._stop,
+}

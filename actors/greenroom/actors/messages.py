@@ -7,7 +7,7 @@ dataclasses, tuples, enums) — protobuf objects never cross a mailbox. Four gro
   :class:`~greenroom.actors.participant.ParticipantActor` (``Connect``, ``Disconnect``, ``PublishData`` …);
   a command that is answered carries a :class:`Reply` (an asyncio future on the runtime loop, completed by
   whichever actor finishes the work, so a long operation never holds a mailbox);
-* **internal** messages between the actors (``ApplyParticipantInfo``, ``DeliverPacket``, ``SendPacket`` …);
+* **internal** messages between the actors (``ApplyParticipantInfo``, ``DeliverPacket``, ``MediaAttached`` …);
 * **timers** the RoomActor sends itself (``PingTick``, ``ConnectDeadline``);
 * **events** (:data:`RoomEvent`) the actors hand to an :class:`EventSink`: the facade's bridge, which
   re-emits them on the user's loop. Each event carries the full new state (``ParticipantInfo`` /
@@ -49,6 +49,7 @@ __all__ = [
     "EventSink",
     "GetState",
     "GetTree",
+    "LinkRefused",
     "LocalTrackAdded",
     "LocalTrackRepublished",
     "LocalTrackSubscribed",
@@ -70,12 +71,11 @@ __all__ = [
     "Reconnected",
     "Reconnecting",
     "Reply",
+    "RequestExpired",
     "RoomConnected",
     "RoomEvent",
     "RoomJoined",
     "RoomMetadataChanged",
-    "SendPacket",
-    "SetLocalInfo",
     "SetLocalTrackMuted",
     "SetSubscribed",
     "SipDtmfReceived",
@@ -316,25 +316,6 @@ class SetSubscribed:
 
 
 @dataclass(frozen=True, slots=True)
-class SendPacket:
-    """Local ParticipantActor → RoomActor: stamp, encode and send on ``_reliable`` or ``_lossy``."""
-
-    packet: packets.DataPacket
-    reliable: bool
-    reply: Reply[None]
-
-
-@dataclass(frozen=True, slots=True)
-class SetLocalInfo:
-    """Local ParticipantActor → RoomActor: send ``update_metadata``, answer on ``request_response``."""
-
-    reply: Reply[None]
-    metadata: str = ""
-    name: str = ""
-    attributes: StringPairs = ()
-
-
-@dataclass(frozen=True, slots=True)
 class ApplyParticipantInfo:
     """RoomActor → ParticipantActor: a complete, newer ``ParticipantInfo`` from ``join`` or ``update``."""
 
@@ -386,6 +367,24 @@ class ConnectDeadline:
     """RoomActor timer: the connect attempt ``generation`` ran out of time."""
 
     generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRefused:
+    """Link → RoomActor: the signal connection of link ``generation`` could not be opened."""
+
+    generation: int
+    why: str
+    fatal: bool
+    """401/403: the token is refused, retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestExpired:
+    """RoomActor timer: the deadline of the request in flight ``key`` (sent with ``ticket``) passed."""
+
+    key: object
+    ticket: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,15 +31,41 @@ import random
 import time
 import typing
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeAlias, assert_never
 
 import pykka
 
 from greenroom.actors.connection import (
+    HOLD_CAPACITY,
+    Admission,
+    BeginReconnect,
+    ConnAction,
+    Connected,
     ConnectFailedError,
+    ConnectionMachine,
+    ConnEvent,
     ConnState,
-    describe_refusal,
+    Deadline,
+    Expired,
+    FailRequests,
+    Garbled,
+    Joined,
+    LeaveReceived,
+    Lost,
+    OnLoss,
+    OpenLink,
+    Refused,
+    ReleaseLink,
+    Restored,
+    RetryDue,
+    ScheduleRetry,
+    Start,
+    StartSession,
+    Stop,
+    Teardown,
+    Up,
     ice_policy_for,
     leave_reconnects,
     reconnect_delay,
@@ -49,7 +75,6 @@ from greenroom.actors.dataplane import DataPlane, DataPlaneStats
 from greenroom.actors.link import CLOSE_TIMEOUT, Link, LinkSink, NotConnectedError
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
-    ApplyParticipantInfo,
     Connect,
     ConnectDeadline,
     ConnectionStateChanged,
@@ -60,6 +85,7 @@ from greenroom.actors.messages import (
     EventSink,
     GetState,
     GetTree,
+    LinkRefused,
     PingTick,
     PublishData,
     PublishDtmf,
@@ -69,6 +95,7 @@ from greenroom.actors.messages import (
     Reconnecting,
     ReconnectTick,
     Reply,
+    RequestExpired,
     RoomConnected,
     RoomJoined,
     RoomMetadataChanged,
@@ -82,7 +109,7 @@ from greenroom.actors.messages import (
 from greenroom.actors.participant import stall
 from greenroom.actors.room_media import TRACK_PUBLISH_TIMEOUT, MediaHandlers, RequestFailedError
 from greenroom.actors.room_members import REQUEST_TIMEOUT, Members
-from greenroom.actors.roster import LOCAL, Joined, Roster
+from greenroom.actors.roster import LOCAL, Roster
 from greenroom.actors.supervision import (
     SUPERVISION_MESSAGES,
     Backoff,
@@ -127,7 +154,7 @@ from greenroom.runtime.peer import (
     PeerTransport,
     TrackReceived,
 )
-from greenroom.runtime.signal_transport import SignalBytes, SignalClosed, SignalConnectError, SignalTransport
+from greenroom.runtime.signal_transport import SignalBytes, SignalClosed
 
 __all__ = [
     "PARTICIPANT_BACKOFF",
@@ -150,8 +177,6 @@ PARTICIPANT_INTENSITY = Intensity(max_restarts=10, period=10.0)
 #: A lone crash restarts at once; a crash loop slows down: 10 ms doubling up to 0.5 s (± 20 %), counting the
 #: restarts of the last second (a crash more than 1 s after the previous restart is a lone crash again).
 PARTICIPANT_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, reset_after=1.0, immediate=1)
-#: Requests held while the room reconnects (replayed in order once reconnected); beyond this they fail.
-HOLD_CAPACITY = 1_000
 #: The SDK name and version greenroom reports in the join query.
 SDK_NAME = "python"
 SDK_VERSION = "1.2.1"
@@ -196,6 +221,8 @@ RoomMessage: TypeAlias = (
     | PingTick
     | ConnectDeadline
     | ReconnectTick
+    | LinkRefused
+    | RequestExpired
     | GetState
     | GetTree
     | Crash
@@ -218,20 +245,17 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         super().__init__()
         self._sink = sink
         self._media = media if media is not None else MediaRouter()
-        self._publishing: dict[str, PublishTrack] = {}
+        self._machine: ConnectionMachine[Any] = ConnectionMachine(hold_capacity=HOLD_CAPACITY)
         self._published: dict[str, PublishTrack] = {}  # cid -> request, of every published local track
         self._local_tracks: dict[str, TrackInfo] = {}  # sid -> info, restores the local ParticipantActor
         self._republishing: dict[str, str] = {}  # new cid -> previous sid, while a full reconnect republishes
-        self._held: list[Any] = []  # requests waiting for a reconnect (``_HELD``), replayed in order
         self._url, self._token, self._options = "", "", ConnectOptions()
-        self._attempt = 0
-        self._lost_reason = DisconnectReason.UNKNOWN_REASON
         self._retry: asyncio.TimerHandle | None = None
         self._rng = random.Random()
-        self._state = ConnState.IDLE
-        self._generation = 0
         self._link: Link | None = None
+        self._releasing: set[asyncio.Task[None]] = set()  # links dropped, closing in the background
         self._connect: Connect | None = None
+        self._join: JoinResponse | None = None  # the join response being applied (StartSession)
         self._room: RoomInfo | None = None
         self._roster = Roster()
         self._leaving: dict[str, ParticipantInfo] = {}  # key -> last info, until its actor has said goodbye
@@ -242,7 +266,6 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             backoff=PARTICIPANT_BACKOFF,
             ask_timeout=self.ask_timeout,
         )
-        self._requests: dict[int, Reply[None]] = {}
         self._plane = DataPlane()
         self._sequence = packets.SequenceCounter()
         self._dedup = packets.ReliableDeduplicator()
@@ -251,6 +274,16 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
     def __str__(self) -> str:
         name = self._room.name if self._room is not None else "?"
         return f"RoomActor({name})"
+
+    @property
+    def _state(self) -> ConnState:
+        return self._machine.state
+
+    def _in_flight(self, key: object) -> bool:
+        return self._machine.in_flight(key)
+
+    def _answered(self, key: object) -> Any:
+        return self._machine.answered(key)
 
     # -- dispatch -------------------------------------------------------------------------------------------
 
@@ -262,9 +295,15 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         if not isinstance(message, _ROOM_MESSAGES):
             self._log.warning("unexpected message %r", message)
             return None
-        if self._state is ConnState.RECONNECTING and isinstance(message, _HELD):
-            self._hold(message)
-            return None
+        if isinstance(message, _HELD):
+            admission = self._machine.admit(message)
+            if admission is Admission.HELD:
+                return None
+            if admission is Admission.REFUSED:
+                _fail(
+                    message, NotConnectedError(f"the room is reconnecting and {HOLD_CAPACITY} requests wait")
+                )
+                return None
         return await self._dispatch(message)
 
     async def _dispatch(self, message: RoomMessage) -> Any:  # noqa: C901, PLR0912 - one line per message
@@ -286,23 +325,27 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             case TrackReceived():
                 await self._on_track_received(message)
             case PublishTrack():
-                await self._on_publish_track(message)
+                self._on_publish_track(message)
             case UnpublishTrack():
-                await self._on_unpublish_track(message)
+                self._on_unpublish_track(message)
             case SetLocalTrackMuted() | SetSubscribed():
                 self._on_track_control(message)
             case DataReceived(label=label, data=data):
                 self._on_data(label, data)
             case PublishData() | PublishDtmf() | PublishTranscription():
-                await self._on_publish(message)
+                self._on_publish(message)
             case UpdateLocalInfo():
                 self._on_update_local_info(message)
             case PingTick(generation=generation):
                 await self._on_ping_tick(generation)
+            case LinkRefused(generation=generation, why=why, fatal=fatal):
+                await self._feed(Refused(generation, why, fatal))
             case ConnectDeadline(generation=generation):
-                await self._on_connect_deadline(generation)
+                await self._feed(Deadline(generation))
             case ReconnectTick(generation=generation):
-                await self._on_reconnect_tick(generation)
+                await self._feed(RetryDue(generation))
+            case RequestExpired(key=key, ticket=ticket):
+                await self._perform_all(self._machine.expire(Expired(key, ticket)))
             case GetState():
                 return self.snapshot()
             case GetTree():
@@ -327,7 +370,7 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             local=self._roster.local,
             remotes=self._roster.remotes(),
             children=children,
-            generation=self._generation,
+            generation=self._machine.generation,
             outbox=self._plane.stats(),
         )
 
@@ -350,6 +393,45 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         """A crashed RoomActor still releases its sockets, peer connections and children."""
         await self._close(DisconnectReason.UNKNOWN_REASON, send_leave=True)
 
+    # -- the pump: events into the connection machine, its actions performed -----------------------------
+
+    async def _feed(self, event: ConnEvent) -> None:
+        await self._perform_all(self._machine.handle(event, self._rng.random()))
+
+    async def _perform_all(self, actions: list[ConnAction]) -> None:
+        for action in actions:
+            await self._perform(action)
+
+    async def _perform(self, action: ConnAction) -> None:
+        match action:
+            case OpenLink(generation=generation, timeout=timeout):
+                self._open_link(generation, timeout)
+            case ReleaseLink(send_leave=send_leave):
+                self._release_link(send_leave)
+            case StartSession(rejoin=rejoin):
+                await (self._rejoined() if rejoin else self._joined())
+            case Connected():
+                self._connected()
+            case BeginReconnect(reason=reason):
+                await self._begin_reconnect(reason)
+            case ScheduleRetry(generation=generation, delay=delay, attempt=attempt, failed=failed):
+                if failed:
+                    self._log.warning("reconnect attempt %d failed: %s", attempt - 1, failed)
+                attempts = self._options.reconnect_attempts
+                self._log.info("reconnect attempt %d/%d in %.2f s", attempt, attempts, delay)
+                loop = asyncio.get_running_loop()
+                self._retry = loop.call_later(delay, self._tell_self, ReconnectTick(generation))
+            case Restored(replay=replay):
+                await self._reconnected(replay)
+            case FailRequests(requests=requests, why=why, timed_out=timed_out):
+                error = RequestFailedError(why) if timed_out else NotConnectedError(why)
+                for request in requests:
+                    _fail(request, error)
+            case Teardown():
+                await self._teardown(action)
+            case _:
+                assert_never(action)
+
     # -- connect --------------------------------------------------------------------------------------------
 
     async def _on_connect(self, message: Connect) -> None:
@@ -357,62 +439,35 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             message.reply.fail(ConnectFailedError(f"cannot connect: the room is {self._state.name.lower()}"))
             return
         self._url, self._token, self._options = message.url, message.token, message.options
-        self._connect, self._state = message, ConnState.CONNECTING
-        refused = await self._open_link()
-        if refused is not None:
-            await self._fail_connect(describe_refusal(refused))
+        self._connect = message
+        await self._feed(Start(message.options))
 
-    async def _open_link(self) -> SignalConnectError | None:
-        """Start a new link (a new generation): its signal connection, which then receives ``join``.
-
-        Returns:
-            The refusal when the signal connection could not be opened, else ``None``.
-        """
-        self._generation += 1
-        options = self._options
-        policy = ice_policy_for(self._url, options)
-        link_ = Link(self._generation, self._url, self._token, options, policy, LinkSink(self.actor_ref))
+    def _open_link(self, generation: int, timeout: float) -> None:
+        """A new link (a new generation): its signal connection opens in the link's task, then ``join``."""
+        policy = ice_policy_for(self._url, self._options)
+        link_ = Link(generation, self._url, self._token, self._options, policy, LinkSink(self.actor_ref))
         self._link = link_
-        self._arm(link_, options.timeout, ConnectDeadline(link_.generation))
-        params = JoinParams(auto_subscribe=options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
-        link_.signal = SignalTransport(link_.sink)
-        try:
-            await link_.signal.connect(
-                self._url,
-                self._token,
-                dict(urllib.parse.parse_qsl(params.to_query())),
-                timeout=options.timeout,
-            )
-        except SignalConnectError as exc:
-            return exc
-        self._log.debug("signal connected to %s", self._url)
-        return None
+        self._arm(link_, timeout, ConnectDeadline(generation))
+        params = JoinParams(auto_subscribe=self._options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
+        link_.open(dict(urllib.parse.parse_qsl(params.to_query())))
 
-    async def _fail_connect(self, reason: str) -> None:
-        if self._state is ConnState.RECONNECTING:  # a reconnect attempt failed: the next one, or give up
-            await self._attempt_failed(reason)
+    def _release_link(self, send_leave: bool) -> None:
+        """Drop the current link now; its transports close in the background (awaited by the teardown)."""
+        link_, self._link = self._link, None
+        if link_ is None:
             return
-        connect, self._connect = self._connect, None
-        await self._close(DisconnectReason.JOIN_FAILURE, send_leave=True, emit=False)
-        if connect is not None:
-            connect.reply.fail(ConnectFailedError(reason))
-
-    async def _on_connect_deadline(self, generation: int) -> None:
-        if (
-            self._link is None
-            or generation != self._link.generation
-            or self._state not in (ConnState.CONNECTING, ConnState.RECONNECTING)
-        ):
-            return
-        await self._fail_connect(f"timed out after {self._link.options.timeout} s waiting for the room")
+        link_.cut()
+        task = asyncio.get_running_loop().create_task(
+            link_.release(send_leave), name="greenroom-link-release"
+        )
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     def _connected(self) -> None:
         """The primary peer connection is up: the room is connected."""
         local = self._roster.local
-        if self._state is not ConnState.CONNECTING or self._link is None or local is None:
-            return
         assert self._room is not None
-        self._state = ConnState.CONNECTED
+        assert local is not None
         connect, self._connect = self._connect, None
         self._sink.emit(RoomConnected())
         if connect is not None:
@@ -420,102 +475,18 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
 
     # -- full reconnect -------------------------------------------------------------------------------------
 
-    async def _link_lost(self, reason: DisconnectReason, why: str) -> None:
-        """The connection broke: start a full reconnect (or close when reconnecting is turned off)."""
-        self._log.warning("connection lost: %s", why)
-        if self._state is not ConnState.CONNECTED or self._options.reconnect_attempts <= 0:
-            await self._close(reason, send_leave=False)
-            return
-        self._state, self._lost_reason, self._attempt = ConnState.RECONNECTING, reason, 0
+    async def _begin_reconnect(self, reason: DisconnectReason) -> None:
+        self._log.warning("connection lost (%s): reconnecting", reason.name)
         self._sink.emit(ConnectionStateChanged(2))  # CONN_RECONNECTING
         self._sink.emit(Reconnecting())
         self._plane.detach()  # accepted packets stay queued for the next publisher
-        link_, self._link = self._link, None
-        if link_ is not None:
-            await link_.release(send_leave=True)
-        requests, self._requests = self._requests, {}  # sent on the dead session: never answered
-        for reply in requests.values():
-            reply.fail(NotConnectedError("the connection was lost before the server answered"))
-        publishing, self._publishing = self._publishing, {}  # not yet acknowledged: ask again after
-        self._held[:0] = publishing.values()
         await self._detach_all_media()
-        self._schedule_attempt()
 
-    def _schedule_attempt(self) -> None:
-        self._attempt += 1
-        delay = reconnect_delay(self._attempt, self._options, self._rng.random())
-        self._log.info(
-            "reconnect attempt %d/%d in %.2f s", self._attempt, self._options.reconnect_attempts, delay
-        )
-        loop = asyncio.get_running_loop()
-        self._retry = loop.call_later(delay, self._tell_self, ReconnectTick(self._generation))
-
-    async def _on_reconnect_tick(self, generation: int) -> None:
-        if (
-            self._state is not ConnState.RECONNECTING
-            or generation != self._generation
-            or self._link is not None
-        ):
-            return
-        self._retry = None
-        refused = await self._open_link()
-        if refused is not None:  # a refused token will not get better: give up at once
-            await self._attempt_failed(describe_refusal(refused), fatal=refused.status in (401, 403))
-
-    async def _attempt_failed(self, why: str, *, fatal: bool = False) -> None:
-        if self._state is not ConnState.RECONNECTING:
-            return
-        link_, self._link = self._link, None
-        if link_ is not None:
-            await link_.release(send_leave=True)
-        if fatal or self._attempt >= self._options.reconnect_attempts:
-            self._log.error("giving up reconnecting after %d attempt(s): %s", self._attempt, why)
-            await self._close(self._lost_reason, send_leave=False)
-            self.stop()  # nothing is left to drive: the tree ends here (the facade's close is then a no-op)
-            return
-        self._log.warning("reconnect attempt %d failed: %s", self._attempt, why)
-        self._schedule_attempt()
-
-    def _hold(self, message: Any) -> None:
-        """A request while reconnecting: keep it (bounded) for when the room is connected again."""
-        if len(self._held) < HOLD_CAPACITY:
-            self._held.append(message)
-            return
-        reply = getattr(message, "reply", None)
-        if isinstance(reply, Reply):
-            reply.fail(
-                NotConnectedError(f"the room is reconnecting and {HOLD_CAPACITY} requests already wait")
-            )
-
-    async def _rejoined(self, join: JoinResponse) -> None:
-        """A full reconnect's JoinResponse: reconcile, keeping the actors of the participants still here."""
-        link_ = self._link
-        assert link_ is not None
-        assert join.room is not None
-        assert join.participant is not None
-        self._room = join.room
-        self._roster.set_local(join.participant)
-        link_.subscriber_primary = join.subscriber_primary
-        self._local_tracks.clear()  # the old local tracks ended with the old session; republished below
-        self._tell_child(LOCAL, ApplyParticipantInfo(join.participant))  # new sid; old local tracks end
-        others = {p.identity: p for p in join.other_participants if p.identity != join.participant.identity}
-        for info in self._roster.remotes():
-            if info.identity not in others:  # left while we were away
-                self._participant_left(info.sid, info, DisconnectReason.UNKNOWN_REASON)
-        for info in others.values():
-            # still here with the same sid: same actor, whatever the version (a restarted server restarts
-            # them); the same identity with a new sid is a leave + a join, as in the Rust SDK
-            self._participant_seen(info, any_version=True)
-        self._arm(link_, 0.0, PingTick(link_.generation))
-        if not join.subscriber_primary:
-            await self._ensure_publisher()
-
-    async def _reconnected(self) -> None:
+    async def _reconnected(self, replay: tuple[Any, ...]) -> None:
         """The new link's primary PC is up: connected again; republish, then replay what waited."""
         local = self._roster.local
         assert self._room is not None
         assert local is not None
-        self._state, self._attempt = ConnState.CONNECTED, 0
         self._log.info("reconnected")
         self._sink.emit(ConnectionStateChanged(1))  # CONN_CONNECTED
         self._sink.emit(Reconnected(self._room, local))
@@ -524,15 +495,14 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             previous, new_cid = self._media.sid_of(cid), self._media.regate(cid)
             if previous is not None and new_cid is not None:
                 self._republishing[new_cid] = previous
-                await self._on_publish_track(replace(request, cid=new_cid, reply=Reply.new()))
-        held, self._held = self._held, []
-        for message in held:
+                self._on_publish_track(replace(request, cid=new_cid, reply=Reply.new()))
+        for message in replay:
             reply = getattr(message, "reply", None)
             if isinstance(reply, Reply) and reply.done:
                 continue  # the caller gave up meanwhile
             await self.on_receive(message)  # held again if the link is lost once more
         if self._plane.stats().queued and self._state is ConnState.CONNECTED:  # accepted before the loss
-            await self._ensure_publisher()
+            self._ensure_publisher()
 
     # -- signal ---------------------------------------------------------------------------------------------
 
@@ -543,36 +513,35 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         try:
             link_.session.receive_data(data, time.time())
         except ProtocolError as exc:
-            if self._state is ConnState.CONNECTING:
-                await self._fail_connect(f"the server broke the protocol: {exc}")
-                return
             self._log.warning("dropped a signal frame: %s", exc)
+            await self._feed(Garbled(link_.generation, str(exc)))
         for event in link_.session.events():
             await self._on_signal_message(link_, event)
             if self._link is not link_:
                 return  # the connection was closed by that message
 
-    async def _on_signal_message(self, link_: Link, msg: SignalResponseMessage) -> None:  # noqa: C901
+    async def _on_signal_message(self, link_: Link, msg: SignalResponseMessage) -> None:
         match msg:
             case JoinResponse():  # SignalResponse.join
-                await self._on_join(msg)
+                await self._on_join(link_, msg)
             case Offer():  # SignalResponse.offer: the server (re)negotiates the subscriber PC
-                if await link_.answer(msg):
-                    self._check_subscriptions(msg.sdp)
+                self._check_subscriptions(msg.sdp)
+                self._negotiate(link_.answer, msg)
             case Answer():  # SignalResponse.answer: to our publisher offer
-                await link_.apply_answer(msg)
+                self._negotiate(link_.apply_answer, msg)
             case Trickle():  # SignalResponse.trickle
-                await link_.trickle(msg)
+                self._negotiate(link_.trickle, msg)
             case ParticipantUpdate(participants=infos):  # SignalResponse.update
                 self._on_participant_update(infos)
             case RoomUpdate(room=room):  # SignalResponse.room_update
                 self._on_room_update(room)
             case Leave():  # SignalResponse.leave
-                await self._on_leave(msg)
+                why = f"the server sent leave ({msg.reason.name}, {msg.action.name})"
+                await self._feed(LeaveReceived(link_.generation, msg.reason, leave_reconnects(msg), why))
             case RequestResponse():  # SignalResponse.request_response: answers update_metadata
                 self._on_request_response(msg)
             case TrackPublishedResponse() | TrackSubscribedResponse() | MuteTrack():
-                await self._on_track_signal(msg)
+                self._on_track_signal(msg)
             case SpeakersChanged() | ConnectionQualityUpdate() | SubscriptionResponse():
                 self._on_room_signal(msg)
             case RefreshToken(token=token):  # SignalResponse.refresh_token: used by the next full reconnect
@@ -580,64 +549,43 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             case _:
                 pass  # pongs (the session measures rtt) and messages greenroom does not model
 
-    async def _on_join(self, join: JoinResponse) -> None:
+    def _negotiate(self, operation: Callable[[Any], None], message: Any) -> None:
+        """Hand a server offer/answer/trickle to the link's negotiator (refused when it is flooded)."""
+        try:
+            operation(message)
+        except GreenroomError as exc:
+            self._log.warning("dropped %s: %s", type(message).__name__, exc)
+
+    async def _on_join(self, link_: Link, join: JoinResponse) -> None:
         if join.room is None or join.participant is None:
-            await self._fail_connect("the server's join response has no room or participant")
+            await self._feed(Garbled(link_.generation, "the join response has no room or participant"))
             return
-        if self._state is ConnState.RECONNECTING:
-            await self._rejoined(join)
-            return
-        link_ = self._link
-        assert link_ is not None
-        self._room = join.room
-        self._roster.set_local(join.participant)
-        self._log = logging.LoggerAdapter(_log, {"room": join.room.name})
-        link_.subscriber_primary = join.subscriber_primary
-        self._start_child(LOCAL, announce=False)
-        for info in join.other_participants:
-            if info.identity != join.participant.identity:
-                seen = self._roster.seen(info)
-                if isinstance(seen, Joined):
-                    self._start_child(seen.key, announce=False)
-        remotes = self._roster.remotes()
-        self._sink.emit(RoomJoined(join.room, join.participant, remotes, join.server_version))
-        self._arm(link_, 0.0, PingTick(link_.generation))
-        if not join.subscriber_primary:
-            await self._ensure_publisher()
+        self._join = join
+        try:
+            await self._feed(Joined(link_.generation))
+        finally:
+            self._join = None
 
     def _on_room_update(self, room: RoomInfo) -> None:
         old, self._room = self._room, room
         if old is not None and old.metadata != room.metadata:
             self._sink.emit(RoomMetadataChanged(room, old.metadata, room.metadata))
 
-    async def _on_leave(self, leave: Leave) -> None:
-        again = leave_reconnects(leave)
-        why = f"the server sent leave ({leave.reason.name}, {leave.action.name})"
-        if self._state is ConnState.CONNECTED and again:
-            await self._link_lost(leave.reason, why)
-        elif self._state is ConnState.CONNECTING or (self._state is ConnState.RECONNECTING and again):
-            await self._fail_connect(f"the server refused the join: {leave.reason.name}")
-        else:
-            await self._close(leave.reason, send_leave=False)
-
     def _on_request_response(self, msg: RequestResponse) -> None:
-        reply = self._requests.pop(msg.request_id, None)
-        if reply is None:
+        request = self._machine.answered(msg.request_id)
+        if request is None:
             return
         if msg.reason is RequestResponseReason.OK:
-            reply.ok(None)
+            request.reply.ok(None)
         else:
-            reply.fail(RequestFailedError(f"{msg.reason.name}: {msg.message}".rstrip(": ")))
+            request.reply.fail(RequestFailedError(f"{msg.reason.name}: {msg.message}".rstrip(": ")))
 
     async def _on_signal_closed(self, message: SignalClosed) -> None:
-        if message.local or self._state in (ConnState.IDLE, ConnState.CLOSED):
+        link_ = self._link
+        if message.local or link_ is None:
             return
-        if self._state in (ConnState.CONNECTING, ConnState.RECONNECTING):
-            await self._fail_connect(
-                f"the server closed the signal connection ({message.code} {message.reason})"
-            )
-            return
-        await self._link_lost(DisconnectReason.SIGNAL_CLOSE, f"signal closed ({message.code})")
+        why = f"the server closed the signal connection ({message.code} {message.reason})"
+        await self._feed(Lost(link_.generation, DisconnectReason.SIGNAL_CLOSE, why))
 
     async def _on_ping_tick(self, generation: int) -> None:
         link_ = self._link
@@ -645,7 +593,7 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             return
         now = time.time()
         if link_.session.timed_out(now):
-            await self._link_lost(DisconnectReason.SIGNAL_CLOSE, "ping timeout")
+            await self._feed(Lost(generation, DisconnectReason.SIGNAL_CLOSE, "ping timeout"))
             return
         if link_.session.ping_due(now) and link_.signal is not None:
             with contextlib.suppress(GreenroomError):
@@ -655,10 +603,10 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
 
     # -- peer connections -----------------------------------------------------------------------------------
 
-    async def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
+    def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
         """The current link's publisher PC (created and offered on first use), handed to the data plane."""
         assert self._link is not None
-        publisher = await self._link.ensure_publisher(offer=offer)
+        publisher = self._link.ensure_publisher(offer=offer)
         self._plane.attach(publisher)
         return publisher
 
@@ -666,17 +614,19 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         link_ = self._link
         if link_ is None:
             return
-        primary = link_.primary()
-        if state == "connected" and role is primary and self._state is ConnState.RECONNECTING:
-            await self._reconnected()
-        elif state == "connected" and role is primary:
-            self._connected()
-        elif state in ("failed", "closed") and self._state is ConnState.CONNECTED:
-            await self._link_lost(DisconnectReason.MEDIA_FAILURE, f"{role.value} peer connection {state}")
-        elif state == "failed" and self._state in (ConnState.CONNECTING, ConnState.RECONNECTING):
-            await self._fail_connect(f"the {role.value} peer connection failed")
+        if state == "connected" and role is link_.primary():
+            await self._feed(Up(link_.generation))
+        elif state in ("failed", "closed"):
+            why = f"the {role.value} peer connection {state}"
+            await self._feed(Lost(link_.generation, DisconnectReason.MEDIA_FAILURE, why))
 
-    # -- teardown -------------------------------------------------------------------------------------------
+    # -- requests in flight and timers ----------------------------------------------------------------------
+
+    def _sent(self, key: object, request: Any, delay: float, *, on_loss: OnLoss, why_late: str) -> None:
+        """Track a request in flight in the machine and arm its deadline (cancelled once it is answered)."""
+        ticket = self._machine.sent(key, request, on_loss=on_loss, why_late=why_late)
+        timer = asyncio.get_running_loop().call_later(delay, self._tell_self, RequestExpired(key, ticket))
+        request.reply.future.add_done_callback(lambda _f: timer.cancel())
 
     def _arm(self, link_: Link, delay: float, message: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -686,12 +636,14 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(message)
 
+    # -- teardown -------------------------------------------------------------------------------------------
+
     async def _close(self, reason: DisconnectReason, *, send_leave: bool, emit: bool = True) -> None:
-        """Close the connection: leave, transports, children, pending requests; then report it once."""
-        was = self._state
-        if was is ConnState.CLOSED:
-            return
-        self._state = ConnState.CLOSED
+        """Close the connection (a no-op once closed): the machine decides what to fail and report."""
+        await self._feed(Stop(reason, send_leave, emit))
+
+    async def _teardown(self, action: Teardown[Any]) -> None:
+        """Leave, transports, children, pending requests; then report it once."""
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -699,29 +651,29 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         self._republishing.clear()
         link_, self._link = self._link, None
         if link_ is not None:
-            await link_.release(send_leave)
-        error = NotConnectedError(f"the room disconnected ({reason.name})")
-        self._fail_pending(error)
+            await link_.release(action.send_leave)
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+        error = NotConnectedError(f"the room disconnected ({action.reason.name})")
+        connect, self._connect = self._connect, None
+        if connect is not None:
+            connect.reply.fail(ConnectFailedError(action.why))
+        for request in action.requests:
+            _fail(request, error)
         await self._plane.close(error)
         await self._media.close()
         await self._participants.shutdown()
         self._roster.clear()
         self._leaving.clear()
-        if emit and was in (ConnState.CONNECTED, ConnState.RECONNECTING):
-            self._sink.emit(Disconnected(reason))
+        if action.emit:
+            self._sink.emit(Disconnected(action.reason))
+        if action.stop:
+            self._log.error("%s", action.why)
+            self.stop()  # nothing is left to drive: the tree ends here (the facade's close is then a no-op)
 
-    def _fail_pending(self, error: GreenroomError) -> None:
-        connect, self._connect = self._connect, None
-        if connect is not None:
-            connect.reply.fail(ConnectFailedError(str(error)))
-        requests, self._requests = self._requests, {}
-        for reply in requests.values():
-            reply.fail(error)
-        publishing, self._publishing = self._publishing, {}
-        for publish in publishing.values():
-            publish.reply.fail(error)
-        held, self._held = self._held, []
-        for message in held:
-            waiting = getattr(message, "reply", None)
-            if isinstance(waiting, Reply):
-                waiting.fail(error)
+
+def _fail(request: Any, error: BaseException) -> None:
+    """Fail a held or in-flight request (``SetSubscribed`` has no reply: nobody waits for it)."""
+    reply = getattr(request, "reply", None)
+    if isinstance(reply, Reply):
+        reply.fail(error)

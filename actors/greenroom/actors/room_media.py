@@ -11,12 +11,11 @@ attached in the router, and the publication's TrackActor is told (``track_subscr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import Any, assert_never
 
-from greenroom.actors.connection import ConnState
+from greenroom.actors.connection import ConnState, OnLoss
 from greenroom.actors.link import Link, NotConnectedError
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
@@ -65,12 +64,14 @@ class RequestFailedError(GreenroomError):
 class MediaHandlers:
     """Publish/unpublish/mute/subscribe and received tracks (mixed into the RoomActor, whose state it is)."""
 
-    _state: ConnState
+    @property
+    def _state(self) -> ConnState:
+        raise NotImplementedError
+
     _link: Link | None
     _media: MediaRouter
     _sink: EventSink
     _roster: Roster
-    _publishing: dict[str, PublishTrack]
     _published: dict[str, PublishTrack]
     _local_tracks: dict[str, TrackInfo]
     _republishing: dict[str, str]
@@ -78,14 +79,23 @@ class MediaHandlers:
     def _tell_child(self, key: str, message: Any) -> None:
         raise NotImplementedError
 
-    async def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
+    def _in_flight(self, key: object) -> bool:
         raise NotImplementedError
 
-    async def _on_publish_track(self, message: PublishTrack) -> None:
+    def _answered(self, key: object) -> Any:
+        raise NotImplementedError
+
+    def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
+        raise NotImplementedError
+
+    def _sent(self, key: object, request: Any, delay: float, *, on_loss: OnLoss, why_late: str) -> None:
+        raise NotImplementedError
+
+    def _on_publish_track(self, message: PublishTrack) -> None:
         if self._state is not ConnState.CONNECTED or self._link is None:
             message.reply.fail(NotConnectedError("the room is not connected"))
             return
-        if self._media.local(message.cid) is None or message.cid in self._publishing:
+        if self._media.local(message.cid) is None or self._in_flight(message.cid):
             message.reply.fail(RequestFailedError("this track is not publishable (already publishing?)"))
             return
         request = AddTrackRequest(  # SignalRequest.add_track; answered by track_published with our cid
@@ -100,41 +110,40 @@ class MediaHandlers:
             disable_red=message.disable_red,
             stream=message.stream,
         )
-        self._publishing[message.cid] = message
         try:
             self._link.post(request)
         except GreenroomError as exc:
-            self._publishing.pop(message.cid, None)
             message.reply.fail(exc)
             return
-        timer = asyncio.get_running_loop().call_later(
-            TRACK_PUBLISH_TIMEOUT, self._publish_timed_out, message.cid
-        )
-        message.reply.future.add_done_callback(lambda _f: timer.cancel())
+        why_late = f"no track_published within {TRACK_PUBLISH_TIMEOUT} s"
+        self._sent(message.cid, message, TRACK_PUBLISH_TIMEOUT, on_loss=OnLoss.RETRY, why_late=why_late)
 
-    def _publish_timed_out(self, cid: str) -> None:
-        message = self._publishing.pop(cid, None)
-        if message is not None:
-            message.reply.fail(RequestFailedError(f"no track_published within {TRACK_PUBLISH_TIMEOUT} s"))
-
-    async def _on_track_published(self, cid: str, info: TrackInfo) -> None:
-        message = self._publishing.pop(cid, None)
+    def _on_track_published(self, cid: str, info: TrackInfo) -> None:
+        """``track_published``: the publication's TrackActor, a transceiver, and an offer; ``publish_track``
+        returns once the offer went out."""
+        message = self._answered(cid)
         gate = self._media.local(cid)
         link_ = self._link
-        if message is None or gate is None or link_ is None:
+        if not isinstance(message, PublishTrack) or gate is None or link_ is None:
             return
         self._media.bind_local(cid, info.sid)
         self._local_tracks[info.sid] = info
         self._tell_child(LOCAL, LocalTrackAdded(info))
+        publisher = self._ensure_publisher(offer=False)
         try:
-            publisher = await self._ensure_publisher(offer=False)
             publisher.add_track(gate)  # msid track id = gate.id = cid: how the server matches it
-            self._published[cid] = message
-            await link_.negotiate_publisher()
         except GreenroomError as exc:
             message.reply.fail(exc)
             return
-        message.reply.ok(info)
+        self._published[cid] = message
+
+        def done(error: GreenroomError | None) -> None:
+            if error is None:
+                message.reply.ok(info)
+            else:
+                message.reply.fail(error)
+
+        link_.negotiate_publisher(done)
         previous = self._republishing.pop(cid, None)
         if previous is not None:  # a full reconnect published it again: same publication, new sid
             self._sink.emit(LocalTrackRepublished(previous, info))
@@ -142,7 +151,7 @@ class MediaHandlers:
                 with contextlib.suppress(GreenroomError):
                     link_.post(MuteTrack(info.sid, True))  # SignalRequest.mute
 
-    async def _on_unpublish_track(self, message: UnpublishTrack) -> None:
+    def _on_unpublish_track(self, message: UnpublishTrack) -> None:
         link_ = self._link
         cid = self._media.cid_of(message.sid)
         gate = None if cid is None else self._media.local(cid)
@@ -161,12 +170,14 @@ class MediaHandlers:
         link_.publisher.remove_track(gate)  # unpublish = an inactive m-line in the next offer (§6.8)
         self._published.pop(cid, None)
         self._media.drop_local(cid)
-        try:
-            await link_.negotiate_publisher()
-        except GreenroomError as exc:
-            message.reply.fail(exc)
-            return
-        message.reply.ok(None)
+
+        def done(error: GreenroomError | None) -> None:
+            if error is None:
+                message.reply.ok(None)
+            else:
+                message.reply.fail(error)
+
+        link_.negotiate_publisher(done)
 
     def _on_track_control(self, message: SetLocalTrackMuted | SetSubscribed) -> None:
         if self._state is ConnState.RECONNECTING and isinstance(message, SetLocalTrackMuted):
@@ -193,12 +204,10 @@ class MediaHandlers:
             case _:
                 assert_never(message)
 
-    async def _on_track_signal(
-        self, msg: TrackPublishedResponse | TrackSubscribedResponse | MuteTrack
-    ) -> None:
+    def _on_track_signal(self, msg: TrackPublishedResponse | TrackSubscribedResponse | MuteTrack) -> None:
         match msg:
             case TrackPublishedResponse(cid=cid, track=info):  # SignalResponse.track_published
-                await self._on_track_published(cid, info)
+                self._on_track_published(cid, info)
             case TrackSubscribedResponse(track_sid=sid):  # SignalResponse.track_subscribed
                 self._sink.emit(LocalTrackSubscribed(sid))
             case MuteTrack(sid=sid, muted=muted):  # SignalResponse.mute: the server mutes our track

@@ -3,6 +3,8 @@
 A mixin of :class:`~greenroom.actors.room.RoomActor` (same actor, same state; split out to keep each module
 readable):
 
+* **the session** — the join response applied: the first (:meth:`Members._joined`) or, after a full
+  reconnect, a reconcile that keeps the actors of those still present (:meth:`Members._rejoined`);
 * **participants** — the :class:`~greenroom.actors.roster.Roster` decides who joined, changed or left; each
   participant's ParticipantActor is a transient child of the RoomActor's
   :class:`~greenroom.actors.supervision.ChildTable`, started from the roster's snapshot (a restart is
@@ -15,14 +17,13 @@ readable):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 import pykka
 
-from greenroom.actors.connection import ConnState
+from greenroom.actors.connection import ConnState, OnLoss
 from greenroom.actors.dataplane import DataPlane, packet_for, receive_packet
 from greenroom.actors.link import CLOSE_TIMEOUT, Link, NotConnectedError
 from greenroom.actors.media import MediaRouter
@@ -31,26 +32,28 @@ from greenroom.actors.messages import (
     DeliverPacket,
     EventSink,
     ParticipantLeft,
+    PingTick,
     PublishData,
     PublishDtmf,
     PublishTranscription,
-    Reply,
+    RoomJoined,
     UpdateLocalInfo,
 )
 from greenroom.actors.messages import DataPacketReceived as DataEvent
 from greenroom.actors.messages import SipDtmfReceived as DtmfEvent
 from greenroom.actors.messages import TranscriptionReceived as TranscriptionEvent
 from greenroom.actors.participant import ParticipantActor
-from greenroom.actors.room_media import RequestFailedError
 from greenroom.actors.roster import LOCAL, Joined, Roster, Updated
 from greenroom.actors.supervision import ChildSpec, ChildTable, RestartType
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError, LocalProtocolError
-from greenroom.codecs.models import DisconnectReason, ParticipantInfo, ParticipantState, TrackInfo
-from greenroom.codecs.signalling import UpdateMetadata
+from greenroom.codecs.models import DisconnectReason, ParticipantInfo, ParticipantState, RoomInfo, TrackInfo
+from greenroom.codecs.signalling import JoinResponse, UpdateMetadata
 from greenroom.runtime.peer import LOSSY, RELIABLE, PeerTransport
 
 __all__ = ["REQUEST_TIMEOUT", "Members"]
+
+_log = logging.getLogger("greenroom.actors.room")
 
 #: Seconds ``set_metadata``/``set_name``/``set_attributes`` wait for the server's ``request_response``.
 REQUEST_TIMEOUT = 5.0
@@ -59,7 +62,10 @@ REQUEST_TIMEOUT = 5.0
 class Members:
     """Participants' actors and the data path (mixed into the RoomActor, whose state it is)."""
 
-    _state: ConnState
+    @property
+    def _state(self) -> ConnState:
+        raise NotImplementedError
+
     _link: Link | None
     _media: MediaRouter
     _sink: EventSink
@@ -67,13 +73,20 @@ class Members:
     _leaving: dict[str, ParticipantInfo]
     _participants: ChildTable
     _local_tracks: dict[str, TrackInfo]
-    _requests: dict[int, Reply[None]]
     _plane: DataPlane
     _sequence: packets.SequenceCounter
     _dedup: packets.ReliableDeduplicator
     _log: logging.LoggerAdapter[logging.Logger]
+    _join: JoinResponse | None
+    _room: RoomInfo | None
 
-    async def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
+    def _arm(self, link_: Link, delay: float, message: Any) -> None:
+        raise NotImplementedError
+
+    def _ensure_publisher(self, *, offer: bool = True) -> PeerTransport:
+        raise NotImplementedError
+
+    def _sent(self, key: object, request: Any, delay: float, *, on_loss: OnLoss, why_late: str) -> None:
         raise NotImplementedError
 
     async def _close(self, reason: DisconnectReason, *, send_leave: bool, emit: bool = True) -> None:
@@ -81,7 +94,7 @@ class Members:
 
     # -- data out: the user's publish commands -> the data plane ---------------------------------------------
 
-    async def _on_publish(self, message: PublishData | PublishDtmf | PublishTranscription) -> None:
+    def _on_publish(self, message: PublishData | PublishDtmf | PublishTranscription) -> None:
         local = self._roster.local
         if self._state is not ConnState.CONNECTED or self._link is None or local is None:
             message.reply.fail(NotConnectedError("the room is not connected"))
@@ -110,7 +123,7 @@ class Members:
             return
         self._plane.put(RELIABLE if reliable else LOSSY, data, message.reply)
         if publisher is None:
-            await self._ensure_publisher()
+            self._ensure_publisher()
 
     def _on_update_local_info(self, message: UpdateLocalInfo) -> None:
         link_ = self._link
@@ -126,14 +139,8 @@ class Members:
         except GreenroomError as exc:
             message.reply.fail(exc)
             return
-        self._requests[request_id] = message.reply
-        timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._request_timed_out, request_id)
-        message.reply.future.add_done_callback(lambda _f: timer.cancel())
-
-    def _request_timed_out(self, request_id: int) -> None:
-        reply = self._requests.pop(request_id, None)
-        if reply is not None:
-            reply.fail(RequestFailedError(f"no answer from the server within {REQUEST_TIMEOUT} s"))
+        why_late = f"no answer from the server within {REQUEST_TIMEOUT} s"
+        self._sent(request_id, message, REQUEST_TIMEOUT, on_loss=OnLoss.FAIL, why_late=why_late)
 
     # -- data in: DataReceived from a PeerTransport ----------------------------------------------------------
 
@@ -164,6 +171,53 @@ class Members:
                 pass
 
     # -- participants: the roster and the supervision of their actors ----------------------------------------
+
+    async def _joined(self) -> None:
+        """The first JoinResponse: the room, the local participant, the others' actors; ping; publisher."""
+        link_, join = self._link, self._join
+        assert link_ is not None
+        assert join is not None
+        assert join.room is not None
+        assert join.participant is not None
+        self._room = join.room
+        self._roster.set_local(join.participant)
+        self._log = logging.LoggerAdapter(_log, {"room": join.room.name})
+        link_.subscriber_primary = join.subscriber_primary
+        self._start_child(LOCAL, announce=False)
+        for info in join.other_participants:
+            if info.identity != join.participant.identity:
+                seen = self._roster.seen(info)
+                if isinstance(seen, Joined):
+                    self._start_child(seen.key, announce=False)
+        remotes = self._roster.remotes()
+        self._sink.emit(RoomJoined(join.room, join.participant, remotes, join.server_version))
+        self._arm(link_, 0.0, PingTick(link_.generation))
+        if not join.subscriber_primary:
+            self._ensure_publisher()
+
+    async def _rejoined(self) -> None:
+        """A full reconnect's JoinResponse: reconcile, keeping the actors of the participants still here."""
+        link_, join = self._link, self._join
+        assert link_ is not None
+        assert join is not None
+        assert join.room is not None
+        assert join.participant is not None
+        self._room = join.room
+        self._roster.set_local(join.participant)
+        link_.subscriber_primary = join.subscriber_primary
+        self._local_tracks.clear()  # the old local tracks ended with the old session; republished below
+        self._tell_child(LOCAL, ApplyParticipantInfo(join.participant))  # new sid; old local tracks end
+        others = {p.identity: p for p in join.other_participants if p.identity != join.participant.identity}
+        for info in self._roster.remotes():
+            if info.identity not in others:  # left while we were away
+                self._participant_left(info.sid, info, DisconnectReason.UNKNOWN_REASON)
+        for info in others.values():
+            # still here with the same sid: same actor, whatever the version (a restarted server restarts
+            # them); the same identity with a new sid is a leave + a join, as in the Rust SDK
+            self._participant_seen(info, any_version=True)
+        self._arm(link_, 0.0, PingTick(link_.generation))
+        if not join.subscriber_primary:
+            self._ensure_publisher()
 
     def _on_participant_update(self, infos: tuple[ParticipantInfo, ...]) -> None:
         for info in infos:
