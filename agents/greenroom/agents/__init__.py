@@ -1,1 +1,51 @@
-"""greenroom's Agent API: supervised agents that keep their place in the room when their logic fails."""
+"""greenroom's Agent API: supervised agents that keep their place in the room when their logic fails.
+
+The livekit-agents job shape, with only the import changed::
+
+    from greenroom.agents import AutoSubscribe, JobContext, WorkerOptions, cli
+
+    async def entrypoint(ctx: JobContext) -> None:
+        await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+        ...
+
+    if __name__ == "__main__":
+        cli.run_app(WorkerOptions(entrypoint_fnc=entrypoint))
+
+Each job is a supervised actor tree (:mod:`greenroom.agents.tree`): a crash of the agent's code restarts
+only that code — the participant stays in the room.
+"""
+
+from greenroom.agents import cli
+from greenroom.agents.context import AutoSubscribe, JobContext, JobProcess
+from greenroom.agents.job import (
+    AgentHungError,
+    Job,
+    JobAssignment,
+    JobResult,
+    JobRoomInfo,
+    JobStatus,
+    LoopBlockedError,
+    SupervisionOptions,
+)
+from greenroom.agents.tree import JobHandle, start_job
+from greenroom.agents.worker import WorkerOptions, agent_token, run_job
+
+__all__ = [
+    "AgentHungError",
+    "AutoSubscribe",
+    "Job",
+    "JobAssignment",
+    "JobContext",
+    "JobHandle",
+    "JobProcess",
+    "JobResult",
+    "JobRoomInfo",
+    "JobStatus",
+    "LoopBlockedError",
+    "SupervisionOptions",
+    "WorkerOptions",
+    "agent_token",
+    "cli",
+    "run_job",
+    "start_job",
+]

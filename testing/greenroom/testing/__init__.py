@@ -8,6 +8,11 @@ For testing your own bots' fault tolerance (and greenroom's): every function tak
   :func:`local_participant` — the local one;
 * :func:`track` ``(sid)`` — the TrackActor of a publication (remote or local).
 
+The same functions take an agent's job instead of a room (a ``greenroom.agents.JobHandle``, or anything
+:class:`Supervised`): the targets are then :func:`agent_logic` — the actor running the agent's code — and
+:func:`agent_connection` — the one holding its room connection. This layer does not import the agents
+layer (it sits below it); it reaches the job's tree through its root actor and the same messages.
+
 Example::
 
     from greenroom import testing
@@ -30,7 +35,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 
@@ -43,9 +48,12 @@ from greenroom.runtime import loop as runtime
 
 __all__ = [
     "Restart",
+    "Supervised",
     "Target",
     "TargetNotFoundError",
     "actor",
+    "agent_connection",
+    "agent_logic",
     "crash",
     "local_participant",
     "participant",
@@ -65,12 +73,24 @@ class TargetNotFoundError(LookupError):
     """The room has no such actor (not connected, no such participant or publication)."""
 
 
+class Supervised(Protocol):
+    """A supervision tree other than a room's: its root actor answers ``GetTree`` (an agent's job)."""
+
+    @property
+    def ref(self) -> pykka.ActorRef[Any]:
+        """The root actor."""
+        ...
+
+
+Subject = Room | Supervised
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Names one actor of a room's tree (build it with the functions below)."""
 
     kind: str
-    """``"room"``, ``"participant"`` or ``"track"``."""
+    """``"room"``, ``"participant"``, ``"track"`` or ``"child"`` (a child of an agent's job)."""
     name: str = ""
     """The participant's identity (``"local"`` for the local one) or the track sid."""
 
@@ -118,7 +138,19 @@ def track(sid: str) -> Target:
     return Target("track", sid)
 
 
-def _room_ref(room: Room) -> pykka.ActorRef[Any]:
+def agent_logic() -> Target:
+    """The actor running an agent's code (the job's ``logic`` child)."""
+    return Target("child", "logic")
+
+
+def agent_connection() -> Target:
+    """The actor holding an agent's room connection (the job's ``connection`` child)."""
+    return Target("child", "connection")
+
+
+def _room_ref(room: Subject) -> pykka.ActorRef[Any]:
+    if not isinstance(room, Room):
+        return room.ref
     client = room._client
     if client is None:
         raise TargetNotFoundError("the room is not connected")
@@ -136,6 +168,11 @@ async def _resolve(room_ref: pykka.ActorRef[Any], target: Target) -> pykka.Actor
     if target.kind == "room":
         return room_ref
     tree = await _tree(room_ref)
+    if target.kind == "child":
+        for key, _name, ref in tree.children:
+            if key == target.name:
+                return ref  # type: ignore[no-any-return]
+        raise TargetNotFoundError(f"no child {target.name!r} in the tree")
     if target.kind == "participant":
         for _key, name, ref in tree.children:
             if name == target.name:
@@ -151,7 +188,7 @@ async def _resolve(room_ref: pykka.ActorRef[Any], target: Target) -> pykka.Actor
     raise TargetNotFoundError(f"no track {target.name!r} in the room")
 
 
-async def actor(room: Room, target: Target) -> pykka.ActorRef[Any] | None:
+async def actor(room: Subject, target: Target) -> pykka.ActorRef[Any] | None:
     """The current incarnation of ``target`` (``None`` while it restarts).
 
     Raises:
@@ -160,7 +197,7 @@ async def actor(room: Room, target: Target) -> pykka.ActorRef[Any] | None:
     return await call(_resolve(_room_ref(room), target))
 
 
-async def state(room: Room, target: Target) -> Any:
+async def state(room: Subject, target: Target) -> Any:
     """What ``target`` answers to ``GetState`` (a ``TrackState`` for a track, a ``ParticipantInfo`` for a
     participant, a ``RoomSnapshot`` for the room).
 
@@ -178,7 +215,7 @@ async def state(room: Room, target: Target) -> Any:
 
 
 async def crash(
-    room: Room, target: Target, reason: str = "injected by greenroom.testing"
+    room: Subject, target: Target, reason: str = "injected by greenroom.testing"
 ) -> pykka.ActorRef[Any]:
     """Make ``target`` raise ``RuntimeError(reason)`` in its handler; returns once it has died.
 
@@ -202,7 +239,7 @@ async def crash(
 
 
 async def serving(
-    room: Room, target: Target, *, since: pykka.ActorRef[Any] | None = None, timeout: float = 5.0
+    room: Subject, target: Target, *, since: pykka.ActorRef[Any] | None = None, timeout: float = 5.0
 ) -> pykka.ActorRef[Any]:
     """Wait until ``target`` has a live incarnation (other than ``since``) that answers a message.
 
@@ -220,7 +257,11 @@ async def serving(
                 with contextlib.suppress(pykka.ActorDeadError, TargetNotFoundError):
                     ref = await _resolve(room_ref, target)
                     if ref is not None and ref is not since and ref.is_alive():
-                        await ask(ref, GetTree() if target.kind != "track" else GetState(), timeout=timeout)
+                        await ask(
+                            ref,
+                            GetTree() if target.kind in ("room", "participant") else GetState(),
+                            timeout=timeout,
+                        )
                         return ref
                 await asyncio.sleep(_POLL)
 
@@ -228,7 +269,7 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def stall(room: Room, target: Target) -> AsyncIterator[pykka.ActorRef[Any]]:
+async def stall(room: Subject, target: Target) -> AsyncIterator[pykka.ActorRef[Any]]:
     """Hold ``target``'s handler for the duration of the block (its mailbox keeps filling).
 
     Yields:
@@ -251,14 +292,17 @@ async def stall(room: Room, target: Target) -> AsyncIterator[pykka.ActorRef[Any]
         runtime.get_loop().call_soon_threadsafe(release.set)
 
 
-async def restart_history(room: Room) -> list[Restart]:
-    """Every restart the room's tree has made (the RoomActor's, and each live participant's), oldest first."""
+async def restart_history(room: Subject) -> list[Restart]:
+    """Every restart the tree has made, oldest first: a room's (the RoomActor's, and each live
+    participant's), or an agent job's (``supervisor`` is ``"job <id>"``, ``name`` the child restarted)."""
 
     async def go() -> list[Restart]:
         room_ref = _room_ref(room)
         tree = await _tree(room_ref)
         names = {key: name for key, name, _ref in tree.children}
         found = [_record(e, names) for e in tree.events]
+        if not isinstance(room, Room):
+            return found
         for _key, _name, ref in tree.children:
             if ref is not None:
                 with contextlib.suppress(pykka.ActorDeadError, TimeoutError):

@@ -1,0 +1,208 @@
+"""``JobContext``: what an entrypoint gets, shaped like livekit-agents' ``JobContext``.
+
+One context per *logic incarnation*: a restarted logic gets a new context over the same job (same room,
+same participant, the last :meth:`JobContext.checkpoint`). Every coroutine here runs on the job's logic
+loop; requests to the room's actors cross to greenroom's runtime loop and back without blocking it.
+
+Differences from livekit-agents, on purpose: ``connect()`` may be called again (a restarted logic calls its
+entrypoint again; the second call returns at once, the participant never leaves); callbacks registered on
+``ctx.room`` run in the agent's dispatcher (in order, on the job's logic loop), and a callback that
+raises restarts the logic instead of being logged and forgotten; ``checkpoint``/``restored``/``restarts``
+are greenroom's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from greenroom import rtc
+from greenroom.actors.messages import Reply
+from greenroom.agents.dispatch import Dispatcher, JobRoom
+from greenroom.agents.job import Connect, EndJob, Job, JobCore, JobStatus
+from greenroom.runtime import loop as runtime
+
+__all__ = ["AutoSubscribe", "JobContext", "JobProcess", "ShutdownCallback"]
+
+_log = logging.getLogger("greenroom.agents.context")
+
+#: ``async def cb()`` or ``async def cb(reason: str)``.
+ShutdownCallback = Callable[[], Awaitable[None]] | Callable[[str], Awaitable[None]]
+
+
+class AutoSubscribe(enum.StrEnum):
+    """Which remote tracks to subscribe to on connect (livekit-agents' ``AutoSubscribe``)."""
+
+    SUBSCRIBE_ALL = "subscribe_all"
+    SUBSCRIBE_NONE = "subscribe_none"
+    AUDIO_ONLY = "audio_only"
+    VIDEO_ONLY = "video_only"
+
+
+class JobProcess:
+    """``ctx.proc``: the process the jobs run in (shared by every job of a worker: many jobs per process).
+
+    ``userdata`` is where ``prewarm_fnc`` leaves what every job reuses (models, clients).
+    """
+
+    def __init__(self, user_arguments: Any = None) -> None:
+        self.userdata: dict[Any, Any] = {}
+        self.user_arguments = user_arguments
+
+    @property
+    def pid(self) -> int:
+        """This process's id."""
+        return os.getpid()
+
+
+class JobContext:
+    """The entrypoint's view of its job (see the module docstring).
+
+    Args:
+        core: the job's shared state.
+        dispatcher: this logic incarnation's dispatcher.
+        incarnation: 1 for the first start, +1 per restart.
+    """
+
+    def __init__(self, core: JobCore, dispatcher: Dispatcher, incarnation: int) -> None:
+        self._core = core
+        self._dispatcher = dispatcher
+        self._incarnation = incarnation
+        self._restored = core.checkpoint
+        self._shutdown_callbacks: list[Callable[[str], Awaitable[None]]] = []
+        self._message_handler: Callable[[Any], Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self.job.id} incarnation {self._incarnation}>"
+
+    # -- what the job is --------------------------------------------------------------------------------
+
+    @property
+    def job(self) -> Job:
+        """The job (id, room name, agent name, metadata)."""
+        return self._core.assignment.job
+
+    @property
+    def proc(self) -> JobProcess:
+        """The process (``userdata`` filled by ``prewarm_fnc``)."""
+        return self._core.proc
+
+    @property
+    def room(self) -> rtc.Room:
+        """The job's room: the same object, and the same participant, across logic restarts."""
+        room = self._core.room
+        if room is None:
+            raise RuntimeError("the job's room is not there (the job is ending)")
+        return room
+
+    @property
+    def agent(self) -> rtc.LocalParticipant:
+        """The agent's own participant (after :meth:`connect`)."""
+        return self.room.local_participant
+
+    @property
+    def restarts(self) -> int:
+        """How many times the logic was restarted before this incarnation (0 on the first run)."""
+        return self._incarnation - 1
+
+    @property
+    def restored(self) -> Any:
+        """The state the previous incarnation saved with :meth:`checkpoint` (``None`` on the first run)."""
+        return self._restored
+
+    def checkpoint(self, state: Any) -> None:
+        """Save ``state`` for the next incarnation if this one crashes (read it back from :attr:`restored`).
+
+        Keep it small and immutable: it is handed over as it is, not copied.
+        """
+        self._core.checkpoint = state
+
+    # -- the room ------------------------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        *,
+        auto_subscribe: AutoSubscribe = AutoSubscribe.SUBSCRIBE_ALL,
+        rtc_config: rtc.RtcConfiguration | None = None,
+        encryption: Any = None,
+        e2ee: Any = None,
+    ) -> None:
+        """Join the job's room (at once if already joined: after a logic restart the participant stayed).
+
+        Raises:
+            rtc.ConnectError: the server refused or could not be reached.
+        """
+        options = rtc.RoomOptions(
+            auto_subscribe=auto_subscribe == AutoSubscribe.SUBSCRIBE_ALL,
+            rtc_config=rtc_config,
+            encryption=encryption or e2ee,
+        )
+        core = self._core
+
+        async def on_runtime() -> None:
+            assert core.connection is not None
+            reply: Reply[None] = Reply.new()
+            core.connection.tell(Connect(options, str(auto_subscribe), reply))
+            await reply.future
+
+        await asyncio.wrap_future(runtime.submit(on_runtime()))
+
+    async def wait_for_participant(self, *, identity: str | None = None) -> rtc.RemoteParticipant:
+        """The first remote participant (or the one with ``identity``); at once if already there."""
+        if not self.room.isconnected():
+            await self.connect()
+        room = self._core.room
+        assert isinstance(room, JobRoom)
+        found: asyncio.Future[rtc.RemoteParticipant] = asyncio.get_running_loop().create_future()
+
+        def check(participant: rtc.RemoteParticipant) -> None:
+            if not found.done() and (identity is None or participant.identity == identity):
+                found.set_result(participant)
+
+        room.on_logic("participant_connected", check)
+        try:
+            for participant in list(room.remote_participants.values()):
+                check(participant)
+            return await found
+        finally:
+            room.off("participant_connected", check)
+
+    # -- the end -------------------------------------------------------------------------------------------
+
+    def add_shutdown_callback(self, callback: ShutdownCallback) -> None:
+        """Run ``callback`` (``async``, with or without the reason) when the job ends."""
+        takes_reason = len(inspect.signature(callback).parameters) >= 1
+
+        async def run(reason: str) -> None:
+            await (callback(reason) if takes_reason else callback())  # type: ignore[call-arg]
+
+        self._shutdown_callbacks.append(run)
+
+    def shutdown(self, reason: str = "") -> None:
+        """End the job: shutdown callbacks run, the agent leaves the room, the job reports SUCCESS."""
+        assert self._core.job_ref is not None
+        self._core.job_ref.tell(EndJob(JobStatus.SUCCESS, reason or "shutdown requested"))
+
+    async def _run_shutdown_callbacks(self, reason: str) -> None:
+        for callback in self._shutdown_callbacks:
+            try:
+                await callback(reason)
+            except Exception:
+                _log.exception("%s: a shutdown callback raised", self.job.id)
+
+    # -- the actor shape's mailbox -----------------------------------------------------------------------
+
+    def _set_message_handler(self, handler: Callable[[Any], Any]) -> None:
+        self._message_handler = handler
+
+    def _deliver(self, message: Any) -> bool:
+        if self._message_handler is None:
+            _log.warning("%s: no agent takes messages; dropped %r", self.job.id, message)
+            return False
+        executor = self._core.options.sync_handlers_in_executor
+        return self._dispatcher.post(self._message_handler, (message,), executor=executor)
