@@ -11,11 +11,13 @@ The livekit-agents job shape, with only the import changed::
     if __name__ == "__main__":
         cli.run_app(WorkerOptions(entrypoint_fnc=entrypoint))
 
-Each job is a supervised actor tree (:mod:`greenroom.agents.tree`): a crash of the agent's code restarts
-only that code — the participant stays in the room.
+Or the actor shape, an :class:`Agent` whose handlers get the room's events as mailbox messages
+(:mod:`greenroom.agents.agent`). Each job is a supervised actor tree (:mod:`greenroom.agents.tree`): a
+crash of the agent's code restarts only that code — the participant stays in the room.
 """
 
 from greenroom.agents import cli
+from greenroom.agents.agent import Agent, RoomEvent
 from greenroom.agents.context import AutoSubscribe, JobContext, JobProcess
 from greenroom.agents.job import (
     AgentHungError,
@@ -31,6 +33,7 @@ from greenroom.agents.tree import JobHandle, start_job
 from greenroom.agents.worker import WorkerOptions, agent_token, run_job
 
 __all__ = [
+    "Agent",
     "AgentHungError",
     "AutoSubscribe",
     "Job",
@@ -42,6 +45,7 @@ __all__ = [
     "JobRoomInfo",
     "JobStatus",
     "LoopBlockedError",
+    "RoomEvent",
     "SupervisionOptions",
     "WorkerOptions",
     "agent_token",

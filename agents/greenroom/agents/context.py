@@ -27,7 +27,10 @@ from greenroom.agents.dispatch import Dispatcher, JobRoom
 from greenroom.agents.job import Connect, EndJob, Job, JobCore, JobStatus
 from greenroom.runtime import loop as runtime
 
-__all__ = ["AutoSubscribe", "JobContext", "JobProcess", "ShutdownCallback"]
+__all__ = ["PENDING_CAPACITY", "AutoSubscribe", "JobContext", "JobProcess", "ShutdownCallback"]
+
+#: Messages kept for an agent that is still starting (past it they are dropped and counted).
+PENDING_CAPACITY = 1_000
 
 _log = logging.getLogger("greenroom.agents.context")
 
@@ -76,6 +79,7 @@ class JobContext:
         self._restored = core.checkpoint
         self._shutdown_callbacks: list[Callable[[str], Awaitable[None]]] = []
         self._message_handler: Callable[[Any], Any] | None = None
+        self._pending: list[Any] = []
 
     def __repr__(self) -> str:
         return f"<JobContext {self.job.id} incarnation {self._incarnation}>"
@@ -197,12 +201,27 @@ class JobContext:
 
     # -- the actor shape's mailbox -----------------------------------------------------------------------
 
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run one of the agent's handlers now (logic loop): sync ones in the executor unless told not to."""
+        await self._dispatcher.call(fn, args, self._core.options.sync_handlers_in_executor)
+
     def _set_message_handler(self, handler: Callable[[Any], Any]) -> None:
+        """Start handing messages to ``handler`` (logic loop); those that waited for it go first."""
         self._message_handler = handler
+        pending, self._pending = self._pending, []
+        self._dispatcher.push_front([(self._route, (m,), False) for m in pending])
 
     def _deliver(self, message: Any) -> bool:
-        if self._message_handler is None:
-            _log.warning("%s: no agent takes messages; dropped %r", self.job.id, message)
-            return False
-        executor = self._core.options.sync_handlers_in_executor
-        return self._dispatcher.post(self._message_handler, (message,), executor=executor)
+        """Queue ``message`` for the agent's handler (any thread)."""
+        return self._dispatcher.post(self._route, (message,))
+
+    async def _route(self, message: Any) -> None:
+        handler = self._message_handler
+        if handler is None:  # the agent is not ready yet: keep it (bounded) until it is
+            if len(self._pending) < PENDING_CAPACITY:
+                self._pending.append(message)
+            else:
+                self._dispatcher.dropped += 1
+            return
+        self._dispatcher.current = getattr(handler, "__qualname__", repr(handler))
+        await self._call(handler, message)

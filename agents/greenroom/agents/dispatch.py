@@ -26,6 +26,7 @@ import asyncio
 import collections
 import concurrent.futures
 import inspect
+import linecache
 import logging
 import threading
 from collections.abc import Callable
@@ -74,6 +75,24 @@ def _arity(callback: Callable[..., Any]) -> int | None:
 def _is_async(callback: Callable[..., Any]) -> bool:
     call = getattr(callback, "__call__", None)  # noqa: B004 - an object whose __call__ is async
     return inspect.iscoroutinefunction(callback) or (call is not None and inspect.iscoroutinefunction(call))
+
+
+def coroutine_stack(coro: Any) -> str:
+    """The await chain of a suspended coroutine, formatted like a traceback (outermost first).
+
+    ``Task.get_stack()`` shows only the task's own coroutine frame; a hang is usually several awaits down.
+    """
+    lines: list[str] = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}\n')
+            source = linecache.getline(code.co_filename, frame.f_lineno).strip()
+            if source:
+                lines.append(f"    {source}\n")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return "".join(lines)
 
 
 class Dispatcher:
@@ -129,14 +148,7 @@ class Dispatcher:
         if self.current_thread is not None:
             return thread_stack(self.current_thread)
         task = self._task
-        if task is None:
-            return ""
-        lines: list[str] = []
-        for frame in task.get_stack():
-            lines.append(
-                f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}\n'
-            )
-        return "".join(lines)
+        return "" if task is None else coroutine_stack(task.get_coro())
 
     # -- the logic loop -----------------------------------------------------------------------------------
 
@@ -176,7 +188,7 @@ class Dispatcher:
             fn, args, executor = self._queue.popleft()
             self.current = getattr(fn, "__qualname__", repr(fn))
             try:
-                await self._call(fn, args, executor)
+                await self.call(fn, args, executor)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
@@ -187,7 +199,15 @@ class Dispatcher:
                 self.current, self.current_thread = "", None
             self.handled += 1
 
-    async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], executor: bool) -> None:
+    def push_front(self, items: list[tuple[Callable[..., Any], tuple[Any, ...], bool]]) -> None:
+        """Queue ``(fn, args, executor)`` items before everything queued (on the logic loop)."""
+        for item in reversed(items):
+            self._queue.appendleft(item)
+        if items and self._wake is not None:
+            self._wake.set()
+
+    async def call(self, fn: Callable[..., Any], args: tuple[Any, ...], executor: bool) -> None:
+        """Call ``fn(*args)`` now (on the logic loop): awaited if async, in the executor if asked."""
         arity = _arity(fn)
         args = args if arity is None else args[:arity]
         if not executor or _is_async(fn):
