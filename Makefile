@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SOURCES := codecs runtime actors rtc testing agents devserver tests $(wildcard examples/*.py) $(wildcard benchmarks/*.py) benchmarks/suite
+SOURCES := codecs runtime actors rtc testing agents devserver cli tests $(wildcard examples/*.py) $(wildcard benchmarks/*.py) benchmarks/suite
 
 .PHONY: demo test lint typecheck imports pytest serve bench clean
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -84,16 +82,6 @@ def test_keys_flag_and_ready_line() -> None:
             assert await asyncio.wait_for(proc.wait(), 15) == 0
 
     asyncio.run(scenario())
-
-
-def test_console_script_and_demo_slot(capsys: pytest.CaptureFixture[str]) -> None:
-    script = shutil.which("greenroom", path=str(Path(sys.executable).parent))
-    assert script is not None
-    demo_help = subprocess.run([script, "demo", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "--messages" in demo_help  # the demo itself runs in tests/devserver/test_demo.py
-    help_text = subprocess.run([script, "serve", "--help"], capture_output=True, text=True, check=True).stdout
-    for flag in ("--bind", "--port", "--keys", "--node-ip", "--log-level"):
-        assert flag in help_text
 
 
 def test_bad_configuration_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

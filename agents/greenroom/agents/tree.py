@@ -41,7 +41,7 @@ import pykka
 from greenroom import rtc
 from greenroom.actors.core import AsyncioActor, ChildFailed, ask, stop_actor
 from greenroom.actors.messages import Crash, GetState, GetTree, Reply, TreeState
-from greenroom.actors.supervision import SUPERVISION_MESSAGES, ChildSpec, ChildTable, Strategy
+from greenroom.actors.supervision import SUPERVISION_MESSAGES, ChildSpec, ChildTable, RestartEvent, Strategy
 from greenroom.agents.context import AutoSubscribe, JobContext, JobProcess
 from greenroom.agents.dispatch import Dispatcher, JobRoom
 from greenroom.agents.job import (
@@ -516,6 +516,19 @@ class JobHandle:
         """End the job (the worker protocol's ``termination``): callbacks, leave, SUCCESS."""
         with contextlib.suppress(pykka.ActorDeadError):
             self.ref.tell(EndJob(JobStatus.SUCCESS, reason))
+
+    async def restart_events(self) -> list[RestartEvent]:
+        """The restarts the job's supervision made so far, oldest first (any loop; while the job runs).
+
+        Raises:
+            pykka.ActorDeadError: the job has ended.
+        """
+
+        async def on_runtime() -> list[RestartEvent]:
+            tree = await ask(self.ref, GetTree(), timeout=5.0)
+            return list(tree.events)
+
+        return await asyncio.wrap_future(runtime.submit(on_runtime()))
 
     async def wait(self, timeout: float | None = None) -> JobResult:
         """Wait (on any loop) until the job ends."""

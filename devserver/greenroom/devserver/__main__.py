@@ -1,4 +1,5 @@
-"""``python -m greenroom.devserver`` = ``greenroom``."""
+"""``python -m greenroom.devserver serve``: the dev server alone (the ``greenroom`` command is
+``greenroom.cli``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The ``greenroom`` console script: ``greenroom serve`` (the dev server) and ``greenroom demo``."""
+"""``greenroom serve`` (the dev server): its options and its run, and ``python -m greenroom.devserver``.
+
+The ``greenroom`` console script itself is ``greenroom.cli.main``, which sits above both the dev server and
+the Agent API and composes them (``greenroom demo`` runs agents on an embedded dev server); this module
+keeps the dev server's part and never imports the agents.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from greenroom.devserver import demo
 from greenroom.devserver.config import DEFAULT_BIND, DEFAULT_PORT, ConfigError, ServerConfig, parse_keys
 from greenroom.devserver.server import DevServer
 
-__all__ = ["build_parser", "main", "serve"]
+__all__ = ["add_serve_arguments", "build_parser", "main", "run_serve", "serve"]
 
 _log = logging.getLogger("greenroom.devserver.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``greenroom`` command."""
-    parser = argparse.ArgumentParser(
-        prog="greenroom", description="greenroom: LiveKit-compatible rooms in Python"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser(
-        "serve",
-        help="run the LiveKit-compatible dev server",
-        description="Run the dev server (defaults like `livekit-server --dev`: 127.0.0.1:7880, "
-        "devkey/secret). Keys also come from LIVEKIT_KEYS or LIVEKIT_API_KEY + LIVEKIT_API_SECRET.",
-    )
+def add_serve_arguments(serve_cmd: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` options to ``serve_cmd``."""
     serve_cmd.add_argument("--bind", default=None, help=f"address to listen on (default {DEFAULT_BIND})")
     serve_cmd.add_argument(
         "--port", type=int, default=None, help=f"TCP port, 0 = ephemeral (default {DEFAULT_PORT})"
@@ -48,14 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level (stderr)",
     )
-    demo_cmd = commands.add_parser(
-        "demo",
-        help="three bots talk in a room on the embedded dev server",
-        description="Three supervised bots (greeter, echo, chatter) talk in one room through their "
-        "mailboxes; prints the room events and a summary. Uses LIVEKIT_URL, LIVEKIT_API_KEY and "
-        "LIVEKIT_API_SECRET when all three are set, else an embedded dev server on an ephemeral port.",
+
+
+#: The ``serve`` subcommand's help texts (shared with ``greenroom.cli.main``).
+SERVE_HELP = "run the LiveKit-compatible dev server"
+SERVE_DESCRIPTION = (
+    "Run the dev server (defaults like `livekit-server --dev`: 127.0.0.1:7880, "
+    "devkey/secret). Keys also come from LIVEKIT_KEYS or LIVEKIT_API_KEY + LIVEKIT_API_SECRET."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m greenroom.devserver`` (``serve`` only)."""
+    parser = argparse.ArgumentParser(
+        prog="greenroom", description="greenroom: LiveKit-compatible rooms in Python"
     )
-    demo.add_arguments(demo_cmd)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_arguments(commands.add_parser("serve", help=SERVE_HELP, description=SERVE_DESCRIPTION))
     return parser
 
 
@@ -83,11 +86,8 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``greenroom`` console script and ``python -m greenroom.devserver``."""
-    args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        return demo.main(args)
+def run_serve(args: argparse.Namespace) -> int:
+    """Run ``greenroom serve`` with parsed ``args``; returns the exit code (2: bad configuration)."""
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -99,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(serve(config))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m greenroom.devserver`` (the dev server alone)."""
+    return run_serve(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

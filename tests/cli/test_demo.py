@@ -1,5 +1,6 @@
-"""``greenroom demo`` as a subprocess: the conversation, the supervised restart, the summary, the exit code;
-with ``LIVEKIT_URL``/``LIVEKIT_API_KEY``/``LIVEKIT_API_SECRET`` it uses that server instead."""
+"""``greenroom demo`` as a subprocess: the conversation, the supervised restart (the echo bot's logic
+restarts, it never leaves the room), the summary, the exit code; with ``LIVEKIT_URL``/``LIVEKIT_API_KEY``/
+``LIVEKIT_API_SECRET`` it uses that server instead."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from greenroom.agents.demo import percentile
 from greenroom.devserver.config import ServerConfig
-from greenroom.devserver.demo import percentile
 from greenroom.devserver.server import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _demo(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
     return subprocess.run(
-        [sys.executable, "-m", "greenroom.devserver", "demo", *args],
+        [sys.executable, "-m", "greenroom.cli", "demo", *args],
         cwd=ROOT,
         env={**base, **(env or {})},
         capture_output=True,
@@ -42,17 +43,19 @@ def test_demo_prints_the_conversation_and_summary_and_exits_0() -> None:
     assert proc.returncode == 0, f"{out}\n{proc.stderr}"
     assert "embedded dev server at ws://127.0.0.1:" in out
     for bot in ("greeter", "echo", "chatter"):
-        assert re.search(rf"\] {bot}\s+joined room", out), out
+        assert re.search(rf"\] {bot}\s+in room", out), out
     assert "welcome to the room, chatter!" in out
-    # the injected crash, the supervised restart, and the greeter's welcome for the new incarnation
+    # the injected crash and the supervised restart of the echo bot's logic, in the same participant: the
+    # greeter never sees it leave and come back
     assert "echo       CRASHED (InjectedCrashError: injected crash)" in out
-    assert "incarnation 2: restarted by its supervisor" in out
-    assert "welcome back, echo!" in out
+    assert "restart 1: restarted by its supervisor, never left the room" in out
+    assert "welcome back" not in out
+    assert "participant_disconnected" not in out
     assert "Traceback" not in proc.stderr  # the expected crash is reported on stdout, not as a traceback
 
     assert "== summary ==" in out
     greeter, echo, chatter = _row(out, "greeter"), _row(out, "echo"), _row(out, "chatter")
-    assert greeter[0] >= 3  # echo, chatter, echo again
+    assert greeter[0] == 2  # echo and chatter, once each
     assert chatter[0] >= 60  # plus any re-sent after the crash
     assert echo[1] >= 60
     assert chatter[1] >= 61  # 60 echoes + a greeting

@@ -1,0 +1,42 @@
+"""The ``greenroom`` console script: ``greenroom serve`` (the dev server) and ``greenroom demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from greenroom.cli import demo
+from greenroom.devserver.cli import SERVE_DESCRIPTION, SERVE_HELP, add_serve_arguments, run_serve
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``greenroom`` command."""
+    parser = argparse.ArgumentParser(
+        prog="greenroom", description="greenroom: LiveKit-compatible rooms in Python"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_arguments(commands.add_parser("serve", help=SERVE_HELP, description=SERVE_DESCRIPTION))
+    demo_cmd = commands.add_parser(
+        "demo",
+        help="three supervised agents talk in a room on the embedded dev server",
+        description="Three agents (greeter, echo, chatter), each a supervised job, talk in one room through "
+        "their mailboxes; prints the room events and a summary. Uses LIVEKIT_URL, LIVEKIT_API_KEY and "
+        "LIVEKIT_API_SECRET when all three are set, else an embedded dev server on an ephemeral port.",
+    )
+    demo.add_arguments(demo_cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``greenroom`` console script and ``python -m greenroom.cli``."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return demo.main(args)
+    return run_serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
