@@ -18,9 +18,10 @@ with ``JobHandle.tell`` or :meth:`Agent.tell` (kept while the agent restarts). `
 the job's logic loop; plain ``def`` handlers run in an executor thread (``SupervisionOptions.
 sync_handlers_in_executor``), so a blocking one does not hold the loop.
 
-Messages queued behind the one whose handler failed are not handed to the next incarnation: they belonged
-to the incarnation that failed (its checkpoint says what was done). Room events that arrive while the
-agent restarts are not replayed either; ``JobHandle.tell`` messages are.
+Room events from the join on are kept (bounded) until :meth:`Agent.on_enter` has run, so none is lost at
+start. Messages queued behind the one whose handler failed are not handed to the next incarnation: they
+belonged to the incarnation that failed (its checkpoint says what was done). Room events that arrive
+while the agent restarts are not replayed either; ``JobHandle.tell`` messages are.
 """
 
 from __future__ import annotations
@@ -115,12 +116,13 @@ class Agent:
 async def _run_agent(factory: Callable[[], Agent], ctx: JobContext) -> None:
     agent = factory()
     agent.ctx = ctx
+    # Relays first: events from the join on wait (bounded) until on_enter has run, none is lost.
+    for name in agent.events:
+        ctx.room.on(name, functools.partial(_relay, ctx, name))
     await ctx.connect(auto_subscribe=agent.auto_subscribe)
     if ctx.restarts and ctx.restored is not None:
         await ctx._call(agent.on_restart, ctx.restored)
     await ctx._call(agent.on_enter)
-    for name in agent.events:
-        ctx.room.on(name, functools.partial(_relay, ctx, name))
     ctx._set_message_handler(agent.on_message)
 
 
