@@ -210,6 +210,7 @@ def test_requests_in_flight_fail_or_retry_on_loss_and_expire_by_ticket() -> None
     machine.sent("cid", "publish", on_loss=OnLoss.RETRY, why_late="no track_published")
     assert machine.in_flight(7)
     assert machine.in_flight("cid")
+    assert machine.keys_in_flight() == (7, "cid")
     actions = machine.handle(Lost(1, LOST, "signal closed"))
     assert FailRequests(("metadata",), "the connection was lost before the server answered") in actions
     assert machine.held == 1  # the publish is asked again first

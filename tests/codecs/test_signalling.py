@@ -130,6 +130,17 @@ def _cases() -> dict[str, tuple[str, Any, Any]]:
             pr.SignalResponse(request_response=pr.RequestResponse(request_id=4, reason=2, message="no")),  # type: ignore[arg-type]
             sig.RequestResponse(4, RequestResponseReason.NOT_ALLOWED, "no"),
         ),
+        "response_request_response_add_track": (
+            "response",
+            pr.SignalResponse(
+                request_response=pr.RequestResponse(
+                    reason=2,  # type: ignore[arg-type]
+                    message="no",
+                    add_track=pr.AddTrackRequest(cid="mic"),
+                )
+            ),
+            sig.RequestResponse(0, RequestResponseReason.NOT_ALLOWED, "no", add_track_cid="mic"),
+        ),
         "response_leave_duplicate": (
             "response",
             pr.SignalResponse(leave=pr.LeaveRequest(reason=2, action=0)),  # type: ignore[arg-type]

@@ -431,6 +431,10 @@ class ConnectionMachine(Generic[T]):
         self._in_flight[key] = _InFlight(request, on_loss, why_late, self._tickets)
         return self._tickets
 
+    def keys_in_flight(self) -> tuple[object, ...]:
+        """The keys of the requests waiting for their answer, oldest first."""
+        return tuple(self._in_flight)
+
     def in_flight(self, key: object) -> bool:
         """Whether ``key`` was sent and not answered, expired or failed yet."""
         return key in self._in_flight

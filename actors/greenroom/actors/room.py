@@ -572,6 +572,9 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             self._sink.emit(RoomMetadataChanged(room, old.metadata, room.metadata))
 
     def _on_request_response(self, msg: RequestResponse) -> None:
+        if msg.request_id == 0 and msg.reason is not RequestResponseReason.OK:
+            self._publish_refused(msg)
+            return
         request = self._machine.answered(msg.request_id)
         if request is None:
             return
@@ -579,6 +582,15 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
             request.reply.ok(None)
         else:
             request.reply.fail(RequestFailedError(f"{msg.reason.name}: {msg.message}".rstrip(": ")))
+
+    def _publish_refused(self, msg: RequestResponse) -> None:
+        """A refused ``add_track`` (it has no request id): the copy's ``cid`` names the publish; a server that
+        sends no copy refuses them all (the permission is the participant's, not the track's)."""
+        waiting = [k for k in self._machine.keys_in_flight() if isinstance(k, str)]
+        for cid in [msg.add_track_cid] if msg.add_track_cid else waiting:
+            request = self._machine.answered(cid)
+            if isinstance(request, PublishTrack):
+                request.reply.fail(RequestFailedError(f"{msg.reason.name}: {msg.message}".rstrip(": ")))
 
     async def _on_signal_closed(self, message: SignalClosed) -> None:
         link_ = self._link

@@ -832,17 +832,23 @@ class SubscriptionResponse:
 class RequestResponse:
     """``request_response`` (RequestResponse): the outcome of the request with ``request_id``.
 
-    The copy of the original request the server may attach (the ``request`` oneof) is not modelled.
+    Of the copy of the original request the server may attach (the ``request`` oneof) only an ``add_track``'s
+    ``cid`` is modelled (``add_track_cid``): an ``add_track`` has no request id, so that copy is how a refusal
+    (``NOT_ALLOWED``: no ``canPublish``, or a source outside ``canPublishSources``) names the publish it ends.
     """
 
     FIELD: ClassVar[str] = "request_response"
     request_id: int
     reason: RequestResponseReason = RequestResponseReason.OK
     message: str = ""
+    add_track_cid: str = ""
 
     def to_proto(self) -> pr.RequestResponse:
         """Return the ``livekit.RequestResponse`` message."""
-        return pr.RequestResponse(request_id=self.request_id, reason=_wire(self.reason), message=self.message)
+        pb = pr.RequestResponse(request_id=self.request_id, reason=_wire(self.reason), message=self.message)
+        if self.add_track_cid:
+            pb.add_track.cid = self.add_track_cid
+        return pb
 
     @classmethod
     def from_proto(cls, pb: pr.RequestResponse) -> RequestResponse:
@@ -851,6 +857,7 @@ class RequestResponse:
             request_id=pb.request_id,
             reason=_enum(RequestResponseReason, pb.reason),
             message=pb.message,
+            add_track_cid=pb.add_track.cid if pb.WhichOneof("request") == "add_track" else "",
         )
 
 

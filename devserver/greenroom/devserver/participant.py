@@ -439,12 +439,21 @@ class ParticipantSession:
             await self._publisher.add_ice_candidate(message.candidate)
 
     def _on_add_track(self, message: AddTrackRequest) -> None:
-        """``add_track``: answer ``track_published`` with a fresh ``TR_`` sid (needs canPublish)."""
-        if not self.member.permission.can_publish:
-            self._log.warning("refused add_track %r: no canPublish grant", message.cid)
-            self.signal(
-                RequestResponse(0, RequestResponseReason.NOT_ALLOWED, "does not have permission to publish")
+        """``add_track``: answer ``track_published`` with a fresh ``TR_`` sid.
+
+        Needs ``canPublish``, and the track's source in ``canPublishSources`` when that list is not empty
+        (livekit-server: an empty list allows every source). A refusal is a ``request_response`` NOT_ALLOWED
+        carrying a copy of the request (its ``cid``), as livekit-server sends it: ``add_track`` has no request
+        id, and the copy is how the client knows which publish failed.
+        """
+        permission = self.member.permission
+        sources = permission.can_publish_sources
+        if not permission.can_publish or (sources and message.source not in sources):
+            why = (
+                "does not have permission to publish" if not permission.can_publish else "source not allowed"
             )
+            self._log.warning("refused add_track %r (%s): %s", message.cid, message.source.name, why)
+            self.signal(RequestResponse(0, RequestResponseReason.NOT_ALLOWED, why, add_track_cid=message.cid))
             return
         sid = new_sid("TR_")
         self._pending_tracks.append(PendingTrack(message.cid, sid, message.type))
