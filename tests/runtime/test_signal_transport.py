@@ -54,7 +54,11 @@ class FakeServer:
         return None
 
     async def handler(self, connection: ServerConnection) -> None:
-        await connection.send("a text frame is dropped")
+        path = urllib.parse.urlsplit(connection.request.path if connection.request else "").path
+        if path == "/rtc/text":  # a server that is not LiveKit: JSON in a text frame
+            await connection.send('{"join": {}}')
+        elif path == "/rtc/huge":
+            await connection.send(b"x" * 2_000_000)
         async for message in connection:
             if message == b"close-me":
                 await connection.close(4001, "bye")
@@ -202,6 +206,25 @@ def test_server_close_and_drop_are_reported() -> None:
         await assert_eventually_async(lambda: bool(dropped.events))
         assert dropped.events == [SignalClosed(1006, "", local=False)]
         await signal.close()
+
+    run(body)
+
+
+def test_a_text_frame_or_an_oversized_frame_ends_the_connection_with_the_reason() -> None:
+    """Both are reported at once with their RFC 6455 code (not 1006), so a connect fails now, not at its
+    deadline."""
+
+    async def body(fake: FakeServer) -> None:
+        for path, code in [("rtc/text", 1003), ("rtc/huge", 1009)]:
+            sink = Collect()
+            signal = SignalTransport(sink, max_message_size=1_000_000)
+            await signal.connect(fake.url, "tok", path=path)
+            await assert_eventually_async(lambda sink=sink: bool(sink.events))  # type: ignore[misc]
+            assert len(sink.events) == 1
+            closed = sink.events[0]
+            assert isinstance(closed, SignalClosed)
+            assert (closed.code, closed.local) == (code, False)
+            await signal.close()
 
     run(body)
 

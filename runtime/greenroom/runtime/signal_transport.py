@@ -52,6 +52,8 @@ _log = logging.getLogger("greenroom.runtime.signal_transport")
 
 #: Close code reported when the socket dropped without a close frame (RFC 6455 §7.1.5).
 ABNORMAL_CLOSURE = 1006
+#: The close code for a text frame (RFC 6455 §7.4.1: a type of data the endpoint cannot accept).
+UNSUPPORTED_DATA = 1003
 
 
 class SignalConnectError(GreenroomError):
@@ -245,12 +247,30 @@ class SignalTransport:
                 async for message in ws:
                     if isinstance(message, bytes):
                         self._sink.tell(SignalBytes(message))
-                    else:
-                        _log.warning("dropped a text frame on the signal websocket (LiveKit sends binary)")
+                        continue
+                    # LiveKit signals in binary frames only; a text frame (even a JSON JoinResponse) is a
+                    # server that speaks something else: fail now rather than wait out the join deadline.
+                    _log.warning("a text frame on the signal websocket: closing (LiveKit sends binary)")
+                    await ws.close(UNSUPPORTED_DATA, "text frames are not LiveKit signalling")
             await ws.wait_closed()
         finally:
-            code = ws.close_code if ws.close_code is not None else ABNORMAL_CLOSURE
-            self._sink.tell(SignalClosed(code, ws.close_reason or "", self._closing))
+            code, reason = _close_of(ws)
+            self._sink.tell(SignalClosed(code, reason, self._closing))
+
+
+def _close_of(ws: ClientConnection) -> tuple[int, str]:
+    """The close code and reason to report: the peer's close frame, else the one we sent.
+
+    Trap: when *we* fail the connection (websockets' ``max_size`` exceeded → 1009, a text frame → 1003) and
+    the server never answers the close frame, ``ws.close_code`` is ``None`` and would be reported as 1006,
+    hiding why; the frame we sent says it (websockets ``Protocol.close_sent``).
+    """
+    received, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
+    if received is not None:
+        return received.code, received.reason
+    if sent is not None:
+        return sent.code, sent.reason
+    return ABNORMAL_CLOSURE, ""
 
 
 def _status_error(exc: InvalidStatus) -> SignalConnectError:
