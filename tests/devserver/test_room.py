@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from greenroom.codecs.models import (
     ParticipantState,
     RequestResponseReason,
     TrackInfo,
+    TrackSource,
     TrackType,
 )
 from greenroom.codecs.packets import (
@@ -23,7 +25,17 @@ from greenroom.codecs.packets import (
     Unhandled,
     UserPacket,
 )
-from greenroom.devserver.room import Admission, Dropped, Member, Room, Routed, new_sid
+from greenroom.devserver.room import (
+    Admission,
+    AgentSpec,
+    Dropped,
+    Member,
+    Room,
+    RoomSettings,
+    Routed,
+    new_sid,
+    room_settings,
+)
 
 
 def _room(*identities: str, **permission: Any) -> Room:
@@ -221,3 +233,93 @@ def test_lookup_by_sid(identity: str) -> None:
     assert room.by_sid("PA_none") is None
     assert identity in room
     assert len(room) == 2
+
+
+# --- RoomService rules (issue 18) ------------------------------------------------------------------
+
+
+def test_empty_timeout_before_the_first_join_departure_timeout_after_the_last_leave() -> None:
+    room = Room("r", empty_timeout=300, departure_timeout=20, now=0.0)
+    assert not room.expired(299.0)
+    assert room.expired(300.0)
+    member, _ = room.admit(Admission("a"))
+    assert not room.expired(10_000.0)
+    room.remove(member, DisconnectReason.CLIENT_INITIATED, now=1000.0)
+    assert not room.expired(1019.0)
+    assert room.expired(1020.0)
+    info = room.info()
+    assert (info.empty_timeout, info.departure_timeout) == (300, 20)
+
+
+def test_configure_replaces_only_what_is_given() -> None:
+    room = Room("r", empty_timeout=300, max_participants=3, metadata="m", agents=(AgentSpec("x"),))
+    room.configure(departure_timeout=5, metadata="")
+    assert (room.empty_timeout, room.departure_timeout, room.max_participants, room.metadata) == (
+        300,
+        5,
+        3,
+        "m",
+    )
+    room.configure(empty_timeout=9, max_participants=4, metadata="n", agents=())
+    assert (room.empty_timeout, room.max_participants, room.metadata, room.agents) == (9, 4, "n", ())
+    assert room.set_metadata("o").metadata == "o"
+
+
+def test_max_participants_counts_visible_non_agents_and_not_a_replaced_identity() -> None:
+    room = Room("r", max_participants=1)
+    assert not room.full(Admission("a"))
+    room.admit(Admission("a"))
+    assert room.full(Admission("b"))
+    assert not room.full(Admission("a"))  # a rejoin replaces the member
+    assert not room.full(Admission("rec", permission=ParticipantPermission(hidden=True)))
+    assert not room.full(Admission("bot", kind=ParticipantKind.AGENT))
+    assert not Room("unlimited").full(Admission("x"))
+
+
+def test_token_room_configuration_gives_room_settings() -> None:
+    config = json.dumps(
+        {"empty_timeout": 7, "maxParticipants": 2, "agents": [{"agentName": "helper", "metadata": "m"}]}
+    )
+    settings = room_settings(config)
+    assert (settings.empty_timeout, settings.max_participants) == (7, 2)
+    assert settings.agents == (AgentSpec("helper", "m"),)
+    assert room_settings(None) == RoomSettings()
+    assert room_settings('{"empty_timeout": "soon"}') == RoomSettings()  # unreadable: ignored
+
+
+def test_server_data_goes_to_the_named_identities_and_sids_or_to_everyone() -> None:
+    room = _room("a", "b", "c")
+    packet = DataPacket(UserPacket(b"x"), participant_identity="spoof", participant_sid="PA_spoof")
+    everyone = room.route_from_server(packet)
+    assert sorted(everyone.recipients) == ["a", "b", "c"]
+    assert (everyone.packet.participant_identity, everyone.packet.participant_sid) == ("", "")
+    named = room.route_from_server(
+        DataPacket(UserPacket(b"x"), destination_identities=("a",)), (_member(room, "c").sid,)
+    )
+    assert sorted(named.recipients) == ["a", "c"]
+
+
+def test_permission_change_bumps_and_names_the_tracks_it_refuses() -> None:
+    room = _room("a")
+    a = _member(room, "a")
+    mic = TrackInfo(sid="TR_mic", type=TrackType.AUDIO, source=TrackSource.MICROPHONE)
+    cam = TrackInfo(sid="TR_cam", type=TrackType.VIDEO, source=TrackSource.CAMERA)
+    room.publish_track(a, mic)
+    room.publish_track(a, cam)
+    assert room.set_permission(a, a.permission) is None  # unchanged
+    only_mic = ParticipantPermission(can_publish=True, can_publish_sources=(TrackSource.MICROPHONE,))
+    info = room.set_permission(a, only_mic)
+    assert info is not None
+    assert info.permission == only_mic
+    assert room.refused_tracks(a) == ["TR_cam"]
+    room.set_permission(a, ParticipantPermission(can_publish=False))
+    assert sorted(room.refused_tracks(a)) == ["TR_cam", "TR_mic"]
+
+
+def test_admin_metadata_updates_skip_the_own_metadata_grant() -> None:
+    room = _room("a")
+    a = _member(room, "a")
+    assert room.update_metadata(a, metadata="m").reason is RequestResponseReason.NOT_ALLOWED
+    change = room.update_metadata(a, metadata="m", by_admin=True)
+    assert change.info is not None
+    assert change.info.metadata == "m"

@@ -77,6 +77,8 @@ class ServerConfig:
             session with 1009.
         max_data_size: the largest data-channel packet forwarded (LiveKit's 64 000-byte default).
         join_timeout: seconds a relayed packet waits for the receiver's subscriber data channel to open.
+        enable_remote_unmute: whether RoomService ``MutePublishedTrack`` may unmute (livekit-server's
+            ``room.enable_remote_unmute``, off by default).
     """
 
     bind: str = DEFAULT_BIND
@@ -89,6 +91,7 @@ class ServerConfig:
     max_signal_size: int = 1 << 20
     max_data_size: int = 64_000
     join_timeout: float = 15.0
+    enable_remote_unmute: bool = False
 
     def __post_init__(self) -> None:
         if not self.keys:

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, assert_never
 
@@ -40,6 +40,7 @@ from greenroom.codecs.models import (
     DisconnectReason,
     LeaveAction,
     ParticipantInfo,
+    ParticipantPermission,
     RequestResponseReason,
     ServerInfo,
     SignalTarget,
@@ -518,22 +519,69 @@ class ParticipantSession:
 
     def _on_mute(self, message: MuteTrack) -> None:
         """``mute``: flip ``TrackInfo.muted``, broadcast, and pause/resume forwarding."""
-        info = self.room.set_track_muted(self.member, message.sid, message.muted)
+        self._set_muted(message.sid, message.muted)
+
+    def _set_muted(self, sid: str, muted: bool) -> None:
+        info = self.room.set_track_muted(self.member, sid, muted)
         if info is not None:
             self._broadcast(info, to_self=True)
-        publication = self.publications.get(message.sid)
+        publication = self.publications.get(sid)
         if publication is not None:
-            publication.set_muted(message.muted)
+            publication.set_muted(muted)
 
     def _on_update_subscription(self, message: UpdateSubscription) -> None:
         """``subscription``: (un)subscribe the listed tracks (Rust fills both lists, one track at a time)."""
-        sids = dict.fromkeys(
-            [*message.track_sids, *(sid for pt in message.participant_tracks for sid in pt.track_sids)]
-        )
-        for sid in self.room.set_subscribed(self.member, sids, message.subscribe):
-            if message.subscribe:
+        sids = [*message.track_sids, *(sid for pt in message.participant_tracks for sid in pt.track_sids)]
+        self.subscribe(sids, message.subscribe)
+
+    def subscribe(self, track_sids: Iterable[str], subscribe: bool) -> None:
+        """(Un)subscribe tracks — ``subscription`` from the client or RoomService ``UpdateSubscriptions``."""
+        for sid in self.room.set_subscribed(self.member, dict.fromkeys(track_sids), subscribe):
+            if subscribe:
                 self.signal(SubscriptionResponse(sid, SubscriptionError.SE_TRACK_NOTFOUND))
         self.reconcile()
+
+    # --- RoomService calls (the owner's rules, shared with the signal handlers above) ---------------
+
+    def mute_by_admin(self, sid: str, muted: bool) -> TrackInfo | None:
+        """``MutePublishedTrack``: tell the client to (un)mute its track (``mute`` from the server, as
+        livekit-server's ``SetTrackMuted(fromAdmin)``), then apply it as the client's own ``mute`` would."""
+        if sid not in self.member.tracks:
+            return None
+        self.signal(MuteTrack(sid=sid, muted=muted))
+        self._set_muted(sid, muted)
+        return self.member.tracks[sid]
+
+    def update_by_admin(
+        self,
+        *,
+        name: str = "",
+        metadata: str = "",
+        attributes: Mapping[str, str] | None = None,
+        permission: ParticipantPermission | None = None,
+    ) -> ParticipantInfo:
+        """``UpdateParticipant``: metadata without the ``canUpdateOwnMetadata`` check; a new permission
+        unpublishes the tracks it no longer allows and re-checks every subscription (livekit-server
+        ``ParticipantImpl.SetPermission``)."""
+        change = self.room.update_metadata(
+            self.member, name=name, metadata=metadata, attributes=attributes, by_admin=True
+        )
+        info = change.info or self.member.info()
+        if permission is not None and self.room.set_permission(self.member, permission) is not None:
+            info = self._unpublish_refused() or self.member.info()
+            self._hub.media_changed(self.room)
+        self._broadcast(info, to_self=True)
+        return info
+
+    def _unpublish_refused(self) -> ParticipantInfo | None:
+        info = None
+        for sid in self.room.refused_tracks(self.member):
+            publication = self.publications.pop(sid, None)
+            if publication is not None:
+                publication.close()
+            self._mid_to_track = {mid: t for mid, t in self._mid_to_track.items() if t != sid}
+            info = self.room.unpublish_track(self.member, sid) or info
+        return info
 
     def _on_subscription_permission(self, message: SubscriptionPermission) -> None:
         """``subscription_permission``: the publisher says who may receive its tracks; all re-check."""

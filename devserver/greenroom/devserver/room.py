@@ -23,7 +23,12 @@ import string
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from google.protobuf import json_format
+from livekit.protocol import room as room_pb
+
+from greenroom.codecs.errors import GreenroomError
 from greenroom.codecs.models import (
     DisconnectReason,
     ParticipantInfo,
@@ -48,12 +53,17 @@ from greenroom.codecs.packets import (
 
 __all__ = [
     "Admission",
+    "AgentSpec",
     "Dropped",
     "Member",
     "MetadataChange",
+    "ParticipantNotFoundError",
     "Room",
+    "RoomNotFoundError",
+    "RoomSettings",
     "Routed",
     "new_sid",
+    "room_settings",
 ]
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -168,17 +178,90 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Room:
-    """One room: created on first join, closed by the server after ``empty_timeout`` with nobody in it."""
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """One agent the room asks for (``livekit.RoomAgentDispatch``: from ``CreateRoom`` or a token's room
+    configuration)."""
 
-    def __init__(self, name: str, *, empty_timeout: float = 20.0, now: float | None = None) -> None:
+    agent_name: str = ""
+    metadata: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings:
+    """What ``CreateRoom`` or a token's room configuration asks of a room (0 / empty / None = not given)."""
+
+    empty_timeout: int = 0
+    departure_timeout: int = 0
+    max_participants: int = 0
+    metadata: str = ""
+    agents: tuple[AgentSpec, ...] | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`Room.configure`."""
+        return {
+            "empty_timeout": self.empty_timeout,
+            "departure_timeout": self.departure_timeout,
+            "max_participants": self.max_participants,
+            "metadata": self.metadata,
+            "agents": self.agents,
+        }
+
+
+def room_settings(config_json: str | None) -> RoomSettings:
+    """The settings of a token's ``roomConfig`` claim (``livekit.RoomConfiguration`` in proto JSON), applied
+    when the join creates the room (as livekit-server does); unreadable JSON gives no settings."""
+    if not config_json:
+        return RoomSettings()
+    config = room_pb.RoomConfiguration()
+    try:
+        json_format.Parse(config_json, config, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError):
+        return RoomSettings()
+    return RoomSettings(
+        empty_timeout=config.empty_timeout,
+        departure_timeout=config.departure_timeout,
+        max_participants=config.max_participants,
+        metadata=config.metadata,
+        agents=tuple(AgentSpec(a.agent_name, a.metadata) for a in config.agents) or None,
+    )
+
+
+class RoomNotFoundError(GreenroomError):
+    """No live room has that name (Twirp ``not_found``)."""
+
+
+class ParticipantNotFoundError(GreenroomError):
+    """The room has no live participant with that identity (Twirp ``not_found``)."""
+
+
+class Room:
+    """One room: created on first join or by ``CreateRoom``; the server closes it once it has been empty
+    for ``empty_timeout`` (nobody ever joined) or ``departure_timeout`` (after the last member left) seconds,
+    as livekit-server does (``pkg/rtc/room.go`` ``CloseIfEmpty``)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        empty_timeout: float = 20.0,
+        departure_timeout: float | None = None,
+        max_participants: int = 0,
+        metadata: str = "",
+        agents: tuple[AgentSpec, ...] = (),
+        now: float | None = None,
+    ) -> None:
         self.sid = new_sid("RM_")
         self.name = name
-        self.metadata = ""
+        self.metadata = metadata
         self.empty_timeout = empty_timeout
+        self.departure_timeout = empty_timeout if departure_timeout is None else departure_timeout
+        self.max_participants = max_participants
+        self.agents = agents
         self.created_ms = _now_ms()
         self._members: dict[str, Member] = {}
         self._empty_since: float | None = time.monotonic() if now is None else now
+        self._ever_joined = False
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -211,6 +294,8 @@ class Room:
             creation_time=self.created_ms // 1000,
             creation_time_ms=self.created_ms,
             empty_timeout=int(self.empty_timeout),
+            departure_timeout=int(self.departure_timeout),
+            max_participants=self.max_participants,
         )
 
     def others(self, member: Member) -> list[ParticipantInfo]:
@@ -224,8 +309,52 @@ class Room:
         return [m for m in self._members.values() if m is not member]
 
     def expired(self, now: float) -> bool:
-        """True when the room has been empty for ``empty_timeout`` seconds."""
-        return self._empty_since is not None and now - self._empty_since >= self.empty_timeout
+        """True when the room has been empty for ``empty_timeout`` s (never joined) or ``departure_timeout``
+        s (since its last member left)."""
+        timeout = self.departure_timeout if self._ever_joined else self.empty_timeout
+        return self._empty_since is not None and now - self._empty_since >= timeout
+
+    def full(self, admission: Admission) -> bool:
+        """Whether ``max_participants`` refuses ``admission`` (hidden members and agents are not counted,
+        nor a member that the admission replaces)."""
+        if (
+            self.max_participants <= 0
+            or admission.permission.hidden
+            or admission.kind is ParticipantKind.AGENT
+        ):
+            return False
+        counted = [
+            m
+            for m in self._members.values()
+            if not m.hidden and not m.is_agent and m.identity != admission.identity
+        ]
+        return len(counted) >= self.max_participants
+
+    def configure(
+        self,
+        *,
+        empty_timeout: float = 0,
+        departure_timeout: float = 0,
+        max_participants: int = 0,
+        metadata: str = "",
+        agents: tuple[AgentSpec, ...] | None = None,
+    ) -> None:
+        """``CreateRoom`` on an existing room: the values given (non-zero, non-empty) replace the room's."""
+        if empty_timeout > 0:
+            self.empty_timeout = empty_timeout
+        if departure_timeout > 0:
+            self.departure_timeout = departure_timeout
+        if max_participants > 0:
+            self.max_participants = max_participants
+        if metadata:
+            self.metadata = metadata
+        if agents is not None:
+            self.agents = agents
+
+    def set_metadata(self, metadata: str) -> RoomInfo:
+        """``UpdateRoomMetadata``: replace the room's metadata; returns the new info to broadcast."""
+        self.metadata = metadata
+        return self.info()
 
     # --- membership --------------------------------------------------------------------------------
 
@@ -255,6 +384,7 @@ class Room:
         )
         self._members[member.identity] = member
         self._empty_since = None
+        self._ever_joined = True
         return member, evicted
 
     def remove(
@@ -290,13 +420,15 @@ class Room:
         name: str = "",
         metadata: str = "",
         attributes: Mapping[str, str] | None = None,
+        by_admin: bool = False,
     ) -> MetadataChange:
-        """Apply ``UpdateParticipantMetadata``: needs ``canUpdateOwnMetadata``.
+        """Apply ``UpdateParticipantMetadata``: needs ``canUpdateOwnMetadata`` unless ``by_admin``
+        (RoomService ``UpdateParticipant``).
 
         Non-empty ``name``/``metadata`` replace the old values; ``attributes`` merge, and an empty value
         deletes its key (livekit/livekit ``pkg/rtc/participant.go``).
         """
-        if not member.permission.can_update_metadata:
+        if not by_admin and not member.permission.can_update_metadata:
             return MetadataChange(
                 RequestResponseReason.NOT_ALLOWED, "does not have permission to update own metadata"
             )
@@ -310,6 +442,27 @@ class Room:
             else:
                 member.attributes.pop(key, None)
         return MetadataChange(RequestResponseReason.OK, info=member.bump())
+
+    @staticmethod
+    def set_permission(member: Member, permission: ParticipantPermission) -> ParticipantInfo | None:
+        """RoomService ``UpdateParticipant.permission``: replace the member's permission; ``None`` if the
+        same. Which tracks must go and which subscriptions change is the session's business."""
+        if member.permission == permission:
+            return None
+        member.permission = permission
+        return member.bump()
+
+    @staticmethod
+    def refused_tracks(member: Member) -> list[str]:
+        """The sids of ``member``'s tracks its permission no longer allows (``canPublish``,
+        ``canPublishSources``): livekit-server unpublishes them when the permission changes."""
+        permission = member.permission
+        return [
+            sid
+            for sid, track in member.tracks.items()
+            if not permission.can_publish
+            or (permission.can_publish_sources and track.source not in permission.can_publish_sources)
+        ]
 
     # --- tracks (issue 5 builds media forwarding on this registry) -------------------------------
 
@@ -423,6 +576,18 @@ class Room:
             if m is not sender and (not wanted or m.identity in wanted)
         )
         return Routed(stamped, recipients)
+
+    def route_from_server(self, packet: DataPacket, destination_sids: tuple[str, ...] = ()) -> Routed:
+        """RoomService ``SendData``: a packet from no participant (sender fields stay empty), to the named
+        identities and sids, or to everyone when none is named (livekit-server ``Room.SendDataPacket``)."""
+        identities = set(packet.destination_identities)
+        sids = set(destination_sids)
+        recipients = tuple(
+            m.identity
+            for m in self._members.values()
+            if (not identities and not sids) or m.identity in identities or m.sid in sids
+        )
+        return Routed(replace(packet, participant_identity="", participant_sid=""), recipients)
 
     @staticmethod
     def _stamp(sender: Member, packet: DataPacket) -> DataPacket:

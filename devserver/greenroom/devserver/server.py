@@ -45,8 +45,10 @@ from greenroom.codecs.models import (
     LeaveAction,
     ParticipantKind,
     ParticipantPermission,
+    RoomInfo,
     TrackSource,
 )
+from greenroom.codecs.packets import DataPacket, Kind, encode_packet
 from greenroom.codecs.session import ServerSignalSession
 from greenroom.codecs.signalling import (
     ConnectionQualityUpdate,
@@ -56,13 +58,23 @@ from greenroom.codecs.signalling import (
     SpeakersChanged,
 )
 from greenroom.codecs.tokens import DEFAULT_TTL, Claims, VideoGrants, check_join, mint_token, verify_token
+from greenroom.devserver import twirp
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.forwarding import SpeakerDetector, max_bundle
 from greenroom.devserver.front import HttpFront, SignalSocket, accept_websocket
 from greenroom.devserver.participant import ParticipantSession
-from greenroom.devserver.room import Admission, Room
+from greenroom.devserver.room import (
+    Admission,
+    ParticipantNotFoundError,
+    Room,
+    RoomNotFoundError,
+    RoomSettings,
+    room_settings,
+)
+from greenroom.devserver.roomservice import room_service
 from greenroom.runtime import loop as runtime_loop
 from greenroom.runtime.ice import IcePolicy
+from greenroom.runtime.peer import LOSSY, RELIABLE
 
 __all__ = ["DevServer", "admission_from", "ice_policy_for"]
 
@@ -152,6 +164,7 @@ class DevServer:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._policy = max_bundle(ice_policy_for(self.config))
         self._front: HttpFront | None = None
+        self._services = {service.name: service for service in (room_service(self),)}
         self._reaper: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._speakers: dict[str, SpeakerDetector] = {}
@@ -295,6 +308,88 @@ class DevServer:
         session.end(reason, action=action)
         return True
 
+    # --- rooms (the one place that creates and closes them) -----------------------------------------
+
+    def open_room(self, name: str, settings: RoomSettings | None = None) -> Room:
+        """Create room ``name`` (on first join, or RoomService ``CreateRoom``); an existing room takes the
+        values ``settings`` gives, as livekit-server's room allocator does."""
+        settings = settings or RoomSettings()
+        room = self.rooms.get(name)
+        if room is not None:
+            room.configure(**settings.overrides())
+            return room
+        room = self.rooms[name] = Room(
+            name,
+            empty_timeout=settings.empty_timeout or self.config.empty_timeout,
+            departure_timeout=settings.departure_timeout or self.config.empty_timeout,
+            max_participants=settings.max_participants,
+            metadata=settings.metadata,
+            agents=settings.agents or (),
+        )
+        _log.info("[%s] room created (%s)", room.name, room.sid)
+        return room
+
+    def close_room(self, name: str, reason: DisconnectReason = DisconnectReason.ROOM_DELETED) -> bool:
+        """Forget room ``name`` and end every session in it with ``LeaveRequest{reason}``.
+
+        Returns:
+            Whether the room existed.
+        """
+        room = self.rooms.pop(name, None)
+        if room is None:
+            return False
+        self._speakers.pop(name, None)
+        self._qualities.pop(name, None)
+        for member in room:
+            session = self.session_of(room, member.identity)
+            if session is not None:
+                session.end(reason)
+        _log.info("[%s] room closed (%s)", name, reason.name)
+        return True
+
+    # --- RoomService (the Twirp layer calls these on this loop; the rules are the signal path's) -----
+
+    def room_named(self, name: str) -> Room:
+        """The live room ``name``; raises :class:`RoomNotFoundError`."""
+        room = self.rooms.get(name)
+        if room is None:
+            raise RoomNotFoundError("requested room does not exist")
+        return room
+
+    def session_named(self, room: str, identity: str) -> ParticipantSession:
+        """The live session of ``identity`` in ``room``; raises ``RoomNotFoundError`` /
+        ``ParticipantNotFoundError``."""
+        session = self.session_of(self.room_named(room), identity)
+        if session is None:
+            raise ParticipantNotFoundError("participant does not exist")
+        return session
+
+    def set_room_metadata(self, name: str, metadata: str) -> RoomInfo:
+        """``UpdateRoomMetadata``: replace it and send everyone ``room_update``."""
+        room = self.room_named(name)
+        info = room.set_metadata(metadata)
+        self.room_changed(room)
+        return info
+
+    def send_data(self, name: str, packet: DataPacket, *, destination_sids: tuple[str, ...] = ()) -> int:
+        """``SendData``: deliver a server packet on ``_reliable`` (or ``_lossy`` for kind LOSSY).
+
+        Returns:
+            How many participants it was queued for.
+
+        Raises:
+            RoomNotFoundError: no such room.
+            PayloadTooLargeError: the packet is larger than ``max_data_size``.
+        """
+        room = self.room_named(name)
+        routed = room.route_from_server(packet, destination_sids)
+        data = encode_packet(routed.packet, max_size=self.config.max_data_size)
+        label = LOSSY if packet.kind is Kind.LOSSY else RELIABLE
+        sessions = [s for i in routed.recipients if (s := self.session_of(room, i)) is not None]
+        for session in sessions:
+            session.deliver(label, data)
+        return len(sessions)
+
     # --- Hub (what sessions call) ------------------------------------------------------------------
 
     def session_of(self, room: Room, identity: str) -> ParticipantSession | None:
@@ -381,14 +476,13 @@ class DevServer:
             now = time.monotonic()
             for name, room in list(self.rooms.items()):
                 if room.expired(now):
-                    del self.rooms[name]
-                    self._speakers.pop(name, None)
-                    self._qualities.pop(name, None)
-                    _log.info("[%s] room closed after %.0f s empty", name, room.empty_timeout)
+                    self.close_room(name, DisconnectReason.ROOM_CLOSED)
 
     # --- HTTP --------------------------------------------------------------------------------------
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(twirp.PREFIX):
+            return await twirp.serve(request, self._services, self.config.keys)
         path = request.path.rstrip("/") or "/"
         query = request.rel_url.raw_query_string
         response: web.StreamResponse
@@ -465,14 +559,15 @@ class DevServer:
         if self._closing:
             await self._refuse(websocket, DisconnectReason.JOIN_FAILURE, LeaveAction.DISCONNECT)
             return
-        room = self.rooms.get(grants.room)
-        if room is None:
-            room = self.rooms[grants.room] = Room(grants.room, empty_timeout=self.config.empty_timeout)
-            _log.info("[%s] room created (%s)", room.name, room.sid)
+        room = self.rooms.get(grants.room) or self.open_room(grants.room, room_settings(claims.room_config))
+        admission = admission_from(claims, grants, params)
+        if room.full(admission):
+            await self._refuse(websocket, DisconnectReason.JOIN_FAILURE, LeaveAction.DISCONNECT)
+            return
         # A second join of an identity replaces the first (DUPLICATE_IDENTITY): the 1.2.1 official SDK leaves
         # the socket of a failed attempt open while it retries (signal-protocol.md §11.5 trap 18;
         # livekit/livekit pkg/service/roommanager.go does the same).
-        member, evicted = room.admit(admission_from(claims, grants, params))
+        member, evicted = room.admit(admission)
         previous = self._sessions.pop((room.name, member.identity), None)
         if previous is not None:
             previous.end(DisconnectReason.DUPLICATE_IDENTITY)
