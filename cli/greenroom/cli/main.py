@@ -1,4 +1,4 @@
-"""The ``greenroom`` console script: ``greenroom serve`` (the dev server) and ``greenroom demo``."""
+"""The ``greenroom`` console script: ``greenroom serve`` (the dev server), ``demo`` and ``token``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from greenroom.cli import demo
+from greenroom.devserver import tokencli
 from greenroom.devserver.cli import SERVE_DESCRIPTION, SERVE_HELP, add_serve_arguments, run_serve
 
 __all__ = ["build_parser", "main"]
@@ -27,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
         "LIVEKIT_API_SECRET when all three are set, else an embedded dev server on an ephemeral port.",
     )
     demo.add_arguments(demo_cmd)
+    token_cmd = commands.add_parser(
+        "token",
+        help="mint an access token (like `lk token create`)",
+        description="Print a LiveKit access token signed with --api-key/--api-secret, else LIVEKIT_API_KEY/"
+        "LIVEKIT_API_SECRET, else the dev server's devkey/secret.",
+    )
+    tokencli.add_arguments(token_cmd)
     return parser
 
 
@@ -35,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return demo.main(args)
+    if args.command == "token":
+        return tokencli.main(args)
     return run_serve(args)
 
 
