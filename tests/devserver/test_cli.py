@@ -14,6 +14,7 @@ import pytest
 from greenroom.codecs.models import DisconnectReason
 from greenroom.codecs.signalling import Leave
 from greenroom.codecs.tokens import Claims, VideoGrants, mint_token
+from greenroom.devserver import cli
 from greenroom.devserver.cli import main
 from greenroom.devserver.config import ConfigError, ServerConfig, parse_keys
 from tests.devserver.rawclient import RawClient
@@ -104,3 +105,32 @@ def test_config_from_env_and_overrides() -> None:
         parse_keys(" , ")
     with pytest.raises(ConfigError):
         ServerConfig(ping_interval=0)
+
+
+def test_webhooks_from_flags_and_a_toml_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "greenroom.toml"
+    config.write_text('[webhook]\nurls = ["http://127.0.0.1:9/a"]\napi_key = "devkey"\n')
+    args = cli.build_parser().parse_args(
+        [
+            "serve",
+            "--config",
+            str(config),
+            "--webhook",
+            "http://127.0.0.1:9/b",
+            "--webhook",
+            "http://127.0.0.1:9/c",
+        ]
+    )
+    built = cli._config(args)
+    assert built.webhook_urls == ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b", "http://127.0.0.1:9/c")
+    assert built.webhook_api_key == "devkey"
+    for text, word in [
+        ("[webhook]\nurls = 5\n", "webhook.urls"),
+        ('[webhook]\napi_key = "nokey"\nurls = ["http://127.0.0.1:9"]\n', "not one of the configured keys"),
+        ("not toml = = =", "--config"),
+        ('[webhook]\nurls = ["ftp://x"]\n', r"not http\(s\)"),
+    ]:
+        config.write_text(text)
+        with pytest.raises(ConfigError, match=word):
+            cli._config(cli.build_parser().parse_args(["serve", "--config", str(config)]))
+    assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == 2

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from greenroom import rtc
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.server import DevServer
 from greenroom.rtc.sync import SyncRoom
@@ -170,3 +171,28 @@ def test_echo_bot_runs_on_the_official_sdk_with_only_the_import_changed() -> Non
     assert result["first_line"].startswith("echo bot connected to room 'echo' as 'echo-bot'")
     assert (result["reply"], result["from"], result["topic"]) == ("echo: hello", "echo-bot", "echo")
     assert result["exit"] == 0
+
+
+def test_server_api_example_drives_the_dev_server(server: DevServer) -> None:
+    env = _clean_env(
+        {"LIVEKIT_URL": server.http_url, "LIVEKIT_API_KEY": "devkey", "LIVEKIT_API_SECRET": "secret"}
+    )
+    with SyncRoom() as guest:
+        guest.connect(server.url, server.mint_token("guest", "backend-room"), timeout=15)
+        proc = subprocess.run(
+            [sys.executable, str(EXAMPLES / "server_api.py"), "backend-room", "--delete"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "rooms: ['backend-room']" in proc.stdout
+        assert "participants: ['guest']" in proc.stdout
+        packet = guest.wait_for("data_received", lambda p: p.topic == "news", timeout=10).args[0]
+        assert packet.data == b"hello from the backend"
+        assert packet.participant is None  # from the server, not a participant
+        reason = guest.wait_for("disconnected", timeout=10).args[0]
+        assert reason == rtc.DisconnectReason.ROOM_DELETED

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
+import tomllib
 from collections.abc import Sequence
 
 from greenroom.devserver.config import DEFAULT_BIND, DEFAULT_PORT, ConfigError, ServerConfig, parse_keys
@@ -36,6 +37,19 @@ def add_serve_arguments(serve_cmd: argparse.ArgumentParser) -> None:
         help="the address ICE gathers on and advertises (default: the bind address)",
     )
     serve_cmd.add_argument("--empty-timeout", type=float, default=None, help="seconds an empty room lives")
+    serve_cmd.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST webhook events here (repeatable), signed with the first API key",
+    )
+    serve_cmd.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="a TOML file; its [webhook] table takes urls = [...] and api_key = '...' (see README)",
+    )
     serve_cmd.add_argument(
         "--log-level",
         default="INFO",
@@ -81,9 +95,35 @@ async def serve(config: ServerConfig) -> int:
 
 def _config(args: argparse.Namespace) -> ServerConfig:
     keys = parse_keys(args.keys) if args.keys else None
+    urls, webhook_key = list(args.webhook), None
+    if args.config is not None:
+        webhook = _read_toml(args.config).get("webhook", {})
+        if not isinstance(webhook, dict):
+            raise ConfigError(f"{args.config}: [webhook] must be a table")
+        file_urls = webhook.get("urls", [])
+        if not isinstance(file_urls, list) or not all(isinstance(u, str) for u in file_urls):
+            raise ConfigError(f"{args.config}: webhook.urls must be a list of URLs")
+        urls = [*file_urls, *urls]
+        webhook_key = webhook.get("api_key")
+        if webhook_key is not None and not isinstance(webhook_key, str):
+            raise ConfigError(f"{args.config}: webhook.api_key must be a string")
     return ServerConfig.from_env(
-        bind=args.bind, port=args.port, keys=keys, node_ip=args.node_ip, empty_timeout=args.empty_timeout
+        bind=args.bind,
+        port=args.port,
+        keys=keys,
+        node_ip=args.node_ip,
+        empty_timeout=args.empty_timeout,
+        webhook_urls=tuple(urls) or None,
+        webhook_api_key=webhook_key,
     )
+
+
+def _read_toml(path: str) -> dict[str, object]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--config {path}: {exc}") from exc
 
 
 def run_serve(args: argparse.Namespace) -> int:

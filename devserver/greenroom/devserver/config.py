@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from greenroom.codecs.errors import GreenroomError
+from greenroom.devserver.webhooks import WebhookPolicy
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -79,6 +80,9 @@ class ServerConfig:
         join_timeout: seconds a relayed packet waits for the receiver's subscriber data channel to open.
         enable_remote_unmute: whether RoomService ``MutePublishedTrack`` may unmute (livekit-server's
             ``room.enable_remote_unmute``, off by default).
+        webhook_urls: where to POST webhook events (none: no webhooks).
+        webhook_api_key: the key that signs webhooks (one of ``keys``; default: the first).
+        webhook_policy: queue bound, retries and time-outs of webhook delivery.
     """
 
     bind: str = DEFAULT_BIND
@@ -92,6 +96,9 @@ class ServerConfig:
     max_data_size: int = 64_000
     join_timeout: float = 15.0
     enable_remote_unmute: bool = False
+    webhook_urls: tuple[str, ...] = ()
+    webhook_api_key: str | None = None
+    webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -100,6 +107,11 @@ class ServerConfig:
             raise ConfigError(f"port {self.port} is out of range")
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
             raise ConfigError("ping_interval and ping_timeout must be > 0 (0 crashes the Rust SDK)")
+        if self.webhook_api_key is not None and self.webhook_api_key not in self.keys:
+            raise ConfigError(f"webhook api key {self.webhook_api_key!r} is not one of the configured keys")
+        for url in self.webhook_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"webhook URL {url!r} is not http(s)")
         if self.node_ip is not None:
             try:
                 ipaddress.ip_address(self.node_ip)
@@ -114,6 +126,11 @@ class ServerConfig:
     @property
     def ice_addresses(self) -> tuple[str, ...]:
         """The addresses ICE gathers on; empty means "every interface" (aioice's own choice)."""
+        if self.webhook_api_key is not None and self.webhook_api_key not in self.keys:
+            raise ConfigError(f"webhook api key {self.webhook_api_key!r} is not one of the configured keys")
+        for url in self.webhook_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"webhook URL {url!r} is not http(s)")
         if self.node_ip is not None:
             return (self.node_ip,)
         if self.bind in ("", "0.0.0.0", "::"):

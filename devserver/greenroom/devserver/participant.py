@@ -121,6 +121,16 @@ class Hub(Protocol):
     def media_changed(self, room: Room) -> None:
         """Publications or subscription rules changed: every session of ``room`` reconciles."""
 
+    def emit(
+        self,
+        event: str,
+        room: Room,
+        *,
+        participant: ParticipantInfo | None = None,
+        track: TrackInfo | None = None,
+    ) -> None:
+        """Queue a webhook event (``track_published``, ``participant_joined`` …); never waits."""
+
 
 class _Log(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
@@ -486,23 +496,17 @@ class ParticipantSession:
                     continue
                 self._pending_tracks.remove(pending)
                 self._mid_to_track[section.mid] = pending.sid
-                track = self._track_templates.pop(pending.sid)
+                track = replace(self._track_templates.pop(pending.sid), mid=section.mid)
                 self._start_publication(section.mid, track)
                 # The update goes into every outbox now, the offers carrying the track only after
                 # media_changed → reconcile → renegotiate: update before offer (trap 10 of §11.5).
-                self._broadcast(
-                    self.room.publish_track(self.member, replace(track, mid=section.mid)), to_self=True
-                )
+                self._broadcast(self.room.publish_track(self.member, track), to_self=True)
+                self._hub.emit("track_published", self.room, participant=self._brief(), track=track)
                 changed = True
             elif not section.sending and known is not None:
                 # Unpublish has no signal message: the section stopped sending (trap 21 of §11.5).
                 del self._mid_to_track[section.mid]
-                publication = self.publications.pop(known, None)
-                if publication is not None:
-                    publication.close()
-                info = self.room.unpublish_track(self.member, known)
-                if info is not None:
-                    self._broadcast(info, to_self=True)
+                self._unpublish(known)
                 changed = True
         if changed:
             self._hub.media_changed(self.room)
@@ -576,12 +580,26 @@ class ParticipantSession:
     def _unpublish_refused(self) -> ParticipantInfo | None:
         info = None
         for sid in self.room.refused_tracks(self.member):
-            publication = self.publications.pop(sid, None)
-            if publication is not None:
-                publication.close()
             self._mid_to_track = {mid: t for mid, t in self._mid_to_track.items() if t != sid}
-            info = self.room.unpublish_track(self.member, sid) or info
+            info = self._unpublish(sid, broadcast=False) or info
         return info
+
+    def _unpublish(self, sid: str, *, broadcast: bool = True) -> ParticipantInfo | None:
+        """Stop forwarding ``sid``, take it out of the room (``track_unpublished``), optionally broadcast."""
+        publication = self.publications.pop(sid, None)
+        if publication is not None:
+            publication.close()
+        track = self.member.tracks.get(sid)
+        info = self.room.unpublish_track(self.member, sid)
+        if info is not None and track is not None:
+            self._hub.emit("track_unpublished", self.room, participant=self._brief(), track=track)
+            if broadcast:
+                self._broadcast(info, to_self=True)
+        return info
+
+    def _brief(self) -> ParticipantInfo:
+        """Sid and identity: the participant of a track webhook, as livekit-server sends it."""
+        return ParticipantInfo(sid=self.member.sid, identity=self.member.identity)
 
     def _on_subscription_permission(self, message: SubscriptionPermission) -> None:
         """``subscription_permission``: the publisher says who may receive its tracks; all re-check."""
@@ -774,6 +792,7 @@ class ParticipantSession:
             info = self.room.activate(self.member)
             if info is not None:
                 self._broadcast(info, to_self=True)
+                self._hub.emit("participant_joined", self.room, participant=info)
 
 
 def _reason(name: str) -> DisconnectReason:

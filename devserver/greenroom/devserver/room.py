@@ -23,7 +23,7 @@ import string
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from livekit.protocol import room as room_pb
@@ -50,6 +50,9 @@ from greenroom.codecs.packets import (
     Unhandled,
     UserPacket,
 )
+
+if TYPE_CHECKING:
+    from greenroom.devserver.dispatch import Dispatch, JobRecord
 
 __all__ = [
     "Admission",
@@ -113,6 +116,7 @@ class Member:
     wishes: dict[str, bool] = field(default_factory=dict)  # TR_ sid -> explicitly (un)subscribed
     allow_all: bool = True  # SubscriptionPermission.all_participants (for this member's tracks)
     track_permissions: tuple[TrackPermission, ...] = ()
+    was_active: bool = False  # reached ACTIVE once (webhooks: participant_left vs connection_aborted)
 
     @property
     def hidden(self) -> bool:
@@ -262,6 +266,11 @@ class Room:
         self._members: dict[str, Member] = {}
         self._empty_since: float | None = time.monotonic() if now is None else now
         self._ever_joined = False
+        #: set by the server when it closes the room (DeleteRoom, timeout, shutdown): ``room_finished`` is
+        #: sent once its last member has left
+        self.closed = False
+        #: agent dispatches by id (``dispatch.py``); the server creates the initial ones with the room
+        self.dispatches: dict[str, Dispatch] = {}
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -351,6 +360,25 @@ class Room:
         if agents is not None:
             self.agents = agents
 
+    def add_dispatch(self, dispatch: Dispatch) -> Dispatch:
+        """Store an agent dispatch (``CreateDispatch``, or the room's configuration at creation)."""
+        self.dispatches[dispatch.id] = dispatch
+        return dispatch
+
+    def remove_dispatch(self, dispatch_id: str) -> Dispatch | None:
+        """``DeleteDispatch``: forget it; ``None`` if there is no such dispatch."""
+        return self.dispatches.pop(dispatch_id, None)
+
+    def record_job(self, dispatch_id: str, job: JobRecord) -> Dispatch | None:
+        """A job of a dispatch started or changed (the ``/agent`` endpoint reports it); ``None`` if the
+        dispatch is gone."""
+        dispatch = self.dispatches.get(dispatch_id)
+        if dispatch is None:
+            return None
+        jobs = (*(j for j in dispatch.jobs if j.id != job.id), job)
+        dispatch = self.dispatches[dispatch_id] = replace(dispatch, jobs=jobs)
+        return dispatch
+
     def set_metadata(self, metadata: str) -> RoomInfo:
         """``UpdateRoomMetadata``: replace the room's metadata; returns the new info to broadcast."""
         self.metadata = metadata
@@ -409,6 +437,7 @@ class Room:
         if member.state is not ParticipantState.JOINED or self._members.get(member.identity) is not member:
             return None
         member.state = ParticipantState.ACTIVE
+        member.was_active = True
         return member.bump()
 
     # --- UpdateParticipantMetadata -----------------------------------------------------------------

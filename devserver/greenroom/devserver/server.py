@@ -43,9 +43,11 @@ from greenroom.codecs.models import (
     ConnectionQualityInfo,
     DisconnectReason,
     LeaveAction,
+    ParticipantInfo,
     ParticipantKind,
     ParticipantPermission,
     RoomInfo,
+    TrackInfo,
     TrackSource,
 )
 from greenroom.codecs.packets import DataPacket, Kind, encode_packet
@@ -60,11 +62,13 @@ from greenroom.codecs.signalling import (
 from greenroom.codecs.tokens import DEFAULT_TTL, Claims, VideoGrants, check_join, mint_token, verify_token
 from greenroom.devserver import twirp
 from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.dispatch import AgentDispatcher, Dispatch, JobRecord, NoWorkers, dispatch_service
 from greenroom.devserver.forwarding import SpeakerDetector, max_bundle
 from greenroom.devserver.front import HttpFront, SignalSocket, accept_websocket
 from greenroom.devserver.participant import ParticipantSession
 from greenroom.devserver.room import (
     Admission,
+    AgentSpec,
     ParticipantNotFoundError,
     Room,
     RoomNotFoundError,
@@ -72,6 +76,7 @@ from greenroom.devserver.room import (
     room_settings,
 )
 from greenroom.devserver.roomservice import room_service
+from greenroom.devserver.webhooks import WebhookNotifier
 from greenroom.runtime import loop as runtime_loop
 from greenroom.runtime.ice import IcePolicy
 from greenroom.runtime.peer import LOSSY, RELIABLE
@@ -137,6 +142,18 @@ def _respond(status: http.HTTPStatus, body: str) -> web.Response:
     return web.Response(status=status.value, text=body, headers={_CORS[0]: _CORS[1]})
 
 
+def _brief(info: ParticipantInfo) -> ParticipantInfo:
+    """The participant of a track webhook: sid and identity only, as livekit-server sends it."""
+    return ParticipantInfo(sid=info.sid, identity=info.identity)
+
+
+def _notifier(config: ServerConfig) -> WebhookNotifier | None:
+    if not config.webhook_urls:
+        return None
+    key = config.webhook_api_key or config.api_key
+    return WebhookNotifier(config.webhook_urls, key, config.keys[key], config.webhook_policy)
+
+
 class _RefusedError(Exception):
     def __init__(self, status: http.HTTPStatus, body: str) -> None:
         super().__init__(body)
@@ -164,7 +181,10 @@ class DevServer:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._policy = max_bundle(ice_policy_for(self.config))
         self._front: HttpFront | None = None
-        self._services = {service.name: service for service in (room_service(self),)}
+        self._services = {service.name: service for service in (room_service(self), dispatch_service(self))}
+        #: runs agent dispatches; the ``/agent`` worker endpoint replaces it (``dispatch.py``)
+        self.agent_dispatcher: AgentDispatcher = NoWorkers()
+        self.webhooks = _notifier(self.config)
         self._reaper: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._speakers: dict[str, SpeakerDetector] = {}
@@ -245,6 +265,8 @@ class DevServer:
         self._port = await self._front.start(self.config.bind, self.config.port)
         self._reaper = asyncio.create_task(self._reap_rooms(), name="greenroom-room-reaper")
         self._monitor = asyncio.create_task(self._monitor_media(), name="greenroom-media-monitor")
+        if self.webhooks is not None:
+            self.webhooks.start()
         _log.info(
             "listening on %s (ICE gathers on %s)", self.url, self.config.ice_addresses or "all interfaces"
         )
@@ -262,8 +284,12 @@ class DevServer:
         for task in (self._reaper, self._monitor):
             if task is not None:
                 task.cancel()
+        for name in list(self.rooms):
+            self.close_room(name, DisconnectReason.SERVER_SHUTDOWN)  # room_finished, as livekit-server
         if self._front is not None:
             await self._front.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         _log.info("stopped")
 
     async def serve_forever(self) -> None:
@@ -327,7 +353,21 @@ class DevServer:
             agents=settings.agents or (),
         )
         _log.info("[%s] room created (%s)", room.name, room.sid)
+        self.emit("room_started", room)
+        # One dispatch per configured agent, else LiveKit's automatic dispatch (empty agent name).
+        for agent in room.agents or (AgentSpec(),):
+            dispatch = room.add_dispatch(Dispatch.new(name, agent.agent_name, agent.metadata))
+            self.agent_dispatcher.launch(room.info(), dispatch)
         return room
+
+    def record_job(self, room: str, dispatch_id: str, job: JobRecord) -> bool:
+        """For the ``/agent`` endpoint: a job of a dispatch started or changed (``ListDispatch`` shows it).
+
+        Returns:
+            Whether the room and dispatch still exist.
+        """
+        live = self.rooms.get(room)
+        return live is not None and live.record_job(dispatch_id, job) is not None
 
     def close_room(self, name: str, reason: DisconnectReason = DisconnectReason.ROOM_DELETED) -> bool:
         """Forget room ``name`` and end every session in it with ``LeaveRequest{reason}``.
@@ -340,12 +380,28 @@ class DevServer:
             return False
         self._speakers.pop(name, None)
         self._qualities.pop(name, None)
+        room.closed = True
+        self.agent_dispatcher.room_closed(room.info())
         for member in room:
             session = self.session_of(room, member.identity)
             if session is not None:
                 session.end(reason)
+        if not len(room):
+            self.emit("room_finished", room)  # else once its last session has ended (depart)
         _log.info("[%s] room closed (%s)", name, reason.name)
         return True
+
+    def emit(
+        self,
+        event: str,
+        room: Room,
+        *,
+        participant: ParticipantInfo | None = None,
+        track: TrackInfo | None = None,
+    ) -> None:
+        """Queue a webhook event (no-op without webhook URLs; never waits)."""
+        if self.webhooks is not None:
+            self.webhooks.notify(event, room.info(), participant=participant, track=track)
 
     # --- RoomService (the Twirp layer calls these on this loop; the rules are the signal path's) -----
 
@@ -401,8 +457,17 @@ class DevServer:
         key = (session.room.name, session.member.identity)
         if self._sessions.get(key) is session:
             del self._sessions[key]
-        info = session.room.remove(session.member, reason)
-        if info is None or session.member.hidden:
+        room, member = session.room, session.member
+        tracks = list(member.tracks.values())
+        info = room.remove(member, reason)
+        if info is not None:
+            for track in tracks:
+                self.emit("track_unpublished", room, participant=_brief(info), track=track)
+        left = "participant_left" if member.was_active else "participant_connection_aborted"
+        self.emit(left, room, participant=info or member.info())
+        if room.closed and not len(room):
+            self.emit("room_finished", room)
+        if info is None or member.hidden:
             self.media_changed(session.room)
             return
         for member in session.room:
