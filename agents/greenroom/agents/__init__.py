@@ -17,28 +17,39 @@ crash of the agent's code restarts only that code — the participant stays in t
 """
 
 from greenroom.agents import cli
-from greenroom.agents.agent import Agent, RoomEvent
+from greenroom.agents.agent import Agent
 from greenroom.agents.context import AutoSubscribe, JobContext, JobProcess
 from greenroom.agents.job import (
+    AgentBusyError,
     AgentHungError,
+    CallbackError,
     Job,
     JobAssignment,
+    JobEndedError,
+    JobError,
     JobResult,
     JobRoomInfo,
     JobStatus,
     LoopBlockedError,
+    RoomEvent,
+    StashStats,
     SupervisionOptions,
+    Told,
 )
 from greenroom.agents.tree import JobHandle, start_job
 from greenroom.agents.worker import WorkerOptions, agent_token, run_job
 
 __all__ = [
     "Agent",
+    "AgentBusyError",
     "AgentHungError",
     "AutoSubscribe",
+    "CallbackError",
     "Job",
     "JobAssignment",
     "JobContext",
+    "JobEndedError",
+    "JobError",
     "JobHandle",
     "JobProcess",
     "JobResult",
@@ -46,7 +57,9 @@ __all__ = [
     "JobStatus",
     "LoopBlockedError",
     "RoomEvent",
+    "StashStats",
     "SupervisionOptions",
+    "Told",
     "WorkerOptions",
     "agent_token",
     "cli",

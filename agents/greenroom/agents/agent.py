@@ -19,32 +19,25 @@ the job's logic loop; plain ``def`` handlers run in an executor thread (``Superv
 sync_handlers_in_executor``), so a blocking one does not hold the loop.
 
 Room events from the join on are kept (bounded) until :meth:`Agent.on_enter` has run, so none is lost at
-start. Messages queued behind the one whose handler failed are not handed to the next incarnation: they
-belonged to the incarnation that failed (its checkpoint says what was done). Room events that arrive
-while the agent restarts are not replayed either; ``JobHandle.tell`` messages are.
+start. When the agent fails, nothing else is lost either: the messages and room events queued behind the
+one that failed, and those arriving while it restarts, are kept (bounded, in order) and handed to the
+next incarnation after its ``on_enter`` — all but the one that failed, which the restart's reason names
+(:class:`~greenroom.agents.job.CallbackError`, ``AgentHungError``, ``LoopBlockedError`` with ``item``).
+See :class:`~greenroom.agents.job.RestartStash` for the policy.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from greenroom import rtc
 from greenroom.agents.context import AutoSubscribe, JobContext
-from greenroom.agents.job import Entrypoint
+from greenroom.agents.job import Entrypoint, RoomEvent
 from greenroom.rtc.room import EventTypes
 
 __all__ = ["Agent", "RoomEvent"]
-
-
-@dataclass(frozen=True, slots=True)
-class RoomEvent:
-    """A room event in an agent's mailbox: the ``livekit.rtc`` event name and its arguments, in order."""
-
-    name: str
-    args: tuple[Any, ...]
 
 
 class Agent:
@@ -95,7 +88,11 @@ class Agent:
         self.ctx.checkpoint(state)
 
     def tell(self, message: Any) -> None:
-        """Send ``message`` to this agent's own mailbox (any thread; e.g. from a timer)."""
+        """Send ``message`` to this agent's own mailbox (any thread; e.g. from a timer).
+
+        Raises:
+            AgentBusyError: the mailbox (or, while restarting, the restart stash) is full.
+        """
         self.ctx._deliver(message)
 
     async def send(self, payload: bytes | str, *, to: str | None = None, topic: str = "") -> None:
@@ -116,15 +113,10 @@ class Agent:
 async def _run_agent(factory: Callable[[], Agent], ctx: JobContext) -> None:
     agent = factory()
     agent.ctx = ctx
-    # Relays first: events from the join on wait (bounded) until on_enter has run, none is lost.
-    for name in agent.events:
-        ctx.room.on(name, functools.partial(_relay, ctx, name))
+    # Subscribed first: events from the join on wait (bounded) until on_enter has run, none is lost.
+    ctx._subscribe(tuple(agent.events))
     await ctx.connect(auto_subscribe=agent.auto_subscribe)
     if ctx.restarts and ctx.restored is not None:
         await ctx._call(agent.on_restart, ctx.restored)
     await ctx._call(agent.on_enter)
     ctx._set_message_handler(agent.on_message)
-
-
-def _relay(ctx: JobContext, name: str, *args: Any) -> None:
-    ctx._deliver(RoomEvent(name, args))

@@ -24,12 +24,23 @@ from typing import Any
 from greenroom import rtc
 from greenroom.actors.messages import Reply
 from greenroom.agents.dispatch import Dispatcher, JobRoom
-from greenroom.agents.job import Connect, EndJob, Job, JobCore, JobStatus
+from greenroom.agents.job import (
+    AgentBusyError,
+    Connect,
+    Delivery,
+    EndJob,
+    Entry,
+    Job,
+    JobCore,
+    JobStatus,
+    Told,
+)
 from greenroom.runtime import loop as runtime
 
 __all__ = ["PENDING_CAPACITY", "AutoSubscribe", "JobContext", "JobProcess", "ShutdownCallback"]
 
-#: Messages kept for an agent that is still starting (past it they are dropped and counted).
+#: Messages kept for an agent that is still starting, before ``on_enter`` ran (past it they are dropped
+#: and counted in the dispatcher's ``dropped``).
 PENDING_CAPACITY = 1_000
 
 _log = logging.getLogger("greenroom.agents.context")
@@ -79,7 +90,7 @@ class JobContext:
         self._restored = core.checkpoint
         self._shutdown_callbacks: list[Callable[[str], Awaitable[None]]] = []
         self._message_handler: Callable[[Any], Any] | None = None
-        self._pending: list[Any] = []
+        self._mailbox_events: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"<JobContext {self.job.id} incarnation {self._incarnation}>"
@@ -141,6 +152,8 @@ class JobContext:
         Raises:
             rtc.ConnectError: the server refused or could not be reached.
         """
+        if self.room.isconnected():  # a restarted logic: no suspension, so room events wait for the
+            return  # callbacks it registers right after (the stash opens at its first real await)
         options = rtc.RoomOptions(
             auto_subscribe=auto_subscribe == AutoSubscribe.SUBSCRIBE_ALL,
             rtc_config=rtc_config,
@@ -199,29 +212,55 @@ class JobContext:
             except Exception:
                 _log.exception("%s: a shutdown callback raised", self.job.id)
 
+    # -- what reaches the agent -------------------------------------------------------------------------
+
+    def _target(self, entry: Entry) -> Delivery:
+        """Hand one room event or message to this incarnation (any thread; the stash's target)."""
+        if isinstance(entry, Told) or entry.name in self._mailbox_events:
+            return self._dispatcher.post(self._route, (entry,), entry=entry)
+        room = self._core.room
+        callbacks = room.callbacks_for(entry.name, self._dispatcher) if isinstance(room, JobRoom) else []
+        if not callbacks:
+            return Delivery.UNHEARD
+        return self._dispatcher.post(self._call_each, (callbacks, entry.args), entry=entry)
+
+    async def _call_each(self, callbacks: list[Callable[..., Any]], args: tuple[Any, ...]) -> None:
+        for callback in callbacks:
+            self._dispatcher.current = getattr(callback, "__qualname__", repr(callback))
+            await self._dispatcher.call(callback, args, False)
+
+    def _deliver(self, message: Any) -> None:
+        """Queue ``message`` for the agent's handler (any thread), through the restart stash.
+
+        Raises:
+            AgentBusyError: the agent is restarting and the stash is full, or its queue is full.
+        """
+        if not self._core.stash.put(Told(message)):
+            raise AgentBusyError(f"{self.job.id}: the agent's mailbox is full; message dropped")
+
     # -- the actor shape's mailbox -----------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run one of the agent's handlers now (logic loop): sync ones in the executor unless told not to."""
         await self._dispatcher.call(fn, args, self._core.options.sync_handlers_in_executor)
 
+    def _subscribe(self, events: tuple[str, ...]) -> None:
+        """Deliver room events named in ``events`` to the agent's mailbox (as :class:`RoomEvent`)."""
+        self._mailbox_events = frozenset(events)
+        for name in events:
+            self._core.stash.listen(name)
+
     def _set_message_handler(self, handler: Callable[[Any], Any]) -> None:
         """Start handing messages to ``handler`` (logic loop); those that waited for it go first."""
         self._message_handler = handler
-        pending, self._pending = self._pending, []
-        self._dispatcher.push_front([(self._route, (m,), False) for m in pending])
+        parked = self._dispatcher.unpark()
+        self._dispatcher.push_front([(self._route, (entry,), entry) for entry in parked])
 
-    def _deliver(self, message: Any) -> bool:
-        """Queue ``message`` for the agent's handler (any thread)."""
-        return self._dispatcher.post(self._route, (message,))
-
-    async def _route(self, message: Any) -> None:
+    async def _route(self, entry: Entry) -> None:
         handler = self._message_handler
         if handler is None:  # the agent is not ready yet: keep it (bounded) until it is
-            if len(self._pending) < PENDING_CAPACITY:
-                self._pending.append(message)
-            else:
-                self._dispatcher.dropped += 1
+            self._dispatcher.park(entry, PENDING_CAPACITY)
             return
+        message = entry.message if isinstance(entry, Told) else entry
         self._dispatcher.current = getattr(handler, "__qualname__", repr(handler))
         await self._call(handler, message)

@@ -8,7 +8,8 @@
 
 Each bot is the logic of its own job: a crash of the echo bot (the demo injects one with
 ``JobHandle.tell(InjectCrash())``) restarts only its logic — it stays in the room, nobody sees it leave;
-the chat messages that were queued behind the crash are re-sent by the chatter. The composition (a dev
+the chat messages queued behind the crash go to its next run (the restart stash); the chatter re-sends
+whatever stays unanswered for :data:`RESEND_AFTER`, as a safety net. The composition (a dev
 server, three jobs, the printout) is ``greenroom.cli.demo``: this layer never imports the dev server.
 """
 

@@ -1,23 +1,28 @@
-"""How room events reach an agent's code: the job's room relays them to the logic's serial dispatcher.
+"""How room events and messages reach an agent's code: through the job's restart stash to the logic's
+serial dispatcher.
 
 * :class:`JobRoom` is the ``rtc.Room`` a job's code sees as ``ctx.room``. It lives with the connection
   (created on greenroom's runtime loop, owned by the job's connection actor) and *outlives the agent's
   logic*: a logic restart keeps the participant in the room. ``on``/``once``/``off`` behave as in
   ``livekit.rtc`` (plain functions only, decorator form, extra arguments cut to what the callback takes),
-  but a callback never runs on the runtime loop: each registration is bound to the logic incarnation that
-  made it, and every emit is relayed to that incarnation's :class:`Dispatcher`. When the logic stops, its
-  registrations are dropped (:meth:`JobRoom.drop_listeners`), so a restarted logic that registers again
-  is not called twice.
+  but a callback never runs on the runtime loop: each registration belongs to the logic incarnation that
+  made it, and each emitted event the agent listens to becomes a :class:`~greenroom.agents.job.RoomEvent`
+  entry in the job's :class:`~greenroom.agents.job.RestartStash`, which hands it to the live incarnation
+  (or keeps it while the logic restarts). When the logic stops, its registrations are dropped
+  (:meth:`JobRoom.drop_listeners`), so a restarted logic that registers again is not called twice.
 * :class:`Dispatcher` runs on the job's logic loop and calls the callbacks one at a time, in emit order
   (an agent's mailbox); coroutine functions are awaited before the next item. Each item says where a
   synchronous function runs: on the logic loop, or in an executor thread (so a handler that blocks does
   not block the loop; the liveness probe, which queues behind it, then finds the hang). Room callbacks
   run on the logic loop, because livekit code starts async work from them with ``asyncio.create_task``,
   which needs the loop's thread; a blocking one is the watchdog's case. The actor shape's synchronous
-  handlers run in the executor by default. A callback that raises *crashes the logic* (``on_error``),
-  unlike ``livekit.rtc``, which logs and carries on: the supervisor restarts the logic with its checkpoint
-  instead of running on in an unknown state. The queue is bounded (:data:`DISPATCH_CAPACITY`): past it new
-  items are dropped and counted (``dropped``), and a warning is logged once per burst.
+  handlers run in the executor by default. A callback that raises *crashes the logic* (``on_error``, with
+  a :class:`~greenroom.agents.job.CallbackError` naming the item), unlike ``livekit.rtc``, which logs and
+  carries on: the supervisor restarts the logic with its checkpoint instead of running on in an unknown
+  state. The queue is filled under a lock from any thread, not through the loop's ``call_soon``, so what
+  is queued can be taken back (:meth:`Dispatcher.take_leftovers`) even when the loop is blocked: the
+  supervisor hands it to the next incarnation. Bounded (:data:`DISPATCH_CAPACITY`): past it new items are
+  refused and counted (``dropped``), and a warning is logged once per burst.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ import linecache
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from greenroom import rtc
+from greenroom.agents.job import CallbackError, Delivery, Entry, RestartStash, RoomEvent, describe_entry
 from greenroom.agents.loops import LogicLoop, thread_stack
 from greenroom.rtc.room import EventTypes
 
@@ -41,6 +48,8 @@ __all__ = ["DISPATCH_CAPACITY", "Dispatcher", "JobRoom", "callback_executor"]
 _log = logging.getLogger("greenroom.agents.dispatch")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+_TASK_NAME = "greenroom-agent-dispatch"
 
 #: Items a dispatcher holds before it drops new ones (room events arriving faster than the agent handles).
 DISPATCH_CAPACITY = 10_000
@@ -95,13 +104,29 @@ def coroutine_stack(coro: Any) -> str:
     return "".join(lines)
 
 
+@dataclass(slots=True)
+class _Item:
+    """One queued call: ``fn(*args)``; ``entry`` is the room event or message it delivers (``None``: the
+    job machinery's own, e.g. a liveness probe — never replayed)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    executor: bool
+    entry: Entry | None
+
+
 class Dispatcher:
     """One logic incarnation's serial queue of callbacks, consumed on its logic loop.
 
+    The queue is filled from any thread under a lock (not through the loop's ``call_soon``), so when the
+    loop is blocked or the incarnation fails, the supervisor can still take what was not handled
+    (:meth:`take_leftovers`) and hand it to the next incarnation.
+
     Args:
         logic: the job's logic loop.
-        on_error: called on the logic loop with the exception of a callback that raised (once; the
-            dispatcher stops). It must be thread-safe (it tells the logic actor).
+        on_error: called on the logic loop with a :class:`~greenroom.agents.job.CallbackError` (its cause
+            the exception) when a callback raises (once; the dispatcher stops). It must be thread-safe (it
+            tells the logic actor).
         capacity: the bound of the queue.
     """
 
@@ -117,8 +142,12 @@ class Dispatcher:
         self.dropped = 0
         self.handled = 0
         self._on_error = on_error
-        self._queue: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], bool]] = collections.deque()
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._parked: list[Entry] = []
+        self._running: _Item | None = None
         self._wake: asyncio.Event | None = None
+        self._idle = False
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._warned = False
@@ -128,20 +157,85 @@ class Dispatcher:
 
     # -- any thread -------------------------------------------------------------------------------------
 
-    def post(self, fn: Callable[..., Any], args: tuple[Any, ...] = (), *, executor: bool = False) -> bool:
+    def post(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        *,
+        executor: bool = False,
+        entry: Entry | None = None,
+    ) -> Delivery:
         """Queue ``fn(*args)`` (thread-safe); ``executor``: a plain function runs in an executor thread.
 
         Returns:
-            ``False`` if the dispatcher is closed (its logic incarnation ended).
+            ``CLOSED`` once the dispatcher is closed (its incarnation ended), ``REFUSED`` when the queue is
+            full (the item is dropped and counted), else ``DELIVERED``.
         """
-        if self._closed:
-            return False
-        return self.logic.call_soon(self._enqueue, fn, args, executor)
+        with self._lock:
+            if self._closed:
+                return Delivery.CLOSED
+            if len(self._queue) >= self.capacity:
+                self.dropped += 1
+                if not self._warned:
+                    self._warned = True
+                    name = self.logic.name
+                    _log.warning("%s: agent dispatch queue full (%d); dropping", name, self.capacity)
+                return Delivery.REFUSED
+            self._warned = False
+            self._queue.append(_Item(fn, args, executor, entry))
+            wake, self._idle = self._idle, False
+        if wake and self._wake is not None:
+            self.logic.call_soon(self._wake.set)
+        return Delivery.DELIVERED
 
     def close(self) -> None:
-        """Stop consuming (thread-safe); what is queued is dropped."""
-        self._closed = True
+        """Stop consuming (thread-safe); what is queued is dropped (take it first to keep it)."""
+        with self._lock:
+            self._closed = True
+            self._queue.clear()
         self.logic.call_soon(self._cancel)
+
+    def take_leftovers(self, *, keep_current: bool) -> list[Entry]:
+        """Close, and return the entries not handled, in order (thread-safe).
+
+        Parked messages first, then the item being handled if ``keep_current`` (it was interrupted by a
+        failure elsewhere, so it is replayed), then the queue. The item that failed is not among them.
+        """
+        with self._lock:
+            self._closed = True
+            items = list(self._queue)
+            self._queue.clear()
+            parked, self._parked = self._parked, []
+            if keep_current and self._running is not None:
+                items.insert(0, self._running)
+        self.logic.call_soon(self._cancel)
+        return parked + [item.entry for item in items if item.entry is not None]
+
+    @property
+    def queued(self) -> int:
+        """Items waiting now."""
+        return len(self._queue)
+
+    @property
+    def running_entry(self) -> Entry | None:
+        """The room event or message being handled now (``None``: none, or the machinery's own item)."""
+        running = self._running
+        return None if running is None else running.entry
+
+    def park(self, entry: Entry, limit: int) -> bool:
+        """Keep a message until the agent's handler is set (``False``: over ``limit``, dropped, counted)."""
+        with self._lock:
+            if len(self._parked) >= limit:
+                self.dropped += 1
+                return False
+            self._parked.append(entry)
+            return True
+
+    def unpark(self) -> list[Entry]:
+        """The parked messages, in order (they are no longer kept here)."""
+        with self._lock:
+            parked, self._parked = self._parked, []
+            return parked
 
     def stack(self) -> str:
         """Where the running callback is (for a hang report): the executor thread's stack, else the task's."""
@@ -150,61 +244,71 @@ class Dispatcher:
         task = self._task
         return "" if task is None else coroutine_stack(task.get_coro())
 
+    @property
+    def task_name(self) -> str:
+        """The consumer task's name (a blocked loop inside it blames the running item)."""
+        return _TASK_NAME
+
     # -- the logic loop -----------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the consumer task (on the logic loop)."""
         self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._consume(), name="greenroom-agent-dispatch")
+        self._task = asyncio.get_running_loop().create_task(self._consume(), name=_TASK_NAME)
 
     def _cancel(self) -> None:
-        self._queue.clear()
         if self._task is not None:
             self._task.cancel()
 
-    def _enqueue(self, fn: Callable[..., Any], args: tuple[Any, ...], executor: bool) -> None:
-        if self._closed:
-            return
-        if len(self._queue) >= self.capacity:
-            self.dropped += 1
-            if not self._warned:
-                self._warned = True
-                _log.warning(
-                    "%s: agent dispatch queue full (%d); dropping events", self.logic.name, self.capacity
-                )
-            return
-        self._warned = False
-        self._queue.append((fn, args, executor))
-        if self._wake is not None:
-            self._wake.set()
+    def _next(self) -> _Item | None:
+        with self._lock:
+            if self._closed:
+                raise asyncio.CancelledError
+            item = self._running = self._queue.popleft() if self._queue else None
+            self._idle = item is None
+            return item
 
     async def _consume(self) -> None:
         assert self._wake is not None
-        while not self._closed:
-            if not self._queue:
+        while True:
+            item = self._next()
+            if item is None:
                 self._wake.clear()
-                await self._wake.wait()
+                if self._idle:  # nothing was posted since _next(): sleep until post() wakes us
+                    await self._wake.wait()
                 continue
-            fn, args, executor = self._queue.popleft()
-            self.current = getattr(fn, "__qualname__", repr(fn))
+            self.current = getattr(item.fn, "__qualname__", repr(item.fn))
             try:
-                await self.call(fn, args, executor)
+                await self.call(item.fn, item.args, item.executor)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                self._closed = True
-                self._on_error(exc)
+                with self._lock:
+                    self._closed = True
+                    self._running = None
+                what = describe_entry(item.entry) if item.entry is not None else self.current
+                error = CallbackError(f"{type(exc).__name__}: {exc} (while handling {what})", item=item.entry)
+                error.__cause__ = exc
+                self._on_error(error)
                 return
             finally:
                 self.current, self.current_thread = "", None
+            with self._lock:
+                self._running = None
             self.handled += 1
 
-    def push_front(self, items: list[tuple[Callable[..., Any], tuple[Any, ...], bool]]) -> None:
-        """Queue ``(fn, args, executor)`` items before everything queued (on the logic loop)."""
-        for item in reversed(items):
-            self._queue.appendleft(item)
-        if items and self._wake is not None:
-            self._wake.set()
+    def push_front(self, items: list[tuple[Callable[..., Any], tuple[Any, ...], Entry | None]]) -> None:
+        """Queue ``(fn, args, entry)`` items before everything queued (thread-safe)."""
+        with self._lock:
+            if self._closed:
+                return
+            for fn, args, entry in reversed(items):
+                self._queue.appendleft(_Item(fn, args, False, entry))
+            wake = self._idle and bool(items)
+            if items:
+                self._idle = False
+        if wake and self._wake is not None:
+            self.logic.call_soon(self._wake.set)
 
     async def call(self, fn: Callable[..., Any], args: tuple[Any, ...], executor: bool) -> None:
         """Call ``fn(*args)`` now (on the logic loop): awaited if async, in the executor if asked."""
@@ -223,29 +327,54 @@ class Dispatcher:
         fn(*args)
 
 
+@dataclass(frozen=True, slots=True)
+class _Listener:
+    event: str
+    callback: Callable[..., Any]
+    once: bool
+    owner: Dispatcher  # the incarnation that registered it
+
+
 class JobRoom(rtc.Room):
-    """The job's ``rtc.Room``: user callbacks are relayed to the current logic incarnation's dispatcher
-    (and run on the logic loop, in order).
+    """The job's ``rtc.Room``: user callbacks run in the agent's dispatcher (on the logic loop, in order),
+    and room events reach them through the job's :class:`~greenroom.agents.job.RestartStash`.
 
     Created on the runtime loop by the connection actor; see the module docstring.
+
+    Args:
+        stash: the job's restart stash (every room event the agent listens to goes through it).
+        loop: the loop the room runs on (greenroom's runtime loop).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, stash: RestartStash, loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(loop=loop)
+        self._stash = stash
         self._dispatcher: Dispatcher | None = None
-        self._relays: list[tuple[EventTypes, Callable[..., Any], Callable[..., None]]] = []
-        self._relay_lock = threading.Lock()
+        self._listeners: list[_Listener] = []
+        self._listeners_lock = threading.Lock()
 
     def bind(self, dispatcher: Dispatcher | None) -> None:
-        """Relay the callbacks registered from now on to ``dispatcher`` (the logic incarnation starting)."""
+        """Callbacks registered from now on belong to ``dispatcher`` (the logic incarnation starting)."""
         self._dispatcher = dispatcher
 
     def drop_listeners(self) -> None:
         """Forget every user registration (the logic incarnation that made them ended)."""
-        with self._relay_lock:
-            relays, self._relays = self._relays, []
-        for event, _callback, relay in relays:
-            super().off(event, relay)
+        with self._listeners_lock:
+            self._listeners = []
+
+    def callbacks_for(self, event: str, owner: Dispatcher) -> list[Callable[..., Any]]:
+        """The callbacks ``owner``'s incarnation registered for ``event`` (``once`` ones are removed)."""
+        with self._listeners_lock:
+            found = [lst for lst in self._listeners if lst.event == event and lst.owner is owner]
+            if any(lst.once for lst in found):
+                self._listeners = [lst for lst in self._listeners if not (lst.once and lst in found)]
+        return [lst.callback for lst in found]
+
+    def emit(self, event: EventTypes, *args: Any) -> None:
+        """The machinery's own callbacks now (runtime loop); the agent's through the restart stash."""
+        super().emit(event, *args)
+        if self._stash.listens(event):
+            self._stash.put(RoomEvent(event, args))
 
     def on_internal(self, event: EventTypes, callback: Callable[..., None]) -> None:
         """Register one of the job machinery's own callbacks (it runs on the runtime loop; never dropped)."""
@@ -271,11 +400,10 @@ class JobRoom(rtc.Room):
 
     def off(self, event: EventTypes, callback: Callable[..., Any]) -> None:
         """Stop calling ``callback`` for ``event``."""
-        with self._relay_lock:
-            gone = [r for r in self._relays if r[0] == event and callback in (r[1], r[2])]
-            self._relays = [r for r in self._relays if r not in gone]
-        for _event, _callback, relay in gone:
-            super().off(event, relay)
+        with self._listeners_lock:
+            self._listeners = [
+                lst for lst in self._listeners if not (lst.event == event and lst.callback == callback)
+            ]
         super().off(event, callback)
 
     def on_logic(self, event: EventTypes, callback: Callable[..., None]) -> None:
@@ -305,13 +433,7 @@ class JobRoom(rtc.Room):
         dispatcher = self._dispatcher
         if dispatcher is None:
             raise RuntimeError("room callbacks can be registered only by a running agent")
-
-        def relay(*args: Any) -> None:
-            if once:
-                self.off(event, relay)
-            dispatcher.post(callback, args)
-
-        with self._relay_lock:
-            self._relays.append((event, callback, relay))
-        super().on(event, relay)
+        self._stash.listen(event)
+        with self._listeners_lock:
+            self._listeners.append(_Listener(event, callback, once, dispatcher))
         return callback

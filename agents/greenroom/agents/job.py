@@ -10,8 +10,11 @@ The names follow livekit-agents where they exist there (``Job``, ``JobStatus`` v
 
 from __future__ import annotations
 
+import collections
 import enum
 import itertools
+import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -21,6 +24,8 @@ from greenroom.actors.messages import Reply
 from greenroom.actors.supervision import Backoff, Intensity
 from greenroom.agents.loops import BlockedLoop, LogicLoop
 from greenroom.codecs.errors import GreenroomError
+
+_log = logging.getLogger("greenroom.agents.job")
 
 if TYPE_CHECKING:
     import pykka
@@ -32,18 +37,26 @@ if TYPE_CHECKING:
 __all__ = [
     "LOGIC_BACKOFF",
     "LOGIC_INTENSITY",
+    "RESTART_STASH_CAPACITY",
+    "AgentBusyError",
     "AgentHungError",
+    "CallbackError",
+    "Entry",
     "Entrypoint",
     "Job",
     "JobAssignment",
     "JobCore",
+    "JobEndedError",
     "JobError",
     "JobResult",
     "JobRoomInfo",
     "JobStatus",
     "LoopBlockedError",
+    "RoomEvent",
     "StatusCallback",
     "SupervisionOptions",
+    "Told",
+    "describe_entry",
 ]
 
 #: The agent's code in the livekit-agents job shape.
@@ -51,7 +64,20 @@ Entrypoint: TypeAlias = Callable[["JobContext"], Awaitable[None]]
 
 
 class JobError(GreenroomError):
-    """Base of the errors a job's supervision raises into its logic."""
+    """Base of the errors a job's supervision raises into its logic.
+
+    Attributes:
+        item: the room event (:class:`RoomEvent`) or told message (:class:`Told`) the agent was handling
+            when it failed (``None``: it failed elsewhere, e.g. in its entrypoint). That item is the one
+            *not* handed to the next incarnation; the restart event's reason names it.
+        blames_current: the failure is the item being handled (a hang or a blocked loop inside it), so it
+            is not replayed; otherwise an item interrupted by someone else's failure is replayed.
+    """
+
+    def __init__(self, text: str, *, item: Any = None, blames_current: bool = False) -> None:
+        super().__init__(text)
+        self.item = item
+        self.blames_current = blames_current
 
 
 class AgentHungError(JobError):
@@ -60,6 +86,51 @@ class AgentHungError(JobError):
 
 class LoopBlockedError(JobError):
     """The logic's loop was blocked (a blocking call on it); the loop was abandoned."""
+
+
+class CallbackError(JobError):
+    """A room callback or an agent handler raised while handling :attr:`item` (the ``__cause__``)."""
+
+
+class JobEndedError(JobError):
+    """The job has ended: nothing can be sent to its agent any more."""
+
+
+class AgentBusyError(JobError):
+    """A message was refused: the agent is restarting and its restart stash is full, or its dispatch queue
+    is full."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """A room event for the agent: the ``livekit.rtc`` event name and its arguments, in order (what an
+    ``Agent``'s ``on_message`` receives; what the restart stash keeps for room callbacks)."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """A message sent to the agent's mailbox (``JobHandle.tell``, ``Agent.tell``), as the stash keeps it."""
+
+    message: Any
+
+
+#: What an agent is handed: a room event or a told message (the unit of the restart stash and replay).
+Entry: TypeAlias = RoomEvent | Told
+
+
+def describe_entry(entry: Any, limit: int = 160) -> str:
+    """A short description of a stashed entry for logs and error texts (``repr`` cut to ``limit``)."""
+    match entry:
+        case RoomEvent(name=name, args=args):
+            text = f"room event {name}{args!r}"
+        case Told(message=message):
+            text = f"message {message!r}"
+        case _:
+            text = repr(entry)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class JobStatus(enum.StrEnum):
@@ -135,6 +206,8 @@ class JobAssignment:
 LOGIC_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, reset_after=1.0, immediate=1)
 #: Past 5 logic restarts within 30 s the job gives up (typed leave, FAILED).
 LOGIC_INTENSITY = Intensity(max_restarts=5, period=30.0)
+#: Room events and messages kept for an agent while its logic restarts (past it: dropped and counted).
+RESTART_STASH_CAPACITY = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +224,8 @@ class SupervisionOptions:
             so a blocking one cannot block the logic loop. (Room callbacks always run on the logic loop:
             livekit code calls ``asyncio.create_task`` from them.)
         shutdown_timeout: seconds the shutdown callbacks may take at the end of the job.
+        restart_stash_capacity: room events and messages kept while the logic restarts (the failed
+            incarnation's unhandled ones first); past it new ones are dropped, counted and logged.
     """
 
     intensity: Intensity = LOGIC_INTENSITY
@@ -160,6 +235,7 @@ class SupervisionOptions:
     block_threshold: float = 1.0
     sync_handlers_in_executor: bool = True
     shutdown_timeout: float = 10.0
+    restart_stash_capacity: int = RESTART_STASH_CAPACITY
 
 
 # ---------------------------------------------------------------------------------------------- messages
@@ -211,7 +287,8 @@ class LogicFailed:
 
 @dataclass(frozen=True, slots=True)
 class LoopBlocked:
-    """Watchdog → job: a logic loop was found blocked (forwarded to the logic as :class:`LogicFailed`)."""
+    """Watchdog → job → logic: a logic loop was found blocked (the logic fails with
+    :class:`LoopBlockedError` if it is about its own loop)."""
 
     report: BlockedLoop
     loop: LogicLoop
@@ -244,13 +321,6 @@ class RunShutdownCallbacks:
 
 
 @dataclass(frozen=True, slots=True)
-class Deliver:
-    """Anyone → logic: a message for the agent's mailbox (the actor shape's ``on_message``)."""
-
-    message: Any
-
-
-@dataclass(frozen=True, slots=True)
 class LogicState:
     """The logic's answer to ``GetState``.
 
@@ -258,15 +328,179 @@ class LogicState:
         incarnation: 1 for the first start, +1 per restart.
         loop: the logic loop's name.
         handled: callbacks and messages handled by this incarnation.
+        queued: items waiting in its dispatch queue now.
         dropped: items dropped because its dispatch queue was full.
         probes: liveness probes answered by this incarnation.
+        stash: the job's restart stash counters (they span incarnations).
     """
 
     incarnation: int
     loop: str
     handled: int
+    queued: int
     dropped: int
     probes: int
+    stash: StashStats
+
+
+# ---------------------------------------------------------------------------------------- restart stash
+
+
+class Delivery(enum.Enum):
+    """What became of an entry handed to a logic incarnation."""
+
+    DELIVERED = "delivered"  # queued for the agent
+    UNHEARD = "unheard"  # a room event no callback of this incarnation listens to
+    REFUSED = "refused"  # the incarnation's dispatch queue is full (counted there)
+    CLOSED = "closed"  # the incarnation has ended
+
+
+#: Hands an entry to the live logic incarnation (thread-safe, quick: it only queues).
+Target: TypeAlias = Callable[[Entry], Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class StashStats:
+    """The restart stash's counters (they span the job's logic incarnations).
+
+    Attributes:
+        live: whether an incarnation is taking entries now (``False`` while the logic restarts).
+        depth: entries waiting now.
+        capacity: the bound.
+        stashed: entries ever kept (the failed incarnations' unhandled ones included).
+        replayed: entries handed to a new incarnation.
+        dropped: entries dropped because the stash was full.
+        unheard: replayed room events no callback of the new incarnation listened to.
+        lost_at_end: entries still waiting when the job ended (logged).
+    """
+
+    live: bool
+    depth: int
+    capacity: int
+    stashed: int
+    replayed: int
+    dropped: int
+    unheard: int
+    lost_at_end: int
+
+
+class RestartStash:
+    """The one way room events and messages reach a job's logic, across its restarts.
+
+    While an incarnation is live, :meth:`put` hands each entry straight to it. From the moment it stops
+    (:meth:`hold`) until the next one is ready (:meth:`open`) entries wait here, in order, after what
+    the stopped incarnation had not handled (:meth:`requeue`: what was queued behind the failing item,
+    the item a failure elsewhere interrupted, messages parked before ``on_enter``). The item that failed
+    is never among them. Bounded: past ``capacity`` the newest entry is dropped and counted (a room event
+    silently in the stats and once per restart in the log; a ``tell`` is refused with
+    :class:`AgentBusyError`). Thread-safe: room events arrive on the runtime loop, messages from any thread.
+
+    Args:
+        capacity: the bound.
+        name: the job (for logs).
+    """
+
+    def __init__(self, capacity: int, name: str) -> None:
+        self.capacity = capacity
+        self.name = name
+        self._lock = threading.Lock()
+        self._entries: collections.deque[Entry] = collections.deque()
+        self._target: Target | None = None
+        self._generation = 0
+        self._listened: set[str] = set()
+        self._warned = False
+        self._stashed = self._replayed = self._dropped = self._unheard = self._lost = 0
+
+    def listen(self, event: str) -> None:
+        """The agent registered a callback for ``event``: keep such events while it restarts."""
+        with self._lock:
+            self._listened.add(event)
+
+    def listens(self, event: str) -> bool:
+        """Whether room events named ``event`` are for the agent."""
+        return event in self._listened
+
+    @property
+    def generation(self) -> int:
+        """Changes at every :meth:`hold`; an :meth:`open` for an older generation is ignored."""
+        return self._generation
+
+    def put(self, entry: Entry) -> bool:
+        """Hand ``entry`` to the live incarnation, or keep it. ``False``: dropped (full, or refused)."""
+        with self._lock:
+            if self._target is not None:
+                outcome = self._target(entry)
+                if outcome is not Delivery.CLOSED:
+                    return outcome is not Delivery.REFUSED
+                self._target = None  # ended without hold() yet: keep it for the next one
+            return self._keep(entry)
+
+    def _keep(self, entry: Entry) -> bool:
+        if len(self._entries) >= self.capacity:
+            self._dropped += 1
+            if not self._warned:
+                self._warned = True
+                _log.warning("%s: restart stash full (%d); dropping new entries", self.name, self.capacity)
+            return False
+        self._entries.append(entry)
+        self._stashed += 1
+        return True
+
+    def hold(self) -> None:
+        """The live incarnation stopped: keep everything from now on."""
+        with self._lock:
+            self._target = None
+            self._generation += 1
+
+    def requeue(self, leftovers: list[Entry]) -> None:
+        """Put what the stopped incarnation had not handled ahead of what arrived since (bounded)."""
+        with self._lock:
+            room = max(0, self.capacity - len(self._entries))
+            kept, over = leftovers[:room], leftovers[room:]
+            self._entries.extendleft(reversed(kept))
+            self._stashed += len(kept)
+            self._dropped += len(over)
+        if over:
+            _log.warning("%s: restart stash full: %d unhandled entries dropped", self.name, len(over))
+
+    def open(self, target: Target, generation: int) -> None:
+        """The new incarnation is ready: replay everything kept, in order, then go live (logic loop)."""
+        with self._lock:
+            if generation != self._generation or self._target is not None:
+                return
+            while self._entries:
+                outcome = target(self._entries[0])
+                if outcome is Delivery.CLOSED:
+                    return  # it ended already: keep the rest for the next one
+                self._entries.popleft()
+                self._replayed += 1
+                if outcome is Delivery.UNHEARD:
+                    self._unheard += 1
+            self._target = target
+            self._warned = False
+
+    def close(self) -> int:
+        """The job ended: forget what is still kept; how many entries that was."""
+        with self._lock:
+            self._target = None
+            lost = len(self._entries)
+            self._entries.clear()
+            self._lost += lost
+            return lost
+
+    def stats(self) -> StashStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return StashStats(
+                self._target is not None,
+                len(self._entries),
+                self.capacity,
+                self._stashed,
+                self._replayed,
+                self._dropped,
+                self._unheard,
+                self._lost,
+            )
 
 
 # ------------------------------------------------------------------------------------------------- core
@@ -290,6 +524,8 @@ class JobCore:
         result: how the job ended (written once, by the JobActor).
         leave_reason: the reason the connection will leave with (written by the JobActor).
         left_with: the reason the last connection left with (written by the connection actor).
+        stash: the way room events and messages reach the logic across its restarts (thread-safe; held
+            by the stopping incarnation, opened by the next one).
     """
 
     assignment: JobAssignment
@@ -305,7 +541,11 @@ class JobCore:
     result: JobResult | None = None
     leave_reason: rtc.DisconnectReason = rtc.DisconnectReason.CLIENT_INITIATED
     left_with: rtc.DisconnectReason | None = None
+    stash: RestartStash = field(init=False)
     _incarnations: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.stash = RestartStash(self.options.restart_stash_capacity, f"job {self.assignment.job.id}")
 
     def next_incarnation(self) -> int:
         """The number of the logic incarnation starting now (1, 2, …)."""

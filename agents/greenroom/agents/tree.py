@@ -40,19 +40,21 @@ import pykka
 
 from greenroom import rtc
 from greenroom.actors.core import AsyncioActor, ChildFailed, ask, stop_actor
-from greenroom.actors.messages import Crash, GetState, GetTree, Reply, TreeState
+from greenroom.actors.messages import Crash, GetState, GetTree, Reply, Stall, TreeState
 from greenroom.actors.supervision import SUPERVISION_MESSAGES, ChildSpec, ChildTable, RestartEvent, Strategy
 from greenroom.agents.context import AutoSubscribe, JobContext, JobProcess
 from greenroom.agents.dispatch import Dispatcher, JobRoom
 from greenroom.agents.job import (
+    AgentBusyError,
     AgentHungError,
     Connect,
     ConnectDone,
-    Deliver,
     EndJob,
     Entrypoint,
     JobAssignment,
     JobCore,
+    JobEndedError,
+    JobError,
     JobResult,
     JobStatus,
     LogicFailed,
@@ -64,8 +66,11 @@ from greenroom.agents.job import (
     ProbeTick,
     RoomClosed,
     RunShutdownCallbacks,
+    StashStats,
     StatusCallback,
     SupervisionOptions,
+    Told,
+    describe_entry,
 )
 from greenroom.agents.loops import HEARTBEAT, BlockedLoop, LogicLoop
 from greenroom.runtime import loop as runtime
@@ -103,7 +108,7 @@ class ConnectionActor(AsyncioActor):
     def start_for(cls, core: JobCore) -> pykka.ActorRef[Any]:
         """The child's factory (runs on the runtime loop): a new room, published to the job at once (so
         the logic, started next, finds it), owned by a new connection actor."""
-        room = JobRoom(loop=asyncio.get_running_loop())
+        room = JobRoom(core.stash, loop=asyncio.get_running_loop())
         core.room = room
         return cls.start(core, room)
 
@@ -227,10 +232,14 @@ class LogicActor(AsyncioActor):
         ctx = self.ctx = JobContext(core, dispatcher, self.incarnation)
         if core.room is not None:
             core.room.bind(dispatcher)
-        entry = core.entrypoint
+        entry, stash = core.entrypoint, core.stash
+        generation = stash.generation
 
         async def main() -> None:
             dispatcher.start()
+            # The stash opens at the entrypoint's first real suspension: callbacks it registered before
+            # (or right after a connect() that returns at once, after a restart) get the replay.
+            asyncio.get_running_loop().call_soon(stash.open, ctx._target, generation)
             await entry(ctx)
 
         def ended(future: concurrent.futures.Future[None]) -> None:
@@ -256,6 +265,9 @@ class LogicActor(AsyncioActor):
             case LogicFailed(error=error, loop=loop):
                 if loop is None or loop is self.loop:
                     raise error
+            case LoopBlocked(report=report, loop=loop):
+                if loop is self.loop:
+                    raise self._blocked_error(report)
             case ProbeTick():
                 self._probe()
             case ProbeAnswered(seq=seq):
@@ -263,9 +275,6 @@ class LogicActor(AsyncioActor):
             case ProbeDeadline(seq=seq):
                 if self._answered < seq:
                     raise self._hang_error()
-            case Deliver(message=payload):
-                assert self.ctx is not None
-                self.ctx._deliver(payload)
             case RunShutdownCallbacks(reason=reason):
                 await self._run_shutdown_callbacks(reason)
             case GetState():
@@ -298,19 +307,37 @@ class LogicActor(AsyncioActor):
         if self.loop.stalled(now) > 2 * HEARTBEAT:  # the loop itself is stuck: the watchdog's case
             report = self.loop.blocked_report(now)
             self.loop.report_blocked(report)
-            return LoopBlockedError(
-                f"the agent's loop was blocked for {report.stalled:.2f} s in {report.task!r}"
-            )
+            return self._blocked_error(report)
         stack = self.dispatcher.stack()
         current = self.dispatcher.current or "the entrypoint"
+        item = self.dispatcher.running_entry
+        what = "" if item is None else f", handling {describe_entry(item)}"
         _log.error(
-            "agent of job %s did not answer its liveness probe within %.2f s (busy in %s). Stuck at:\n%s",
+            "agent of job %s did not answer its liveness probe within %.2f s (busy in %s%s). Stuck at:\n%s",
             self.core.assignment.job.id,
             timeout,
             current,
+            what,
             stack,
         )
-        return AgentHungError(f"no answer to the liveness probe within {timeout} s (busy in {current})")
+        return AgentHungError(
+            f"no answer to the liveness probe within {timeout} s (busy in {current}{what})",
+            item=item,
+            blames_current=True,
+        )
+
+    def _blocked_error(self, report: BlockedLoop) -> LoopBlockedError:
+        """The loop was blocked: by the dispatcher's running item (which then is not replayed), or by
+        other code of the agent (the running item, interrupted, is)."""
+        assert self.dispatcher is not None
+        in_dispatcher = report.task == self.dispatcher.task_name
+        item = self.dispatcher.running_entry if in_dispatcher else None
+        what = "" if item is None else f", handling {describe_entry(item)}"
+        return LoopBlockedError(
+            f"the agent's loop was blocked for {report.stalled:.2f} s in {report.task!r}{what}",
+            item=item,
+            blames_current=in_dispatcher,
+        )
 
     async def _run_shutdown_callbacks(self, reason: str) -> None:
         if self.loop is None or self.ctx is None or self.loop.abandoned:
@@ -325,28 +352,34 @@ class LogicActor(AsyncioActor):
         assert self.loop is not None
         assert self.dispatcher is not None
         d = self.dispatcher
-        return LogicState(self.incarnation, self.loop.name, d.handled, d.dropped, self._answered)
+        stash = self.core.stash.stats()
+        return LogicState(
+            self.incarnation, self.loop.name, d.handled, d.queued, d.dropped, self._answered, stash
+        )
 
     async def on_stop(self) -> None:
-        """End this run: stop the dispatcher, drop its room callbacks, cancel its tasks."""
-        self._end_run()
+        """End this run: stash what it did not handle, drop its room callbacks, cancel its tasks."""
+        self._end_run(keep_current=True)
 
     async def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        """As :meth:`on_stop`; a loop found blocked is abandoned (the next incarnation gets a new one)."""
+        """As :meth:`on_stop`, but the item that failed is not kept; a loop found blocked is abandoned
+        (the next incarnation gets a new one)."""
         if isinstance(exception_value, LoopBlockedError) and self.loop is not None:
             self.loop.close()
-        self._end_run()
+        blames_current = isinstance(exception_value, JobError) and exception_value.blames_current
+        self._end_run(keep_current=not blames_current)
 
-    def _end_run(self) -> None:
+    def _end_run(self, *, keep_current: bool) -> None:
         for timer in self._timers:
             timer.cancel()
         self._timers = []
+        self.core.stash.hold()  # from now on room events and messages wait for the next incarnation
+        if self.dispatcher is not None:
+            self.core.stash.requeue(self.dispatcher.take_leftovers(keep_current=keep_current))
         room = self.core.room
         if room is not None:
             room.drop_listeners()
             room.bind(None)
-        if self.dispatcher is not None:
-            self.dispatcher.close()
         if self.loop is not None and not self.loop.abandoned:
             self.loop.call_soon(_cancel_all, self.loop.loop)
 
@@ -395,23 +428,19 @@ class JobActor(AsyncioActor):
             await self._supervise(message)
             return None
         match message:
-            case LoopBlocked(report=report, loop=loop):
+            case LoopBlocked():
                 logic = self.table.current(LOGIC)
-                if logic is not None:
-                    error = LoopBlockedError(
-                        f"the agent's loop was blocked for {report.stalled:.2f} s in {report.task!r}"
-                    )
-                    logic.tell(LogicFailed(error, loop))
+                if logic is not None:  # else down already: its next incarnation gets a new loop
+                    logic.tell(message)
             case RoomClosed(reason=reason):
                 await self._end(JobResult(JobStatus.SUCCESS, reason=f"room closed: {reason.name}"))
             case EndJob(status=status, reason=reason, error=error):
                 await self._end(JobResult(status, error, reason))
-            case Deliver():
-                handle = self.table.handle(LOGIC)
-                if handle is not None:
-                    handle.tell(message)
             case GetTree():
                 return self._tree()
+            case Stall(release=release, entered=entered):  # greenroom.testing: a stuck supervisor
+                entered.ok(None)
+                await release.wait()
             case _:
                 _log.warning("job %s ignored %r", self.core.assignment.job.id, message)
         return None
@@ -452,6 +481,10 @@ class JobActor(AsyncioActor):
         self.core.result = result
         if self.core.logic_loop is not None:
             self.core.logic_loop.close()
+        lost = self.core.stash.close()
+        if lost:
+            job_id = self.core.assignment.job.id
+            _log.warning("job %s ended with %d room events or messages not handled", job_id, lost)
         level = logging.ERROR if result.status is JobStatus.FAILED else logging.INFO
         _log.log(level, "job %s ended: %s %s", self.core.assignment.job.id, result.status.name, result.error)
         self._report(result)
@@ -508,9 +541,21 @@ class JobHandle:
         return self._core.result
 
     def tell(self, message: Any) -> None:
-        """Send ``message`` to the agent's mailbox (kept while the logic restarts, replayed after)."""
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.ref.tell(Deliver(message))
+        """Send ``message`` to the agent's mailbox (any thread; kept while the logic restarts, replayed
+        after).
+
+        Raises:
+            JobEndedError: the job has ended (nothing would ever handle it).
+            AgentBusyError: the agent's queue, or while it restarts its restart stash, is full.
+        """
+        if self._core.result is not None:
+            raise JobEndedError(f"job {self.assignment.job.id} has ended ({self._core.result.status.name})")
+        if not self._core.stash.put(Told(message)):
+            raise AgentBusyError(f"job {self.assignment.job.id}: the agent's mailbox is full; not sent")
+
+    def stash_stats(self) -> StashStats:
+        """The restart stash's counters (what was kept, replayed, dropped across the logic's restarts)."""
+        return self._core.stash.stats()
 
     def shutdown(self, reason: str = "terminated") -> None:
         """End the job (the worker protocol's ``termination``): callbacks, leave, SUCCESS."""

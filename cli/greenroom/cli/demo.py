@@ -8,7 +8,7 @@ What it shows:
   message, one at a time;
 * supervision: each bot is its own job (``start_job``: connection first, logic second); halfway through,
   the demo crashes the echo bot once (an exception in its handler). Only its logic restarts: it never
-  leaves the room — nobody sees it go — and the chatter re-sends what the crash swallowed;
+  leaves the room — nobody sees it go — and the messages queued behind the crash go to its next run;
 * the room events as they happen, then a summary: messages sent and received per bot, latency p50/p99,
   and the restarts. The exit code is 0 when every chat message was echoed.
 
@@ -32,6 +32,7 @@ from typing import TextIO
 from greenroom.actors.restarts import RestartIntensityError
 from greenroom.actors.supervision import RestartEvent
 from greenroom.agents import (
+    CallbackError,
     Job,
     JobAssignment,
     JobHandle,
@@ -133,6 +134,8 @@ def _reason(event: RestartEvent) -> str:
     exception = getattr(event.reason, "exception", None)
     if exception is None:
         return type(event.reason).__name__
+    if isinstance(exception, CallbackError):  # its text names the handler's exception and the message
+        return f"crashed: {exception}"
     return f"crashed: {type(exception).__name__}: {exception}"
 
 
@@ -204,7 +207,9 @@ class _QuietInjectedCrash(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, InjectedCrashError) and "InjectedCrashError" not in record.getMessage()
+        cause = getattr(exc, "__cause__", None)  # a handler's crash arrives as a CallbackError
+        injected = isinstance(exc, InjectedCrashError) or isinstance(cause, InjectedCrashError)
+        return not injected and "InjectedCrashError" not in record.getMessage()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,9 +9,11 @@ For testing your own bots' fault tolerance (and greenroom's): every function tak
 * :func:`track` ``(sid)`` — the TrackActor of a publication (remote or local).
 
 The same functions take an agent's job instead of a room (a ``greenroom.agents.JobHandle``, or anything
-:class:`Supervised`): the targets are then :func:`agent_logic` — the actor running the agent's code — and
-:func:`agent_connection` — the one holding its room connection. This layer does not import the agents
-layer (it sits below it); it reaches the job's tree through its root actor and the same messages.
+:class:`Supervised`): the targets are then :func:`agent_logic` — the actor running the agent's code —,
+:func:`agent_connection` — the one holding its room connection — and :func:`agent_supervisor`, the job's
+root (stalling it holds a restart back, so a test can send traffic while the agent's logic is down). This
+layer does not import the agents layer (it sits below it); it reaches the job's tree through its root actor
+and the same messages.
 
 Example::
 
@@ -54,6 +56,7 @@ __all__ = [
     "actor",
     "agent_connection",
     "agent_logic",
+    "agent_supervisor",
     "crash",
     "local_participant",
     "participant",
@@ -146,6 +149,11 @@ def agent_logic() -> Target:
 def agent_connection() -> Target:
     """The actor holding an agent's room connection (the job's ``connection`` child)."""
     return Target("child", "connection")
+
+
+def agent_supervisor() -> Target:
+    """An agent job's root: its supervisor (stall it to hold a restart while traffic goes on)."""
+    return Target("room")
 
 
 def _room_ref(room: Subject) -> pykka.ActorRef[Any]:
