@@ -160,6 +160,8 @@ def test_the_stash_is_bounded_and_what_it_drops_is_counted_and_logged() -> None:
             async with testing.stall(handle, testing.agent_supervisor()):
                 await send(observer, "poison", *numbers(12))
                 await wait_until(lambda: handle.stash_stats().dropped == 7, what="7 events dropped")
+            # (a marker sent before the replay would find the stash still full, and be dropped too)
+            await wait_until(lambda: handle.stash_stats().live, what="the restarted logic takes events")
             await send(observer, "marker")
             await wait_until(lambda: "marker run 2" in inbox.texts, what="the marker's answer")
         # the five oldest were kept (drop-newest), the rest counted and logged, nothing else arrived
