@@ -9,11 +9,9 @@ server's state is one room dict touched from one loop, so mailboxes would add ho
   sessions never interleave inside a frame;
 * the **data pump** forwards relayed ``DataPacket`` bytes on the subscriber (primary) connection, in order.
 
-Media (``forwarding.py``): every remote track is tapped in the ``track`` event (so nothing is ever decoded),
-a sending media section matched to an ``AddTrackRequest`` becomes a :class:`Publication`, and
-:meth:`ParticipantSession.reconcile` keeps each subscriber PC's forwarded tracks equal to what the room's
-rules grant (auto-subscribe, ``UpdateSubscription`` wishes, the publisher's ``SubscriptionPermission``),
-renegotiating through the per-participant queue.
+Media lives in the :class:`~greenroom.devserver.session_media.SessionMedia` mixin (``session_media.py``):
+taps, publications, subscriptions (``reconcile``) and media statistics; this module keeps the signal
+connection, the negotiation of both peer connections and the data relay.
 
 ``subscriber_primary`` is always true: the server offers the subscriber PC with ``_reliable``/``_lossy``
 right after the JoinResponse (trap 7) and downstream data goes there, because a receive-only Rust client
@@ -27,24 +25,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Protocol, assert_never
 
 from websockets.exceptions import ConnectionClosed
 
 from greenroom.codecs.errors import CodecError, GreenroomError, LocalProtocolError, RemoteProtocolError
 from greenroom.codecs.models import (
-    ConnectionQuality,
-    ConnectionQualityInfo,
     DisconnectReason,
     LeaveAction,
     ParticipantInfo,
-    ParticipantPermission,
-    RequestResponseReason,
     ServerInfo,
     SignalTarget,
-    SubscriptionError,
     TrackInfo,
 )
 from greenroom.codecs.packets import decode_packet, encode_packet
@@ -64,11 +57,7 @@ from greenroom.codecs.signalling import (
     SignalRequestMessage,
     SignalResponseMessage,
     SubscriptionPermission,
-    SubscriptionPermissionUpdate,
-    SubscriptionResponse,
     SyncState,
-    TrackPublished,
-    TrackSubscribed,
     Trickle,
     Unhandled,
     UpdateMetadata,
@@ -76,10 +65,9 @@ from greenroom.codecs.signalling import (
     UpdateTrackSettings,
 )
 from greenroom.devserver.config import SERVER_VERSION, ServerConfig
-from greenroom.devserver.forwarding import Publication, Subscription, quality_from_loss
 from greenroom.devserver.front import SignalSocket
-from greenroom.devserver.room import Dropped, Member, Room, Routed, new_sid
-from greenroom.devserver.tracks import PendingTrack, match_pending, media_sections
+from greenroom.devserver.room import Dropped, Member, Room, Routed
+from greenroom.devserver.session_media import SessionMedia
 from greenroom.runtime.ice import IceCandidateLike, IcePolicy
 from greenroom.runtime.peer import (
     LOSSY,
@@ -93,7 +81,6 @@ from greenroom.runtime.peer import (
     PeerTransportError,
     TrackReceived,
 )
-from greenroom.runtime.rtp_forward import RtpTap, receiver_for_track
 
 __all__ = ["Hub", "ParticipantSession"]
 
@@ -154,8 +141,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ParticipantSession:
-    """Signal session + publisher/subscriber peer connections of one participant."""
+class ParticipantSession(SessionMedia):
+    """Signal session + publisher/subscriber peer connections of one participant (media: the mixin)."""
 
     def __init__(
         self,
@@ -188,15 +175,8 @@ class ParticipantSession:
         self._sub_ready = False  # the subscriber PC connected on its first (data-only) offer
         self._background: set[asyncio.Task[None]] = set()
         self._peer_closes: list[asyncio.Task[None]] = []  # awaited by _finish, never cancelled
-        self._taps: dict[str, tuple[RtpTap, Any]] = {}  # publisher mid -> (tap, receiver), from ``track``
-        #: TR_ sid -> the media of this participant's published tracks.
-        self.publications: dict[str, Publication] = {}
-        self._subscriptions: dict[str, Subscription] = {}  # TR_ sid -> forwarded on our subscriber PC
-        self._refused: set[str] = set()  # TR_ sids we were told we may not subscribe to
-        self._pending_tracks: list[PendingTrack] = []
-        self._mid_to_track: dict[str, str] = {}  # publisher mid -> TR_ sid (the track registry)
-        self._track_templates: dict[str, TrackInfo] = {}  # TR_ sid -> TrackInfo awaiting its m-line
         self._tasks: list[asyncio.Task[None]] = []
+        self._init_media()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -219,6 +199,10 @@ class ParticipantSession:
             end = _End(DisconnectReason.UNKNOWN_REASON)
         finally:
             await self._finish(end)
+
+    @property
+    def _closing(self) -> bool:
+        return self._end is not None
 
     def end(self, reason: DisconnectReason, *, action: LeaveAction = LeaveAction.DISCONNECT) -> None:
         """Ask the session to end: send ``LeaveRequest{reason, action}`` then close (idempotent)."""
@@ -449,253 +433,6 @@ class ParticipantSession:
         else:
             await self._publisher.add_ice_candidate(message.candidate)
 
-    def _on_add_track(self, message: AddTrackRequest) -> None:
-        """``add_track``: answer ``track_published`` with a fresh ``TR_`` sid.
-
-        Needs ``canPublish``, and the track's source in ``canPublishSources`` when that list is not empty
-        (livekit-server: an empty list allows every source). A refusal is a ``request_response`` NOT_ALLOWED
-        carrying a copy of the request (its ``cid``), as livekit-server sends it: ``add_track`` has no request
-        id, and the copy is how the client knows which publish failed.
-        """
-        permission = self.member.permission
-        sources = permission.can_publish_sources
-        if not permission.can_publish or (sources and message.source not in sources):
-            why = (
-                "does not have permission to publish" if not permission.can_publish else "source not allowed"
-            )
-            self._log.warning("refused add_track %r (%s): %s", message.cid, message.source.name, why)
-            self.signal(RequestResponse(0, RequestResponseReason.NOT_ALLOWED, why, add_track_cid=message.cid))
-            return
-        sid = new_sid("TR_")
-        self._pending_tracks.append(PendingTrack(message.cid, sid, message.type))
-        info = TrackInfo(
-            sid=sid,
-            type=message.type,
-            name=message.name,
-            source=message.source,
-            muted=message.muted,
-            width=message.width,
-            height=message.height,
-            layers=message.layers,
-            stereo=message.stereo,
-            disable_red=message.disable_red,
-            encryption=message.encryption,
-            stream=message.stream,
-        )
-        self._track_templates[sid] = info
-        self.signal(TrackPublished(cid=message.cid, track=info))
-
-    def _sync_publications(self, offer_sdp: str) -> None:
-        """Publish tracks whose media section appeared; unpublish those that stopped sending."""
-        changed = False
-        for section in media_sections(offer_sdp):
-            known = self._mid_to_track.get(section.mid)
-            if section.sending and known is None:
-                pending = match_pending(section, self._pending_tracks)
-                if pending is None:
-                    continue
-                self._pending_tracks.remove(pending)
-                self._mid_to_track[section.mid] = pending.sid
-                track = replace(self._track_templates.pop(pending.sid), mid=section.mid)
-                self._start_publication(section.mid, track)
-                # The update goes into every outbox now, the offers carrying the track only after
-                # media_changed → reconcile → renegotiate: update before offer (trap 10 of §11.5).
-                self._broadcast(self.room.publish_track(self.member, track), to_self=True)
-                self._hub.emit("track_published", self.room, participant=self._brief(), track=track)
-                changed = True
-            elif not section.sending and known is not None:
-                # Unpublish has no signal message: the section stopped sending (trap 21 of §11.5).
-                del self._mid_to_track[section.mid]
-                self._unpublish(known)
-                changed = True
-        if changed:
-            self._hub.media_changed(self.room)
-
-    def _start_publication(self, mid: str, track: TrackInfo) -> None:
-        tapped = self._taps.get(mid)
-        if tapped is None:
-            self._log.warning("no remote track for mid %s (%s): nothing to forward", mid, track.sid)
-            return
-        tap, receiver = tapped
-        self.publications[track.sid] = Publication(
-            self.member.sid, track.sid, tap, receiver, muted=track.muted
-        )
-
-    def _on_mute(self, message: MuteTrack) -> None:
-        """``mute``: flip ``TrackInfo.muted``, broadcast, and pause/resume forwarding."""
-        self._set_muted(message.sid, message.muted)
-
-    def _set_muted(self, sid: str, muted: bool) -> None:
-        info = self.room.set_track_muted(self.member, sid, muted)
-        if info is not None:
-            self._broadcast(info, to_self=True)
-        publication = self.publications.get(sid)
-        if publication is not None:
-            publication.set_muted(muted)
-
-    def _on_update_subscription(self, message: UpdateSubscription) -> None:
-        """``subscription``: (un)subscribe the listed tracks (Rust fills both lists, one track at a time)."""
-        sids = [*message.track_sids, *(sid for pt in message.participant_tracks for sid in pt.track_sids)]
-        self.subscribe(sids, message.subscribe)
-
-    def subscribe(self, track_sids: Iterable[str], subscribe: bool) -> None:
-        """(Un)subscribe tracks — ``subscription`` from the client or RoomService ``UpdateSubscriptions``."""
-        for sid in self.room.set_subscribed(self.member, dict.fromkeys(track_sids), subscribe):
-            if subscribe:
-                self.signal(SubscriptionResponse(sid, SubscriptionError.SE_TRACK_NOTFOUND))
-        self.reconcile()
-
-    # --- RoomService calls (the owner's rules, shared with the signal handlers above) ---------------
-
-    def mute_by_admin(self, sid: str, muted: bool) -> TrackInfo | None:
-        """``MutePublishedTrack``: tell the client to (un)mute its track (``mute`` from the server, as
-        livekit-server's ``SetTrackMuted(fromAdmin)``), then apply it as the client's own ``mute`` would."""
-        if sid not in self.member.tracks:
-            return None
-        self.signal(MuteTrack(sid=sid, muted=muted))
-        self._set_muted(sid, muted)
-        return self.member.tracks[sid]
-
-    def update_by_admin(
-        self,
-        *,
-        name: str = "",
-        metadata: str = "",
-        attributes: Mapping[str, str] | None = None,
-        permission: ParticipantPermission | None = None,
-    ) -> ParticipantInfo:
-        """``UpdateParticipant``: metadata without the ``canUpdateOwnMetadata`` check; a new permission
-        unpublishes the tracks it no longer allows and re-checks every subscription (livekit-server
-        ``ParticipantImpl.SetPermission``)."""
-        change = self.room.update_metadata(
-            self.member, name=name, metadata=metadata, attributes=attributes, by_admin=True
-        )
-        info = change.info or self.member.info()
-        if permission is not None and self.room.set_permission(self.member, permission) is not None:
-            info = self._unpublish_refused() or self.member.info()
-            self._hub.media_changed(self.room)
-        self._broadcast(info, to_self=True)
-        return info
-
-    def _unpublish_refused(self) -> ParticipantInfo | None:
-        info = None
-        for sid in self.room.refused_tracks(self.member):
-            self._mid_to_track = {mid: t for mid, t in self._mid_to_track.items() if t != sid}
-            info = self._unpublish(sid, broadcast=False) or info
-        return info
-
-    def _unpublish(self, sid: str, *, broadcast: bool = True) -> ParticipantInfo | None:
-        """Stop forwarding ``sid``, take it out of the room (``track_unpublished``), optionally broadcast."""
-        publication = self.publications.pop(sid, None)
-        if publication is not None:
-            publication.close()
-        track = self.member.tracks.get(sid)
-        info = self.room.unpublish_track(self.member, sid)
-        if info is not None and track is not None:
-            self._hub.emit("track_unpublished", self.room, participant=self._brief(), track=track)
-            if broadcast:
-                self._broadcast(info, to_self=True)
-        return info
-
-    def _brief(self) -> ParticipantInfo:
-        """Sid and identity: the participant of a track webhook, as livekit-server sends it."""
-        return ParticipantInfo(sid=self.member.sid, identity=self.member.identity)
-
-    def _on_subscription_permission(self, message: SubscriptionPermission) -> None:
-        """``subscription_permission``: the publisher says who may receive its tracks; all re-check."""
-        self.room.set_permissions(self.member, message.all_participants, message.track_permissions)
-        self._hub.media_changed(self.room)
-
-    # --- subscriptions (the subscriber PC's forwarded tracks) --------------------------------------
-
-    def reconcile(self) -> None:
-        """Make the forwarded tracks on our subscriber PC what the room grants; renegotiate on a change.
-
-        Synchronous up to the offer: transceivers are added/deactivated here, and any ``ParticipantUpdate``
-        queued before this call precedes the offer, which :meth:`renegotiate` queues later.
-
-        Nothing happens before the subscriber PC connected on its first (data-channel-only) offer:
-
-        * with aiortc's max-bundle policy every m-line rides the transport of whoever was created first
-          (the data channels), and an initial offer whose first m-line is audio would make aiortc stop that
-          shared transport when applying the answer (the bundle trap in ``forwarding.py``);
-        * aiortc starts a sender only if its DTLS transport is already ``connected`` when an answer is
-          applied (``RTCPeerConnection.__connect``, ``aiortc/rtcpeerconnection.py`` lines 1072-1093); an
-          answer applied while DTLS is still ``connecting`` leaves that sender silent for good.
-        """
-        if self._end is not None or not self._sub_ready:
-            return
-        granted, refused = self.room.subscriptions(self.member)
-        wanted: dict[str, Publication] = {}
-        for publisher, track in granted:
-            session = self._hub.session_of(self.room, publisher.identity)
-            publication = None if session is None else session.publications.get(track.sid)
-            if publication is not None and not publication.ended:
-                wanted[track.sid] = publication
-        changed = False
-        for sid in [sid for sid in self._subscriptions if sid not in wanted]:
-            self._subscriptions.pop(sid).end()
-            changed = True
-        for sid, publication in wanted.items():
-            if sid not in self._subscriptions:
-                self._subscriptions[sid] = publication.subscribe(self._subscriber.pc)
-                self._tell_publisher_subscribed(publication)
-                changed = True
-        self._report_refusals({sid: publisher.sid for publisher, sid in refused})
-        if changed:
-            self._renegotiate_soon()
-
-    def _tell_publisher_subscribed(self, publication: Publication) -> None:
-        """``track_subscribed`` to the publisher on its track's first subscription (LocalTrackSubscribed)."""
-        if publication.announced_subscribed:
-            return
-        publication.announced_subscribed = True
-        owner = self.room.by_sid(publication.participant_sid)
-        session = None if owner is None else self._hub.session_of(self.room, owner.identity)
-        if session is not None:
-            session.signal(TrackSubscribed(publication.track_sid))
-
-    def _report_refusals(self, refused: dict[str, str]) -> None:
-        """``subscription_permission_update`` (JS) + ``subscription_response`` (error) on each change."""
-        for sid, publisher_sid in refused.items():
-            if sid not in self._refused:
-                self._refused.add(sid)
-                self.signal(SubscriptionPermissionUpdate(publisher_sid, sid, allowed=False))
-                self.signal(SubscriptionResponse(sid, SubscriptionError.SE_UNKNOWN))
-        for sid in self._refused - set(refused):
-            self._refused.discard(sid)
-            owner = self.room.track_owner(sid)
-            if owner is not None:
-                self.signal(SubscriptionPermissionUpdate(owner.sid, sid, allowed=True))
-
-    # --- media statistics (SpeakersChanged, ConnectionQualityUpdate) --------------------------------
-
-    def audio_level(self, now: float) -> int:
-        """The loudest RFC 6464 level among our unmuted audio publications (127 = silent)."""
-        return min((p.level(now) for p in self.publications.values()), default=127)
-
-    async def connection_quality(self) -> ConnectionQualityInfo:
-        """Our quality: LOST when a peer connection failed, else from the publisher-side packet loss."""
-        states = {self._subscriber.connection_state}
-        if self._publisher is not None:
-            states.add(self._publisher.connection_state)
-        if "failed" in states:
-            return ConnectionQualityInfo(self.member.sid, ConnectionQuality.LOST, 0.0)
-        losses = [loss for p in self.publications.values() if (loss := await p.loss()) is not None]
-        quality = quality_from_loss(max(losses, default=None))
-        return ConnectionQualityInfo(self.member.sid, quality, 5.0 - 4.0 * max(losses, default=0.0))
-
-    def _close_media(self) -> None:
-        for subscription in self._subscriptions.values():
-            subscription.track.stop()
-        self._subscriptions.clear()
-        for publication in self.publications.values():
-            publication.close()
-        self.publications.clear()
-        for tap, _ in self._taps.values():
-            tap.close()
-        self._taps.clear()
-
     def _on_update_metadata(self, message: UpdateMetadata) -> None:
         """``update_metadata``: ``request_response`` (Rust waits for it) and an ``update`` to everyone
         *including the requester* (JS resolves when its own info changes) — trap 16."""
@@ -723,33 +460,6 @@ class ParticipantSession:
                 self._log.debug("%s", message)
             case _:
                 self._log.debug("unexpected peer event %r", message)
-
-    def _on_track(self, event: TrackReceived) -> None:
-        """A remote track: tap it at once, in aiortc's ``track`` event, before any RTP is handled.
-
-        Every remote track is tapped, matched to a publication or not: an untapped receiver would start
-        aiortc's decoder on its first frame, and an SFU never decodes. A tap that cannot be installed ends
-        the session (``LeaveRequest{MEDIA_FAILURE}``) after closing that peer connection.
-        """
-        transport = self._publisher if event.role is PeerRole.PUBLISHER else self._subscriber
-        if transport is None or event.mid is None:
-            return
-        track = transport.remote_track(event.track_id)
-        try:
-            receiver = receiver_for_track(transport.pc, track)
-            key = event.mid if event.role is PeerRole.PUBLISHER else f"subscriber:{event.mid}"
-            self._taps[key] = (RtpTap(receiver), receiver)
-        except ValueError:
-            self._log.debug("the %s track of mid %s is tapped already", event.kind, event.mid)
-        except (LookupError, GreenroomError) as exc:
-            # No fallback to decoding: close that PC before more RTP arrives, and end the session.
-            self._log.error("could not tap the %s track of mid %s: %r; ending", event.kind, event.mid, exc)
-            # Never cancelled (see _finish): a cancelled aiortc close() leaves the PC half closed, and the
-            # next close() awaits a future nobody resolves (aiortc rtcpeerconnection.py ``close``).
-            self._peer_closes.append(
-                asyncio.create_task(transport.close(), name=f"close untapped {self.member.sid}")
-            )
-            self.end(DisconnectReason.MEDIA_FAILURE)
 
     def _on_data(self, event: DataReceived) -> None:
         """A client ``DataPacket``: route by channel label (never by ``kind``: Rust sets it inverted)."""
