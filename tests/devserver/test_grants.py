@@ -51,3 +51,43 @@ def test_can_publish_sources_refuses_other_sources_and_observers_never_see_them(
         await bob.disconnect()
 
     run_with_server(scenario)
+
+
+def test_a_hidden_token_reusing_a_visible_identity_removes_it_for_observers() -> None:
+    """The evicted visible session leaves for everyone; the hidden newcomer is never listed."""
+
+    async def scenario(server: DevServer) -> None:
+        bob = await connect(server, "bob")
+        alice = await connect(server, "alice")
+        await wait_until(lambda: "alice" in bob.remote_participants)
+        ghost = await connect(server, "alice", hidden=True)
+        await wait_until(lambda: "alice" not in bob.remote_participants, what="bob to drop the evicted alice")
+        await wait_until(lambda: alice.connection_state == rtc.ConnectionState.CONN_DISCONNECTED)
+        # barrier: carol joins after the ghost; whatever the server said about the ghost came before her
+        carol = await connect(server, "carol")
+        await wait_until(lambda: "carol" in bob.remote_participants)
+        assert sorted(bob.remote_participants) == ["carol"]
+        assert server.rooms["r1"].info().num_participants == 2  # bob and carol; the hidden one is not counted
+        for room in (carol, ghost, bob):
+            await room.disconnect()
+
+    run_with_server(scenario)
+
+
+def test_a_visible_token_reusing_a_hidden_identity_never_reveals_the_hidden_one() -> None:
+    async def scenario(server: DevServer) -> None:
+        bob = await connect(server, "bob")
+        ghost = await connect(server, "alice", hidden=True)
+        departed: list[str] = []
+        bob.on("participant_disconnected", lambda p: departed.append(p.identity))
+        alice = await connect(server, "alice")
+        await wait_until(lambda: "alice" in bob.remote_participants)
+        await wait_until(lambda: ghost.connection_state == rtc.ConnectionState.CONN_DISCONNECTED)
+        carol = await connect(server, "carol")  # barrier, as above
+        await wait_until(lambda: "carol" in bob.remote_participants)
+        assert departed == []
+        assert bob.remote_participants["alice"].sid == alice.local_participant.sid
+        for room in (carol, alice, bob):
+            await room.disconnect()
+
+    run_with_server(scenario)

@@ -321,13 +321,17 @@ class ParticipantSession(SessionMedia):
                 ping_timeout=cfg.ping_timeout,
             )
         )
-        if evicted is not None and not self.member.hidden:
-            for other in self.room.audience(self.member):
+        # The evicted session's leave goes to everyone who could see it, whatever the newcomer's visibility:
+        # a hidden token reusing a visible identity still removes that participant for the observers
+        # (livekit-server removes the old participant, DUPLICATE_IDENTITY, before the new one joins).
+        evicted_visible = evicted is not None and not (evicted.permission and evicted.permission.hidden)
+        if evicted is not None and evicted_visible:
+            for other in self.room:
                 session = self._hub.session_of(self.room, other.identity)
-                if session is not None:
+                if other is not self.member and session is not None:
                     session.announce(evicted)
         self._broadcast(self.member.info(), to_self=False)
-        if not self.member.hidden:
+        if evicted_visible or not self.member.hidden:
             self._hub.room_changed(self.room)
         self._log.info("joined as %s (%s)", self.member.sid, self.params.sdk or "unknown sdk")
 
