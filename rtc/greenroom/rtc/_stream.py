@@ -18,6 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from greenroom.actors.media import MediaRouter, NotSubscribedError
+from greenroom.rtc._records import TrackWaiter
+from greenroom.rtc.participant import wait_for_track
+from greenroom.rtc.track import track_state
 from greenroom.runtime import loop as runtime
 from greenroom.runtime.media import DropOldestQueue, PcmSink, VideoSink
 
@@ -61,7 +64,7 @@ class FrameStream(Generic[E, C]):
         if track is not None:
             self._start(track)
         elif participant is not None and track_source is not None:
-            participant._wait_for_track(track_source, self._kind(), self._on_track)
+            wait_for_track(participant, TrackWaiter(track_source, self._kind(), self._on_track))
         else:
             self._queue.end()
 
@@ -86,11 +89,11 @@ class FrameStream(Generic[E, C]):
         self._start(track)
 
     def _start(self, track: Track) -> None:
-        client = track._client
-        if client is None or not track.sid:
+        media = track_state(track).port.media  # None once its connection is closed
+        if media is None or not track.sid:
             self._queue.end()
             return
-        self._pump = runtime.submit(self._run(client.media, track.sid))
+        self._pump = runtime.submit(self._run(media, track.sid))
 
     async def _run(self, media: MediaRouter, sid: str) -> None:
         """Runtime loop: read the sink, post each event to the user's loop, then the end."""

@@ -1,10 +1,10 @@
 """Participant views, as in ``livekit.rtc.participant``: ``Participant``, ``LocalParticipant``,
 ``RemoteParticipant``, and the ``Publish*Error`` classes users import from this module.
 
-A view holds a copy of the participant's latest ``ParticipantInfo``, refreshed by the room from the actors'
-events on the user's loop; reading a property never crosses threads. The local participant's methods send
-messages to the actor tree (facade → RoomActor → local ParticipantActor → RoomActor → PeerTransport) and
-await the reply.
+A participant is a view over a :class:`~greenroom.rtc._records.ParticipantRecord` (its latest
+``ParticipantInfo``, publications, quality) that the room's reducer refreshes from the actors' events on the
+user's loop; reading a property never crosses threads. The local participant's methods send requests to the
+actor tree through the connection's :class:`~greenroom.rtc._port.RoomPort` and await the reply.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError
 from greenroom.codecs.models import (
     DisconnectReason,
-    ParticipantInfo,
     ParticipantPermission,
     TrackInfo,
     TrackType,
     frozen_map,
 )
 from greenroom.codecs.models import TrackSource as WireTrackSource
-from greenroom.rtc._bridge import call
 from greenroom.rtc._enums import (
     ConnectionQuality,
     ParticipantKind,
@@ -41,14 +39,14 @@ from greenroom.rtc._enums import (
     participant_kind,
     participant_state,
 )
+from greenroom.rtc._records import LocalTrackPublished, LocalTrackUnpublished, ParticipantRecord, TrackWaiter
 from greenroom.rtc.publish_options import TrackPublishOptions
-from greenroom.rtc.track import LocalAudioTrack, LocalTrack, LocalVideoTrack, Track
+from greenroom.rtc.track import LocalTrack, LocalVideoTrack, local_track_record
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import Transcription
 
 if TYPE_CHECKING:
-    from greenroom.actors.client import RoomClient
-    from greenroom.rtc.room import Room
+    from greenroom.rtc._port import RoomPort
 
 __all__ = [
     "ConnectionQuality",
@@ -103,74 +101,44 @@ class PublishDataTrackError(_PublishError):
 class Participant:
     """What every participant view has: identity, name, metadata, attributes, kind, permissions …"""
 
-    def __init__(self, info: ParticipantInfo) -> None:
-        """Build the view of ``info``."""
-        self._info = info
-        self._publications: dict[str, TrackPublication] = {}
-        self._disconnect_reason = DisconnectReason.UNKNOWN_REASON
-        self._quality = ConnectionQuality.QUALITY_UNKNOWN
-        self._track_waiters: list[tuple[int, int, Callable[[Track | None], None]]] = []
-
-    def _update(self, info: ParticipantInfo) -> None:
-        self._info = info
-
-    def _wait_for_track(self, source: int, kind: int, callback: Callable[[Track | None], None]) -> None:
-        """Call ``callback(track)`` with the first subscribed track of ``source`` and ``kind`` (now if there
-        is one); ``callback(None)`` if the participant leaves first (``AudioStream.from_participant``)."""
-        for publication in self._publications.values():
-            track = publication.track
-            if track is not None and publication.source == source and publication.kind == kind:
-                callback(track)
-                return
-        self._track_waiters.append((source, kind, callback))
-
-    def _track_subscribed(self, publication: TrackPublication) -> None:
-        waiting, self._track_waiters = self._track_waiters, []
-        for source, kind, callback in waiting:
-            if publication.track is not None and publication.source == source and publication.kind == kind:
-                callback(publication.track)
-            else:
-                self._track_waiters.append((source, kind, callback))
-
-    def _gone(self) -> None:
-        waiting, self._track_waiters = self._track_waiters, []
-        for _, _, callback in waiting:
-            callback(None)
+    def __init__(self, record: ParticipantRecord) -> None:
+        """Build the view of ``record`` (the room's reducer builds participants; users never do)."""
+        self._record = record
 
     @property
     def track_publications(self) -> Mapping[str, TrackPublication]:
         """The participant's publications by track sid."""
-        return self._publications
+        return {sid: publication.view for sid, publication in self._record.publications.items()}
 
     @property
     def sid(self) -> str:
         """The participant's server id (``PA_…``)."""
-        return self._info.sid
+        return self._record.info.sid
 
     @property
     def identity(self) -> str:
         """The identity from the participant's token."""
-        return self._info.identity
+        return self._record.info.identity
 
     @property
     def name(self) -> str:
         """The display name."""
-        return self._info.name
+        return self._record.info.name
 
     @property
     def metadata(self) -> str:
         """Application metadata."""
-        return self._info.metadata
+        return self._record.info.metadata
 
     @property
     def attributes(self) -> dict[str, str]:
         """A copy of the participant's attributes."""
-        return dict(self._info.attributes)
+        return dict(self._record.info.attributes)
 
     @property
     def kind(self) -> ParticipantKind:
         """Standard, agent, SIP …"""
-        return participant_kind(self._info.kind)
+        return participant_kind(self._record.info.kind)
 
     @property
     def kind_details(self) -> list[int]:
@@ -180,51 +148,54 @@ class Participant:
     @property
     def state(self) -> ParticipantState:
         """Joining, joined, active or disconnected."""
-        return participant_state(self._info.state)
+        return participant_state(self._record.info.state)
 
     @property
     def joined_at(self) -> datetime.datetime | None:
         """When the participant joined (UTC), if the server said."""
-        ms = self._info.joined_at_ms or self._info.joined_at * 1000
+        info = self._record.info
+        ms = info.joined_at_ms or info.joined_at * 1000
         return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC) if ms else None
 
     @property
     def permissions(self) -> ParticipantPermission:
         """What the participant may do (``can_publish``, ``can_publish_data``, ``can_update_metadata`` …)."""
-        return self._info.permission or ParticipantPermission()
+        return self._record.info.permission or ParticipantPermission()
 
     @property
     def connection_quality(self) -> ConnectionQuality:
         """Connection quality (from the server's ``connection_quality``; ``QUALITY_UNKNOWN`` until then)."""
-        return self._quality
+        return self._record.quality
 
     @property
     def disconnect_reason(self) -> DisconnectReason:
         """Why the participant left (``UNKNOWN_REASON`` while it is here)."""
-        return self._disconnect_reason
+        return self._record.disconnect_reason
+
+
+def wait_for_track(participant: Participant, waiter: TrackWaiter) -> None:
+    """Give ``waiter`` the participant's first subscribed track of its source and kind: now if there is one,
+    else when the reducer sees it subscribed; ``None`` if the participant leaves first (``from_participant``).
+    """
+    record = participant._record
+    for publication in record.publications.values():
+        if waiter.wants(publication):
+            waiter.callback(publication.track)
+            return
+    record.waiters.append(waiter)
 
 
 class RemoteParticipant(Participant):
     """Another participant in the room (``Room.remote_participants`` is keyed by identity)."""
 
-    def __init__(self, info: ParticipantInfo, client: RoomClient | None = None) -> None:
-        """Build the view of ``info`` with its publications (``client``: the room, for subscriptions)."""
-        super().__init__(info)
-        self._client = client
-        for track in info.tracks:
-            self._publications[track.sid] = RemoteTrackPublication(track, client=client)
-
     @property
     def track_publications(self) -> Mapping[str, RemoteTrackPublication]:
         """The participant's publications by track sid."""
         return {
-            sid: pub for sid, pub in self._publications.items() if isinstance(pub, RemoteTrackPublication)
+            sid: publication.view
+            for sid, publication in self._record.publications.items()
+            if isinstance(publication.view, RemoteTrackPublication)
         }
-
-    def _add_publication(self, track: TrackInfo) -> RemoteTrackPublication:
-        publication = RemoteTrackPublication(track, client=self._client)
-        self._publications[track.sid] = publication
-        return publication
 
     def __repr__(self) -> str:
         return f"rtc.RemoteParticipant(sid={self.sid}, identity={self.identity}, name={self.name})"
@@ -235,21 +206,30 @@ def _message(exc: BaseException) -> str:
 
 
 class LocalParticipant(Participant):
-    """The participant this room client joined as: publishes data and updates its own info."""
+    """The participant this room client joined as: publishes data and updates its own info.
 
-    def __init__(self, room: Room, info: ParticipantInfo) -> None:
-        """Build the view of ``info``, bound to ``room``."""
-        super().__init__(info)
-        self._room = room
+    Its requests go through ``port`` (the connection's :class:`~greenroom.rtc._port.RoomPort`); a track it
+    publishes or unpublishes is reported through the same port to the room's reducer, which updates the view
+    and emits ``local_track_published``/``local_track_unpublished``.
+    """
+
+    def __init__(self, record: ParticipantRecord, port: RoomPort) -> None:
+        """Build the view of ``record``, sending through ``port``."""
+        super().__init__(record)
+        self._port = port
 
     @property
     def track_publications(self) -> Mapping[str, LocalTrackPublication]:
         """Local publications by track sid."""
-        return {sid: pub for sid, pub in self._publications.items() if isinstance(pub, LocalTrackPublication)}
+        return {
+            sid: publication.view
+            for sid, publication in self._record.publications.items()
+            if isinstance(publication.view, LocalTrackPublication)
+        }
 
     async def _request(self, make: Callable[[Reply[None]], Any], error: type[_PublishError] | None) -> None:
         try:
-            await self._room._request(make)
+            await self._port.request(make)
         except GreenroomError as exc:
             if error is None:
                 raise
@@ -323,21 +303,12 @@ class LocalParticipant(Participant):
         Raises:
             PublishTrackError: not connected, already published, refused (no ``canPublish``) or timed out.
         """
-        client = self._room._client
-        if client is None:
-            raise PublishTrackError("the room is not connected")
-        if track.sid:
+        port = self._port
+        record = local_track_record(track)
+        if record.published:
             raise PublishTrackError(f"track {track.sid} is already published")
-        media = client.media
-
-        async def register() -> str:
-            return media.add_local(track._source_track)
-
-        async def forget(cid: str) -> None:
-            media.drop_local(cid)
-
         try:
-            cid = await call(register())
+            cid = await port.add_local_track(record.source)
         except GreenroomError as exc:
             raise PublishTrackError(_message(exc)) from exc
         video = isinstance(track, LocalVideoTrack)
@@ -346,34 +317,28 @@ class LocalParticipant(Participant):
             WireTrackSource(int(options.source)) if 0 <= int(options.source) <= 4 else WireTrackSource.UNKNOWN
         )
         try:
-            info: TrackInfo = await call(
-                client.ask(
-                    lambda r: PublishTrack(
-                        cid,
-                        track.name,
-                        wire_type,
-                        source,
-                        r,
-                        disable_dtx=not options.dtx,
-                        disable_red=not options.red,
-                        stream=options.stream,
-                    )
+            info: TrackInfo = await port.ask(
+                lambda r: PublishTrack(
+                    cid,
+                    track.name,
+                    wire_type,
+                    source,
+                    r,
+                    disable_dtx=not options.dtx,
+                    disable_red=not options.red,
+                    stream=options.stream,
                 )
             )
         except GreenroomError as exc:
-            await call(forget(cid))
+            await port.drop_local_track(cid)
             raise PublishTrackError(_message(exc)) from exc
-        muted = track.muted
-        track._bind(info, client)
-        publication = LocalTrackPublication(track._info, track)
-        self._publications[info.sid] = publication
-        if muted:
+        port.report(
+            LocalTrackPublished(self._record, info, track, record, port)
+        )  # emits local_track_published
+        if track.muted:  # muted before it was published: tell the server now
             track.mute()
-        self._room.emit("local_track_published", publication, track)
-        if info.sid in self._room._early_subscriptions:  # subscribed before publish_track returned
-            self._room._early_subscriptions.discard(info.sid)
-            publication._subscribed()
-            self._room.emit("local_track_subscribed", track)
+        publication = self._record.publications[info.sid].view
+        assert isinstance(publication, LocalTrackPublication)
         return publication
 
     async def unpublish_track(self, track_sid: str) -> None:
@@ -382,15 +347,10 @@ class LocalParticipant(Participant):
         Raises:
             UnpublishTrackError: no such local publication, or the room is not connected.
         """
-        publication = self.track_publications.get(track_sid)
-        if publication is None:
+        if track_sid not in self.track_publications:
             raise UnpublishTrackError(f"no local track {track_sid}")
         await self._request(lambda r: UnpublishTrack(track_sid, r), UnpublishTrackError)
-        self._publications.pop(track_sid, None)
-        self._room.emit("local_track_unpublished", publication)
-        track = publication.track
-        if isinstance(track, LocalAudioTrack | LocalVideoTrack):
-            track._unbind()
+        self._port.report(LocalTrackUnpublished(self._record, track_sid))
 
     async def set_metadata(self, metadata: str) -> None:
         """Set the local participant's metadata (needs the ``canUpdateOwnMetadata`` grant).

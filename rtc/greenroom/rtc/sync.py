@@ -52,7 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from greenroom.codecs.errors import GreenroomError
 from greenroom.rtc._enums import ConnectionState, DisconnectReason
@@ -110,6 +110,11 @@ class _TappedRoom(Room):
     def emit(self, event: EventTypes, *args: Any) -> None:
         self._tap(event, args)
 
+    @property
+    def current_sid(self) -> str:
+        """The room's sid if it joined, else ``""`` (``Room.sid`` waits for it instead)."""
+        return self._view.info.sid
+
 
 class _EventThread:
     """A private asyncio loop on a daemon thread: where the async Room lives and callbacks run."""
@@ -166,6 +171,10 @@ def _result(future: concurrent.futures.Future[T], timeout: float, what: str) -> 
         raise SyncRoomError(f"{what} was cancelled: the room was disconnected") from None
 
 
+class _Runner(Protocol):
+    def __call__(self, coro: Coroutine[Any, Any, None], timeout: float, what: str) -> None: ...
+
+
 class SyncLocalParticipant:
     """The blocking view of the local participant (``SyncRoom.local_participant``).
 
@@ -175,9 +184,9 @@ class SyncLocalParticipant:
     (``PublishDataError`` …).
     """
 
-    def __init__(self, room: SyncRoom, participant: LocalParticipant) -> None:
-        """Wrap ``participant`` of ``room`` (built by :class:`SyncRoom`)."""
-        self._room = room
+    def __init__(self, run: _Runner, participant: LocalParticipant) -> None:
+        """Wrap ``participant``; ``run(coro, timeout, what)`` runs a coroutine on the room's event thread."""
+        self._run = run
         self._participant = participant
 
     @property
@@ -223,7 +232,7 @@ class SyncLocalParticipant:
         coro = self._participant.publish_data(
             payload, reliable=reliable, destination_identities=destination_identities, topic=topic
         )
-        self._room._run(coro, timeout, "publish_data")
+        self._run(coro, timeout, "publish_data")
 
     def publish_dtmf(self, *, code: int, digit: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Send a SIP DTMF tone.
@@ -232,7 +241,7 @@ class SyncLocalParticipant:
             PublishDTMFError: not connected or sending failed.
             TimeoutError: not sent within ``timeout`` seconds.
         """
-        self._room._run(self._participant.publish_dtmf(code=code, digit=digit), timeout, "publish_dtmf")
+        self._run(self._participant.publish_dtmf(code=code, digit=digit), timeout, "publish_dtmf")
 
     def publish_transcription(
         self, transcription: Transcription, *, timeout: float = DEFAULT_TIMEOUT
@@ -244,19 +253,19 @@ class SyncLocalParticipant:
             TimeoutError: not sent within ``timeout`` seconds.
         """
         coro = self._participant.publish_transcription(transcription)
-        self._room._run(coro, timeout, "publish_transcription")
+        self._run(coro, timeout, "publish_transcription")
 
     def set_metadata(self, metadata: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Set the metadata (needs ``canUpdateOwnMetadata``); returns once the server confirmed it."""
-        self._room._run(self._participant.set_metadata(metadata), timeout, "set_metadata")
+        self._run(self._participant.set_metadata(metadata), timeout, "set_metadata")
 
     def set_name(self, name: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Set the display name (needs ``canUpdateOwnMetadata``)."""
-        self._room._run(self._participant.set_name(name), timeout, "set_name")
+        self._run(self._participant.set_name(name), timeout, "set_name")
 
     def set_attributes(self, attributes: dict[str, str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Merge ``attributes`` into the participant's (an empty value deletes a key)."""
-        self._room._run(self._participant.set_attributes(attributes), timeout, "set_attributes")
+        self._run(self._participant.set_attributes(attributes), timeout, "set_attributes")
 
     def __repr__(self) -> str:
         return f"rtc.sync.SyncLocalParticipant(sid={self.sid}, identity={self.identity})"
@@ -328,7 +337,7 @@ class SyncRoom(EventEmitter[EventTypes]):
             except BaseException:
                 self._close_locked(DEFAULT_TIMEOUT)
                 raise
-            self._local = SyncLocalParticipant(self, room.local_participant)
+            self._local = SyncLocalParticipant(self._run, room.local_participant)
 
     async def _make_room(self, loop: asyncio.AbstractEventLoop) -> _TappedRoom:
         return _TappedRoom(loop, self._on_room_event)
@@ -394,7 +403,7 @@ class SyncRoom(EventEmitter[EventTypes]):
     def sid(self) -> str:
         """The room's server id (``RM_…``); empty when not connected."""
         room = self._room
-        return "" if room is None else room._info.sid
+        return "" if room is None else room.current_sid
 
     @property
     def name(self) -> str:

@@ -4,24 +4,26 @@ A remote track is a handle on the room's media path (``greenroom.actors.media.Me
 ``AudioStream``/``VideoStream`` built on it reads the frames on the runtime loop. A local track wraps its
 source's aiortc track; publishing it registers a gate in front of that track (the source survives the room).
 ``mute()``/``unmute()`` are synchronous, as in the official SDK: they tell the RoomActor (``mute`` signal
-and the local TrackActor's gate) without waiting.
+and the local TrackActor's gate) through the track's port without waiting.
+
+A track is a view over a record (:mod:`greenroom.rtc._records`): a remote track reads its publication's
+record, a local track its own :class:`~greenroom.rtc._records.LocalTrackRecord`; the room's reducer writes
+them. :func:`track_state` and :func:`local_track_record` are how the rest of the facade reaches the record of
+a track a user hands in (a stream, ``publish_track``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any, TypeAlias
-
-import pykka
 
 from greenroom.actors.messages import SetLocalTrackMuted
 from greenroom.codecs.models import TrackInfo, TrackType
 from greenroom.rtc._enums import TrackKind, track_kind
-from greenroom.runtime import loop as runtime
+from greenroom.rtc._port import RoomPort
+from greenroom.rtc._records import LocalTrackRecord, TrackState
 
 if TYPE_CHECKING:
-    from greenroom.actors.client import RoomClient
     from greenroom.rtc.audio_source import AudioSource
     from greenroom.rtc.video_source import VideoSource
 
@@ -50,28 +52,24 @@ class StreamState:
 class Track:
     """A media track: sid, name, kind, stream state and mute flag (a read-only view)."""
 
-    def __init__(self, info: TrackInfo, client: RoomClient | None = None) -> None:
-        """Build the view of ``info`` (``client``: the room whose media path carries it)."""
-        self._info = info
-        self._client = client
-
-    def _update(self, info: TrackInfo) -> None:
-        self._info = info
+    def __init__(self, state: TrackState) -> None:
+        """Build the view of ``state`` (its info, and the port of the connection whose media carries it)."""
+        self._state = state
 
     @property
     def sid(self) -> str:
         """The track's server id (``TR_…``)."""
-        return self._info.sid
+        return self._state.info.sid
 
     @property
     def name(self) -> str:
         """The name the publisher gave the track."""
-        return self._info.name
+        return self._state.info.name
 
     @property
     def kind(self) -> TrackKind:
         """Audio or video."""
-        return track_kind(self._info.type)
+        return track_kind(self._state.info.type)
 
     @property
     def stream_state(self) -> int:
@@ -81,7 +79,7 @@ class Track:
     @property
     def muted(self) -> bool:
         """Whether the publisher muted the track."""
-        return self._info.muted
+        return self._state.info.muted
 
     def __repr__(self) -> str:
         return f"rtc.{type(self).__name__}(sid={self.sid}, name={self.name})"
@@ -91,23 +89,15 @@ class _LocalTrack(Track):
     """What local audio and video tracks share: the source's aiortc track, binding, mute."""
 
     def __init__(self, name: str, type: TrackType, source_track: Any) -> None:
-        super().__init__(TrackInfo(sid="", type=type, name=name))
-        self._source_track = source_track
-
-    def _bind(self, info: TrackInfo, client: RoomClient) -> None:
-        """Published: the server's ``TrackInfo`` (sid) and the room."""
-        self._info = dataclasses.replace(info, muted=self._info.muted)
-        self._client = client
-
-    def _unbind(self) -> None:
-        self._client = None
-        self._info = dataclasses.replace(self._info, sid="")
+        info = TrackInfo(sid="", type=type, name=name)
+        self._record = LocalTrackRecord(info, source_track, RoomPort.detached())
+        super().__init__(self._record)
 
     def _set_muted(self, muted: bool) -> None:
-        self._info = dataclasses.replace(self._info, muted=muted)
-        client, sid = self._client, self._info.sid
-        if client is not None and sid:
-            runtime.call_soon(_tell, client, SetLocalTrackMuted(sid, muted))
+        record = self._record
+        record.info = dataclasses.replace(record.info, muted=muted)
+        if record.published:
+            record.port.tell(SetLocalTrackMuted(record.info.sid, muted))
 
     def mute(self) -> None:
         """Mute: the server and every subscriber are told; the sender sends silence (black for video)."""
@@ -118,9 +108,14 @@ class _LocalTrack(Track):
         self._set_muted(False)
 
 
-def _tell(client: RoomClient, message: Any) -> None:
-    with contextlib.suppress(pykka.ActorDeadError):
-        client.ref.tell(message)
+def track_state(track: Track) -> TrackState:
+    """The record ``track`` is a view of (its sid and the port whose media carries it: for streams)."""
+    return track._state
+
+
+def local_track_record(track: _LocalTrack) -> LocalTrackRecord:
+    """The record of a local track (its source and binding: for ``publish_track``)."""
+    return track._record
 
 
 class LocalAudioTrack(_LocalTrack):
