@@ -9,7 +9,8 @@ from livekit import api
 from livekit.protocol import agent_dispatch as dispatch_pb
 
 from greenroom.codecs.models import RoomInfo
-from greenroom.devserver.dispatch import Dispatch, JobRecord, NoWorkers
+from greenroom.devserver.agentservice import AgentService
+from greenroom.devserver.dispatch import Dispatch, JobRecord
 from greenroom.devserver.server import DevServer
 from tests.devserver.conftest import run_with_server
 from tests.devserver.test_twirp import _error, _post, _token
@@ -35,7 +36,7 @@ class Recorder:
 
 def test_dispatches_are_created_listed_and_deleted_through_the_dispatcher() -> None:
     async def scenario(server: DevServer) -> None:
-        assert isinstance(server.agent_dispatcher, NoWorkers)
+        assert isinstance(server.agent_dispatcher, AgentService)  # the /agent endpoint
         recorder = server.agent_dispatcher = Recorder()
         async with api.LiveKitAPI(server.http_url, "devkey", "secret") as lk:
             await lk.room.create_room(

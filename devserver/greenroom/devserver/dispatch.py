@@ -8,13 +8,12 @@ LiveKit's automatic dispatch — and ``CreateDispatch`` adds more (creating the 
 livekit-server's auto-create does). Each new dispatch is handed to the :class:`AgentDispatcher`; deleting
 one asks it to terminate that dispatch's jobs; closing a room ends them all.
 
-What is here now and what the ``/agent`` endpoint (issue 10, "Supervised agents") adds: the storage, the
-Twirp service with livekit-server's rules (``roomAdmin`` for the room; ``not_found`` "dispatch ID not
-found"; metadata ≤ 512 KiB and attributes ≤ 64 KiB) and the calls into the dispatcher are done; the default
-dispatcher, :class:`NoWorkers`, only logs that no worker is registered, so a dispatch stays without jobs.
-The endpoint implements :class:`AgentDispatcher` (offer each dispatch to a registered, not-full worker of
-that agent name — ``AvailabilityRequest``, then ``JobAssignment`` with a token for the room — and terminate
-jobs), installs itself with ``DevServer.agent_dispatcher = …``, and reports each job it starts or ends with
+Here: the storage, the Twirp service with livekit-server's rules (``roomAdmin`` for the room; ``not_found``
+"dispatch ID not found"; metadata ≤ 512 KiB and attributes ≤ 64 KiB) and the calls into the dispatcher.
+:class:`NoWorkers` only logs that no worker is registered (kept for tests). The ``/agent`` endpoint
+(``agentservice.py``) implements :class:`AgentDispatcher` (offer each dispatch to a registered, not-full
+worker of that agent name — ``AvailabilityRequest``, then ``JobAssignment`` with a token for the room —
+and terminate jobs), is the server's ``agent_dispatcher``, and reports each job it starts or ends with
 ``DevServer.record_job(room, dispatch_id, job)``, which ``ListDispatch`` then shows in the dispatch's state.
 Everything runs on the server's loop; the dispatcher's methods must not block (start tasks instead).
 """

@@ -61,8 +61,9 @@ from greenroom.codecs.signalling import (
 )
 from greenroom.codecs.tokens import DEFAULT_TTL, Claims, VideoGrants, check_join, mint_token, verify_token
 from greenroom.devserver import twirp
+from greenroom.devserver.agentservice import AgentService
 from greenroom.devserver.config import ServerConfig
-from greenroom.devserver.dispatch import AgentDispatcher, Dispatch, JobRecord, NoWorkers, dispatch_service
+from greenroom.devserver.dispatch import AgentDispatcher, Dispatch, JobRecord, dispatch_service
 from greenroom.devserver.forwarding import SpeakerDetector, max_bundle
 from greenroom.devserver.front import HttpFront, SignalSocket, accept_websocket
 from greenroom.devserver.participant import ParticipantSession
@@ -182,8 +183,9 @@ class DevServer:
         self._policy = max_bundle(ice_policy_for(self.config))
         self._front: HttpFront | None = None
         self._services = {service.name: service for service in (room_service(self), dispatch_service(self))}
-        #: runs agent dispatches; the ``/agent`` worker endpoint replaces it (``dispatch.py``)
-        self.agent_dispatcher: AgentDispatcher = NoWorkers()
+        #: the ``/agent`` worker endpoint (``agentservice.py``); it runs the agent dispatches
+        self.agents = AgentService(self)
+        self.agent_dispatcher: AgentDispatcher = self.agents
         self.webhooks = _notifier(self.config)
         self._reaper: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -286,6 +288,7 @@ class DevServer:
                 task.cancel()
         for name in list(self.rooms):
             self.close_room(name, DisconnectReason.SERVER_SHUTDOWN)  # room_finished, as livekit-server
+        await self.agents.close()
         if self._front is not None:
             await self._front.close()
         if self.webhooks is not None:
@@ -564,6 +567,8 @@ class DevServer:
                         response = _respond(http.HTTPStatus.NOT_FOUND, "/rtc needs a WebSocket upgrade")
                     else:
                         response = await self._upgrade(request, admitted)
+                case "/agent":
+                    response = await self.agents.serve(request)
                 case "/":
                     response = web.Response(text="OK")  # livekit-server's health check
                 case _:
