@@ -37,7 +37,7 @@ from greenroom.agents.job import (
     Told,
 )
 from greenroom.agents.tree import JobHandle, start_job
-from greenroom.agents.worker import WorkerOptions, agent_token, run_job
+from greenroom.agents.worker import WorkerOptions, agent_token, run_job, run_worker
 
 __all__ = [
     "Agent",
@@ -64,5 +64,6 @@ __all__ = [
     "agent_token",
     "cli",
     "run_job",
+    "run_worker",
     "start_job",
 ]

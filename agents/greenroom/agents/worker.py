@@ -1,31 +1,38 @@
-"""``WorkerOptions`` and the direct run of one job (what ``cli.run_app`` does today).
+"""``WorkerOptions``, and the two ways a worker program runs: as a worker of LiveKit's agent protocol
+(:func:`run_worker`: register with a server, take the jobs it dispatches) or one job in a named room
+(:func:`run_job`, ``--room``).
 
 ``WorkerOptions`` keeps livekit-agents' field names for what applies to greenroom (``entrypoint_fnc``,
-``prewarm_fnc``, ``agent_name``, ``ws_url``, ``api_key``, ``api_secret``) and adds greenroom's
-supervision options. Its other knobs (process pools, load thresholds) have no meaning here: every job runs
-in this process, as its own supervised actor tree.
-
-:func:`run_job` joins one named room directly (the worker protocol's registration and dispatch, which let
-a server choose the room, come with it). The command line and the protocol's ``assignment`` converge on
-the same call: a :class:`~greenroom.agents.job.JobAssignment` → :func:`~greenroom.agents.tree.start_job`.
+``prewarm_fnc``, ``agent_name``, ``ws_url``, ``api_key``, ``api_secret``, ``drain_timeout``) and adds
+greenroom's (``max_jobs``: the exact capacity the load is reported from; ``supervision``). Its other
+knobs (process pools, CPU load thresholds) have no meaning here: every job runs in this process, as its
+own supervised actor tree. Both ways converge on the same call: a
+:class:`~greenroom.agents.job.JobAssignment` → :func:`~greenroom.agents.tree.start_job`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import secrets
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import pykka
+
+from greenroom.actors.core import exit_future, stop_actor
 from greenroom.agents.context import JobProcess
 from greenroom.agents.job import Entrypoint, Job, JobAssignment, JobResult, JobRoomInfo, SupervisionOptions
+from greenroom.agents.protocol_worker import Drain, TerminateAll, WorkerActor, WorkerSettings
 from greenroom.agents.tree import JobHandle, start_job
 from greenroom.codecs.tokens import Claims, VideoGrants, mint_token
+from greenroom.runtime import loop as runtime
 
-__all__ = ["WorkerOptions", "agent_token", "run_job"]
+__all__ = ["WorkerOptions", "agent_token", "run_job", "run_worker"]
 
 _log = logging.getLogger("greenroom.agents.worker")
 
@@ -43,6 +50,9 @@ class WorkerOptions:
         api_key: the API key (default: ``LIVEKIT_API_KEY``, else ``devkey`` in ``dev``).
         api_secret: the API secret (default: ``LIVEKIT_API_SECRET``, else ``secret`` in ``dev``).
         supervision: how each job's logic is watched and restarted.
+        max_jobs: the jobs this process runs at once; the load reported to the server is the jobs
+            admitted (running or accepted) over this, and the worker is ``FULL`` at 1.
+        drain_timeout: seconds a drain (SIGTERM) leaves running jobs to finish before ending them.
     """
 
     entrypoint_fnc: Entrypoint
@@ -52,6 +62,8 @@ class WorkerOptions:
     api_key: str = ""
     api_secret: str = ""
     supervision: SupervisionOptions = field(default_factory=SupervisionOptions)
+    max_jobs: int = 100
+    drain_timeout: float = 1800.0
 
 
 def agent_token(
@@ -112,3 +124,96 @@ async def run_job(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(signum)
+
+
+#: Seconds the jobs ended by a stop have to run their shutdown callbacks and leave.
+STOP_GRACE = 20.0
+
+
+async def run_worker(
+    opts: WorkerOptions,
+    *,
+    url: str,
+    key: str,
+    secret: str,
+    handle_signals: bool = False,
+    stop: asyncio.Event | None = None,
+    started: Callable[[pykka.ActorRef[Any]], None] | None = None,
+) -> int:
+    """Run a worker of LiveKit's agent protocol until it is stopped; its exit code.
+
+    The worker registers at ``<url>/agent`` and keeps the link up forever (back-off and jitter); it never
+    gives up on its own. With ``handle_signals``: SIGTERM drains (no new jobs; the running ones get
+    ``opts.drain_timeout`` seconds to finish, then they are ended), SIGINT ends the jobs now; a second
+    signal ends them now too. ``stop`` (set by the caller) drains like SIGTERM.
+
+    Returns:
+        0 once stopped; 1 if the worker itself crashed (a bug: its jobs are ended).
+    """
+    proc = JobProcess()
+    if opts.prewarm_fnc is not None:
+        opts.prewarm_fnc(proc)
+    settings = WorkerSettings(
+        url=url,
+        api_key=key,
+        api_secret=secret,
+        entrypoint=opts.entrypoint_fnc,
+        agent_name=opts.agent_name,
+        max_jobs=opts.max_jobs,
+        supervision=opts.supervision,
+        proc=proc,
+    )
+    runtime.get_loop()
+    ref = WorkerActor.start(settings)
+    if started is not None:
+        started(ref)
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    now = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set() or signum == signal.SIGINT:
+            now.set()
+        stop.set()
+
+    if handle_signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+    crashed = asyncio.wrap_future(runtime.submit(_ended(ref)))
+    try:
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        first: list[asyncio.Future[Any]] = [waiter, crashed]
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if crashed.done():
+            _log.error("the agent worker crashed: %s", crashed.result())
+            return 1
+        await _wind_down(ref, opts.drain_timeout, now)
+        return 0
+    finally:
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)
+        await asyncio.wrap_future(runtime.submit(stop_actor(ref, timeout=5.0)))
+
+
+async def _ended(ref: pykka.ActorRef[Any]) -> Any:
+    return await exit_future(ref)
+
+
+async def _wind_down(ref: pykka.ActorRef[Any], drain_timeout: float, now: asyncio.Event) -> None:
+    """Drain: no new jobs; wait for the running ones (until ``drain_timeout`` or ``now``), then end them."""
+    drained: concurrent.futures.Future[None] = concurrent.futures.Future()
+    ref.tell(Drain(drained))
+    done = asyncio.wrap_future(drained)
+    if not now.is_set():
+        hurry: asyncio.Future[Any] = asyncio.ensure_future(now.wait())
+        waiting: list[asyncio.Future[Any]] = [done, hurry]
+        await asyncio.wait(waiting, timeout=drain_timeout, return_when=asyncio.FIRST_COMPLETED)
+        hurry.cancel()
+    if not done.done():
+        _log.warning("ending the running jobs (%s)", "stop requested" if now.is_set() else "drain timeout")
+        ref.tell(TerminateAll("the worker is stopping"))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(done), STOP_GRACE)

@@ -1,4 +1,5 @@
-"""The ``greenroom`` console script: ``greenroom serve`` (the dev server), ``demo`` and ``token``."""
+"""The ``greenroom`` console script: ``greenroom serve`` (the dev server), ``demo``, ``token`` and ``agent``
+(run an agent program's worker: ``greenroom agent dev my_agent:entrypoint``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from greenroom.cli import demo
+from greenroom.cli import agent, demo
 from greenroom.devserver import tokencli
 from greenroom.devserver.cli import SERVE_DESCRIPTION, SERVE_HELP, add_serve_arguments, run_serve
 
@@ -35,11 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
         "LIVEKIT_API_SECRET, else the dev server's devkey/secret.",
     )
     tokencli.add_arguments(token_cmd)
+    commands.add_parser(
+        "agent",
+        help="run an agent program's worker: greenroom agent dev|start|connect MODULE[:ATTR] [...]",
+        description=agent.USAGE,
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``greenroom`` console script and ``python -m greenroom.cli``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:  # its options are the agent program's own (cli.run_app)
+        return agent.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return demo.main(args)
