@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The official livekit-agents worker for the agent-protocol interop tests, in a venv of its own: it needs
+# livekit 1.1.21 while the main venv pins livekit 1.2.1 (tests/interop/agents/requirements.txt).
+AGENTS_VENV := .venv-agents
+AGENTS_STAMP := $(AGENTS_VENV)/.installed-stamp
 SOURCES := codecs runtime actors rtc testing agents devserver cli tests $(wildcard examples/*.py) $(wildcard benchmarks/*.py) benchmarks/suite
 
 .PHONY: demo test lint typecheck imports pytest serve bench clean
@@ -12,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(AGENTS_STAMP): tests/interop/agents/requirements.txt
+	test -x $(AGENTS_VENV)/bin/python || $(PYTHON) -m venv $(AGENTS_VENV)
+	$(AGENTS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AGENTS_VENV)/bin/python -m pip install --quiet -r tests/interop/agents/requirements.txt
+	touch $(AGENTS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/greenroom demo
@@ -29,7 +39,7 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(AGENTS_STAMP)
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
 
 test: lint typecheck imports pytest
@@ -38,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(AGENTS_VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache .coverage
