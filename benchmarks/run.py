@@ -51,6 +51,15 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   crash-loop brake allows 10 restarts in 10 s), alternating the two measurements.
 - **P7** one process: 1,000 × (`Room()`, `connect`, `disconnect`), fresh Room each time; RSS growth from
   cycle 50 (allocator/import warm-up) to the end, after 1 s of quiet (official: bounded to 150 s).
+- **P10/P11** agent supervision, `benchmarks/suite/agents.py`. greenroom: one supervised job (an `Agent`)
+  started directly on the dev server; P10 = `greenroom.testing.crash` of its logic → the new
+  incarnation answers a message told right after the death (20 crashes 1.05 s apart, intensity raised to
+  1,000/30 s so the brake does not end the job); P11 = the agent blocks its loop (`threading.Event.wait`)
+  or awaits forever → the restarted agent answers a ping told right after (5 each); the participant sid is
+  checked unchanged. livekit-agents 1.8.9 (official worker, `dev`, dispatched by `greenroom serve`, an
+  official client in a fresh room per fault): crash = the entrypoint raises → when the agent leaves, the
+  status its worker reports, whether anything answers again; blocked = `time.sleep` on the job's loop →
+  when the agent leaves (bounded at 90 s); hang = the agent stops answering, loop alive → observed 20 s.
 - **P8** the dev server runs as its own process; its CPU (`/proc/<pid>/stat` utime+stime) is read around
   each P3 flood: relayed packets per server CPU-second (= per core), and the 15 KB A→B MB/s.
 """
@@ -87,6 +96,16 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
             {"sdk": "greenroom", "cycles": 100 if q else 1000, "max_seconds": 150},
             400,
         ),
+        "agents_greenroom": (
+            "benchmarks.suite.agents:greenroom_supervision",
+            {"crashes": 5 if q else 20, "stuck": 2 if q else 5},
+            180,
+        ),
+        "agents_livekit": (
+            "benchmarks.suite.agents:livekit_supervision",
+            {"observe": 90.0, "hang_observe": 10.0 if q else 20.0},
+            300,
+        ),
         "soak_livekit": (
             "benchmarks.suite.figures:soak",
             {"sdk": "livekit", "cycles": 100 if q else 1000, "max_seconds": 150},
@@ -104,6 +123,8 @@ _FIGURES = {
     "audio": "P5",
     "soak_greenroom": "P7",
     "soak_livekit": "P7",
+    "agents_greenroom": "P10/P11",
+    "agents_livekit": "P10/P11",
 }
 
 

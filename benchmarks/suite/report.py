@@ -215,6 +215,55 @@ def _p7(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
     ]
 
 
+_STATUS = {0: "PENDING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED"}
+
+
+def _fate(fault: dict[str, Any]) -> str:
+    """What happened to a livekit-agents job after a fault, in words."""
+    statuses = ", ".join(_STATUS.get(j["status"], str(j["status"])) for j in fault.get("jobs", [])) or "none"
+    left = fault.get("left_after_ms")
+    where = f"left after {left:,.0f} ms" if left is not None else "never left"
+    again = "served again" if fault.get("served_again") else "never served again"
+    return f"{where}, reported {statuses}, {again}"
+
+
+def _p10_p11(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
+    crash, blocked, hang = ours["crash_ms"], ours["blocked_ms"], ours["hang_ms"]
+    same = bool(ours["same_participant"])
+    lk_crash, lk_blocked, lk_hang = theirs["crash"], theirs["blocked"], theirs["hang"]
+    return [
+        Row(
+            "P10 agent logic crash → serving again p50",
+            percentile(crash, 50),
+            None,
+            "ms",
+            "≤ 5 ms",
+            percentile(crash, 50) <= 5 and same,
+            f"same participant: {same}; livekit-agents: the job ends ({_fate(lk_crash)})",
+        ),
+        Row("P10 … p95", percentile(crash, 95), None, "ms"),
+        Row(
+            "P11 blocked loop → detected, acted on, serving (max)",
+            max(blocked),
+            lk_blocked.get("left_after_ms"),
+            "ms",
+            "≤ 2 s",
+            max(blocked) <= 2000 and same,
+            f"n={len(blocked)}; livekit-agents: {_fate(lk_blocked)}",
+        ),
+        Row(
+            "P11 async hang → detected, acted on, serving (max)",
+            max(hang),
+            None,
+            "ms",
+            "≤ 2 s",
+            max(hang) <= 2000 and same,
+            f"n={len(hang)}; livekit-agents: not detected in {lk_hang.get('observed_s', 0):g} s "
+            f"({_fate(lk_hang)})",
+        ),
+    ]
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     """Every row the results allow; a failed scenario becomes a row with its error."""
     builders: list[tuple[str, Callable[[], list[Row]]]] = [
@@ -224,6 +273,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P5", lambda: list(results["audio_rows"])),
         ("P6", lambda: _p6(results["crash"])),
         ("P7", lambda: _p7(results["soak_greenroom"], results["soak_livekit"])),
+        ("P10/P11", lambda: _p10_p11(results["agents_greenroom"], results["agents_livekit"])),
     ]
     out: list[Row] = []
     for name, build in builders:

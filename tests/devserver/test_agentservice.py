@@ -287,6 +287,13 @@ def test_an_agent_already_in_the_room_serves_its_dispatch() -> None:
             assert isinstance(request, ap.AvailabilityRequest)
             assert request.job.room_name == "r2"
             assert server.agents.stats().adopted == 1
+            # its worker comes back naming the job by id only (as livekit-agents does): the default
+            # identity agent-<job id> ties it to the adopted agent, so the room's closing terminates it
+            await worker.send(ap.MigrateJob(("AJ_x",)))
+            await worker.ping(2)
+            assert await jobs_of(server, "r1") == [("AJ_x", 1, "")]
+            assert server.close_room("r1")
+            assert await worker.next() == ap.Termination("AJ_x")
             await agent.disconnect()
             await user.disconnect()
 

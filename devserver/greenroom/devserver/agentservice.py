@@ -26,7 +26,8 @@
   the server knows for that room and agent name whose own dispatch is gone (reported by a re-registered
   worker's ``migrate_job``, which greenroom's worker fills with the jobs themselves), or an agent
   participant already in the room whose ``lk.agent.name`` attribute is that agent name and that no live
-  dispatch claims. livekit-server ignores ``migrate_job`` (worker.go: "On OSS this is not implemented")
+  dispatch claims (a later ``migrate_job`` naming ``<job id>`` of that agent's ``agent-<job id>``
+  identity ties the job to it). livekit-server ignores ``migrate_job`` (worker.go: "On OSS this is not implemented")
   and dispatches again: the measured "second agent".
 * **Jobs**: ``update_job`` is recorded (``DevServer.record_job``, which ``ListDispatch`` shows); an ended
   job is forgotten. ``termination`` goes to the worker running each job of a room that closes or of a
@@ -182,7 +183,8 @@ class AgentService:
         self._workers: dict[str, _Worker] = {}
         self._connections = 0
         self._jobs: dict[str, _Job] = {}
-        self._claims: dict[str, str] = {}  # dispatch id -> participant identity of a member it adopted
+        #: dispatch id -> (room, identity) of an agent member it adopted whose job is not known (yet)
+        self._claims: dict[str, tuple[str, str]] = {}
         self._parked: collections.OrderedDict[str, tuple[str, Dispatch]] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatched = self._adopted = self._parked_dropped = self._refused = self._bad = 0
@@ -339,9 +341,8 @@ class AgentService:
                     waiter.set_result(message)
             case ap.UpdateJob(job_id=job_id, status=status, error=error):
                 self._job_status(worker, job_id, status, error)
-            case ap.MigrateJob(jobs=jobs):
-                for job in jobs:
-                    self._migrated(worker, job)
+            case ap.MigrateJob():
+                self._migrate(worker, message)
             case ap.WorkerPing(timestamp=timestamp):
                 self._send(worker, ap.Pong(last_timestamp=timestamp))
             case ap.Register():
@@ -359,6 +360,14 @@ class AgentService:
             del self._jobs[job_id]
             level = logging.WARNING if status is ap.JobStatusCode.FAILED else logging.INFO
             _log.log(level, "[%s] job %s ended: %s %s", job.room, job_id, status.name, error)
+
+    def _migrate(self, worker: _Worker, message: ap.MigrateJob) -> None:
+        for job in message.jobs:
+            self._migrated(worker, job)
+        described = {job.id for job in message.jobs}
+        for job_id in message.job_ids:
+            if job_id not in described and job_id not in self._jobs:
+                self._claimed_job(worker, job_id)
 
     def _migrated(self, worker: _Worker, desc: ap.JobDescription) -> None:
         """A re-registered worker still runs ``desc``: keep it (bound to a live dispatch, or adoptable)."""
@@ -378,6 +387,19 @@ class AgentService:
                     self._bind(job, dispatch)
                     break
 
+    def _claimed_job(self, worker: _Worker, job_id: str) -> None:
+        """A returning worker names a job without describing it (livekit-agents sends ids only): if an
+        agent member a dispatch adopted is that job's participant (``agent-<job id>``, the default
+        identity), the job is known again under that dispatch — so its termination can be sent."""
+        for dispatch_id, (room, identity) in list(self._claims.items()):
+            if identity == f"agent-{job_id}":
+                del self._claims[dispatch_id]
+                agent_name = self._control.rooms[room].dispatches[dispatch_id].agent_name
+                job = self._jobs[job_id] = _Job(job_id, room, agent_name, dispatch_id, worker.id, identity)
+                job.status = ap.JobStatusCode.RUNNING
+                self._control.record_job(room, dispatch_id, job.record())
+                return
+
     def _flush_terminations(self, worker: _Worker) -> None:
         """Terminations owed to jobs whose worker was away are sent when it registers again (it sends
         ``migrate_job`` next; those jobs are then known under this worker)."""
@@ -394,7 +416,7 @@ class AgentService:
     def terminate(self, room: RoomInfo, dispatch: Dispatch) -> None:
         """``DeleteDispatch``: end that dispatch's jobs."""
         self._parked.pop(dispatch.id, None)
-        self._claims.pop(dispatch.id, None)
+        self._claims.pop(dispatch.id, None)  # its agent's job is not known: nothing to terminate
         for job in [j for j in self._jobs.values() if j.dispatch_id == dispatch.id]:
             self._terminate(job)
 
@@ -403,8 +425,10 @@ class AgentService:
         for dispatch_id, (name, _dispatch) in list(self._parked.items()):
             if name == room.name:
                 del self._parked[dispatch_id]
+        for dispatch_id, (name, _identity) in list(self._claims.items()):
+            if name == room.name:
+                del self._claims[dispatch_id]
         for job in [j for j in self._jobs.values() if j.room == room.name]:
-            self._claims.pop(job.dispatch_id, None)
             self._terminate(job)
 
     def _terminate(self, job: _Job) -> None:
@@ -444,13 +468,13 @@ class AgentService:
             ):
                 self._bind(job, dispatch)
                 return True
-        claimed = {self._claims.get(d) for d in room.dispatches} | {
+        claimed = {self._claims[d][1] for d in room.dispatches if d in self._claims} | {
             j.identity for j in self._jobs.values() if j.room == room.name
         }
         for member in room:
             named = member.attributes.get(ap.AGENT_NAME_ATTRIBUTE)
             if member.is_agent and named == dispatch.agent_name and member.identity not in claimed:
-                self._claims[dispatch.id] = member.identity
+                self._claims[dispatch.id] = (room.name, member.identity)
                 self._adopted += 1
                 _log.info(
                     "[%s] dispatch %s adopts agent %s already in the room",
