@@ -28,7 +28,7 @@ from greenroom.devserver.server import DevServer
 from greenroom.runtime import loop as runtime
 from tests.rtc.support import Recorder
 from tests.rtc.test_reconnect import kill, server_process
-from tests.waiting import wait_until
+from tests.waiting import resend_until, wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # dev secret
 
@@ -113,17 +113,26 @@ def agents_in(room: rtc.Room) -> list[str]:
     return sorted(p.identity for p in room.remote_participants.values() if p.identity.startswith("agent-"))
 
 
-async def ask_agent(room: rtc.Room, text: str) -> str:
-    answers: asyncio.Queue[str] = asyncio.Queue()
+async def ask_agent(room: rtc.Room, text: str, *, resend: bool = True) -> str:
+    """Ask the room's agent(s) ``text``; the first answer. ``resend``: ask again every 0.5 s (after a
+    reconnect, or before the agent registered its callback, a packet is not answered)."""
+    answers: list[str] = []
 
     def on_data(packet: rtc.DataPacket) -> None:
         if packet.topic == "answer":
-            answers.put_nowait(bytes(packet.data).decode())
+            answers.append(bytes(packet.data).decode())
+
+    async def send() -> None:
+        await room.local_participant.publish_data(text, topic="ask")
 
     room.on("data_received", on_data)
     try:
-        await room.local_participant.publish_data(text, topic="ask")
-        return await asyncio.wait_for(answers.get(), 10)
+        if resend:
+            await resend_until(send, lambda: answers, every=0.5, timeout=20, what=f"an answer to {text!r}")
+        else:
+            await send()
+            await wait_until(lambda: answers, timeout=10, what=f"an answer to {text!r}")
+        return answers[0]
     finally:
         room.off("data_received", on_data)
 
