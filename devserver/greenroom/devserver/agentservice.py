@@ -27,8 +27,8 @@
   worker's ``migrate_job``, which greenroom's worker fills with the jobs themselves), or an agent
   participant already in the room whose ``lk.agent.name`` attribute is that agent name and that no live
   dispatch claims (a later ``migrate_job`` naming ``<job id>`` of that agent's ``agent-<job id>``
-  identity ties the job to it). livekit-server ignores ``migrate_job`` (worker.go: "On OSS this is not implemented")
-  and dispatches again: the measured "second agent".
+  identity ties the job to it). livekit-server ignores ``migrate_job`` (worker.go: "On OSS this is not
+  implemented") and dispatches again: the measured "second agent".
 * **Jobs**: ``update_job`` is recorded (``DevServer.record_job``, which ``ListDispatch`` shows); an ended
   job is forgotten. ``termination`` goes to the worker running each job of a room that closes or of a
   deleted dispatch; for a worker that is reconnecting it is sent when it is back (bounded by the jobs).
