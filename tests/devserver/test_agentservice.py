@@ -332,3 +332,30 @@ def test_bad_input_closes_only_that_worker() -> None:
             await user.disconnect()
 
     run_with_server(scenario)
+
+
+def test_a_job_named_by_id_only_makes_the_dispatch_wait_for_its_agent_to_rejoin() -> None:
+    """livekit-agents' returning worker names its jobs by id only, and its job's agent may rejoin after
+    someone else re-created the room: the room's dispatch waits for it (bounded) instead of dispatching
+    a second agent."""
+
+    async def scenario(server: DevServer) -> None:
+        async with RawWorker.open(server, status=None) as worker:
+            await worker.send(ap.MigrateJob(("AJ_o",)))
+            await worker.send(ap.UpdateWorker(ap.WorkerStatus.AVAILABLE))
+            await worker.ping(1)
+            user = await join(server, "user", "r1")  # the room comes back before its agent
+            assert await worker.ping(2) == []  # nothing offered meanwhile
+            agent = await join(
+                server, "agent-AJ_o", "r1", kind="agent", attributes={ap.AGENT_NAME_ATTRIBUTE: ""}
+            )
+            await wait_until(lambda: server.agents.stats().adopted == 1, what="the dispatch adopted it")
+            assert await jobs_of(server, "r1") == [("AJ_o", 1, "")]
+            other = await join(server, "user", "r2")
+            request = await worker.next()
+            assert isinstance(request, ap.AvailabilityRequest)
+            assert request.job.room_name == "r2"  # the first offer: none for r1
+            for room in (user, agent, other):
+                await room.disconnect()
+
+    run_with_server(scenario)

@@ -27,8 +27,10 @@
   worker's ``migrate_job``, which greenroom's worker fills with the jobs themselves), or an agent
   participant already in the room whose ``lk.agent.name`` attribute is that agent name and that no live
   dispatch claims (a later ``migrate_job`` naming ``<job id>`` of that agent's ``agent-<job id>``
-  identity ties the job to it). livekit-server ignores ``migrate_job`` (worker.go: "On OSS this is not
-  implemented") and dispatches again: the measured "second agent".
+  identity ties the job to it; a job named by id before its agent is back in some room makes the
+  dispatches of its agent name wait for it, :data:`ORPHAN_GRACE` at most). livekit-server ignores
+  ``migrate_job`` (worker.go: "On OSS this is not implemented") and dispatches again: the measured
+  "second agent".
 * **Jobs**: ``update_job`` is recorded (``DevServer.record_job``, which ``ListDispatch`` shows); an ended
   job is forgotten. ``termination`` goes to the worker running each job of a room that closes or of a
   deleted dispatch; for a worker that is reconnecting it is sent when it is back (bounded by the jobs).
@@ -64,6 +66,9 @@ __all__ = ["AgentControl", "AgentLimits", "AgentService", "AgentServiceStats"]
 
 _log = logging.getLogger("greenroom.devserver.agentservice")
 
+#: Seconds a job a returning worker named by id only may take to rejoin its room (the official SDK's full
+#: reconnect takes a few seconds); dispatches of its agent name wait meanwhile, checking every ORPHAN_POLL.
+ORPHAN_GRACE, ORPHAN_POLL = 15.0, 0.1
 #: WebSocket close codes: policy violation (bad frame, no register), going away (server shutdown).
 _POLICY, _GOING_AWAY = 1008, 1001
 
@@ -185,6 +190,9 @@ class AgentService:
         self._jobs: dict[str, _Job] = {}
         #: dispatch id -> (room, identity) of an agent member it adopted whose job is not known (yet)
         self._claims: dict[str, tuple[str, str]] = {}
+        #: job id -> (agent name, worker id, deadline): named by a returning worker without a room (ids
+        #: only); its agent is probably rejoining some room — dispatches for that agent name wait for it
+        self._orphans: dict[str, tuple[str, str, float]] = {}
         self._parked: collections.OrderedDict[str, tuple[str, Dispatch]] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatched = self._adopted = self._parked_dropped = self._refused = self._bad = 0
@@ -390,15 +398,30 @@ class AgentService:
     def _claimed_job(self, worker: _Worker, job_id: str) -> None:
         """A returning worker names a job without describing it (livekit-agents sends ids only): if an
         agent member a dispatch adopted is that job's participant (``agent-<job id>``, the default
-        identity), the job is known again under that dispatch — so its termination can be sent."""
+        identity), the job is known again under that dispatch — so its termination can be sent. Else
+        the job is an *orphan* for :data:`ORPHAN_GRACE` seconds: its agent is rejoining some room, and
+        the dispatches of that agent name wait for it rather than put a second agent there."""
         for dispatch_id, (room, identity) in list(self._claims.items()):
             if identity == f"agent-{job_id}":
                 del self._claims[dispatch_id]
                 agent_name = self._control.rooms[room].dispatches[dispatch_id].agent_name
-                job = self._jobs[job_id] = _Job(job_id, room, agent_name, dispatch_id, worker.id, identity)
-                job.status = ap.JobStatusCode.RUNNING
-                self._control.record_job(room, dispatch_id, job.record())
+                self._known(_Job(job_id, room, agent_name, dispatch_id, worker.id, identity))
                 return
+        deadline = asyncio.get_running_loop().time() + ORPHAN_GRACE
+        self._orphans[job_id] = (worker.register.agent_name, worker.id, deadline)
+
+    def _known(self, job: _Job) -> None:
+        """A job known again (it still runs): record it under its dispatch."""
+        job.status = ap.JobStatusCode.RUNNING
+        self._jobs[job.id] = job
+        self._control.record_job(job.room, job.dispatch_id, job.record())
+
+    def _awaiting_orphans(self, agent_name: str) -> bool:
+        now = asyncio.get_running_loop().time()
+        for job_id, (_name, _worker, deadline) in list(self._orphans.items()):
+            if deadline <= now:
+                del self._orphans[job_id]
+        return any(name == agent_name for name, _w, _d in self._orphans.values())
 
     def _flush_terminations(self, worker: _Worker) -> None:
         """Terminations owed to jobs whose worker was away are sent when it registers again (it sends
@@ -474,16 +497,23 @@ class AgentService:
         for member in room:
             named = member.attributes.get(ap.AGENT_NAME_ATTRIBUTE)
             if member.is_agent and named == dispatch.agent_name and member.identity not in claimed:
-                self._claims[dispatch.id] = (room.name, member.identity)
-                self._adopted += 1
-                _log.info(
-                    "[%s] dispatch %s adopts agent %s already in the room",
-                    room.name,
-                    dispatch.id,
-                    member.identity,
-                )
+                self._adopt_member(room, dispatch, member.identity)
                 return True
         return False
+
+    def _adopt_member(self, room: Room, dispatch: Dispatch, identity: str) -> None:
+        """``dispatch`` is served by the agent ``identity`` already in ``room``: the job of a returning
+        worker's id-only ``migrate_job`` if it is that one's (``agent-<job id>``), else claimed until its
+        worker names it."""
+        self._adopted += 1
+        job_id = identity.removeprefix("agent-")
+        orphan = self._orphans.pop(job_id, None)
+        if orphan is not None:
+            self._known(_Job(job_id, room.name, dispatch.agent_name, dispatch.id, orphan[1], identity))
+            _log.info("[%s] dispatch %s adopts job %s (it still runs)", room.name, dispatch.id, job_id)
+            return
+        self._claims[dispatch.id] = (room.name, identity)
+        _log.info("[%s] dispatch %s adopts agent %s already in the room", room.name, dispatch.id, identity)
 
     def _candidates(self, agent_name: str, tried: set[str]) -> Iterator[_Worker]:
         workers = [
@@ -508,6 +538,9 @@ class AgentService:
             room = self._live_dispatch(room_name, dispatch)
             if room is None or self._served(dispatch) or self._adopt(room, dispatch):
                 return
+            if self._awaiting_orphans(dispatch.agent_name):
+                await asyncio.sleep(ORPHAN_POLL)  # a returning job's agent may be rejoining this room
+                continue
             job = dataclasses.replace(job, room_sid=room.sid)
             worker = next(self._candidates(dispatch.agent_name, tried), None)
             if worker is None:
