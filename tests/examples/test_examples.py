@@ -196,3 +196,25 @@ def test_server_api_example_drives_the_dev_server(server: DevServer) -> None:
         assert packet.participant is None  # from the server, not a participant
         reason = guest.wait_for("disconnected", timeout=10).args[0]
         assert reason == rtc.DisconnectReason.ROOM_DELETED
+
+
+def test_rpc_example_prints_answers_and_the_built_in_errors(server: DevServer) -> None:
+    env = _clean_env({"LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": "devkey", "LIVEKIT_API_SECRET": "secret"})
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "rpc.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        "add -> 6",
+        "divide -> 3.5",
+        'divide -> error 4000: division by zero {"dividend": 1}',
+        "sqrt -> error 1400: Method not supported at destination",
+        "slow -> error 1502: Response timeout",
+    ]
+    assert "Traceback" not in proc.stderr

@@ -151,6 +151,56 @@ class Peer:
             )
         )
 
+    # --- RPC -----------------------------------------------------------------------------------------
+
+    async def op_register_rpc(self, cmd: dict[str, Any]) -> Any:
+        """Answer ``method`` as ``mode`` says: ``echo``, ``error`` (RpcError 4001), ``raise`` (ValueError),
+        ``sleep`` (``seconds``, then ``"late"``), ``size`` (a response of ``size`` characters)."""
+        rtc, mode = self.rtc, cmd.get("mode", "echo")
+
+        async def handler(data: Any) -> str:
+            self.emit(
+                {
+                    "event": "rpc_invoked",
+                    "method": data.method,
+                    "caller": data.caller_identity,
+                    "payload_len": len(data.payload),
+                    "timeout": data.response_timeout,
+                    "request_id": data.request_id,
+                }
+            )
+            if mode == "error":
+                raise rtc.RpcError(4001, "custom failure", '{"detail": 1}')
+            if mode == "raise":
+                raise ValueError("a bug in the handler")
+            if mode == "sleep":
+                await asyncio.sleep(cmd.get("seconds", 5.0))  # a slow handler (the caller's deadline test)
+                return "late"
+            if mode == "size":
+                return "r" * int(cmd["size"])
+            return str(data.payload)
+
+        self.room.local_participant.register_rpc_method(cmd["method"], handler)
+
+    async def op_perform_rpc(self, cmd: dict[str, Any]) -> Any:
+        """Call and report the outcome (never raises): ``payload``, or ``payload_size`` characters of x."""
+        payload = cmd["payload"] if "payload" in cmd else "x" * cmd["payload_size"]
+        options = {k: cmd[k] for k in ("response_timeout", "max_round_trip_latency") if k in cmd}
+        started = time.monotonic()
+        try:
+            answer = await self.room.local_participant.perform_rpc(
+                destination_identity=cmd["to"], method=cmd["method"], payload=payload, **options
+            )
+        except self.rtc.RpcError as error:
+            return {
+                "ok": False,
+                "code": error.code,
+                "message": error.message,
+                "data": error.data,
+                "s": time.monotonic() - started,
+            }
+        return {"ok": True, "len": len(answer), "head": answer[:40], "s": time.monotonic() - started}
+
     async def op_state(self, cmd: dict[str, Any]) -> Any:
         return {
             "connected": self.room.isconnected(),

@@ -56,7 +56,18 @@ def test_signatures_match_the_official_ones() -> None:
 
     assert params(rtc.Room.__init__) == params(official.Room.__init__)
     assert params(rtc.Room.connect) == params(official.Room.connect)
-    for method in ("publish_data", "publish_dtmf", "publish_transcription", "set_metadata", "set_name"):
+    for method in (
+        "publish_data",
+        "publish_dtmf",
+        "publish_transcription",
+        "set_metadata",
+        "set_name",
+        "perform_rpc",
+        "register_rpc_method",
+        "unregister_rpc_method",
+        "add_rpc_interceptor",
+        "remove_rpc_interceptor",
+    ):
         assert params(getattr(rtc.LocalParticipant, method)) == params(
             getattr(official.LocalParticipant, method)
         ), method
@@ -68,5 +79,12 @@ def test_signatures_match_the_official_ones() -> None:
     assert list(rtc.TranscriptionSegment.__dataclass_fields__) == list(
         official.TranscriptionSegment.__dataclass_fields__
     )
+    for name in ("RpcInvocationData", "RpcCallInfo"):
+        assert list(getattr(rtc, name).__dataclass_fields__) == list(
+            getattr(official, name).__dataclass_fields__
+        ), name
+    assert params(rtc.RpcError.__init__) == params(official.RpcError.__init__)
+    for name in ("intercept_outgoing", "intercept_incoming"):
+        assert params(getattr(rtc.RpcInterceptor, name)) == params(getattr(official.RpcInterceptor, name))
     assert room.__all__
     assert participant.__all__

@@ -24,7 +24,7 @@ from greenroom.codecs.models import (
 )
 from greenroom.rtc._port import RoomPort
 from greenroom.rtc._records import LocalChange, TrackWaiter
-from greenroom.rtc._view import DataPacket, Effect, Emit, RoomView, SipDTMF, Wake
+from greenroom.rtc._view import DataPacket, Deliver, Departed, Effect, Emit, Ended, RoomView, SipDTMF, Wake
 from greenroom.rtc.participant import wait_for_track
 from greenroom.rtc.track import track_state
 
@@ -115,7 +115,7 @@ def h(loop: asyncio.AbstractEventLoop) -> Harness:
 
 
 def names(effects: list[Effect]) -> list[str]:
-    return [e.name if isinstance(e, Emit) else "wake" for e in effects]
+    return [e.name if isinstance(e, Emit) else type(e).__name__.lower() for e in effects]
 
 
 def test_join_builds_the_views_and_connected_follows_the_state_change(h: Harness) -> None:
@@ -163,7 +163,8 @@ def test_participant_lifecycle_and_info_changes(h: Harness) -> None:
     assert (carol.name, carol.metadata, carol.attributes) == ("Carol", "x", {"a": "1"})
     gone = ParticipantInfo(sid="PA_carol", identity="carol", name="Carol")
     assert h.apply(m.ParticipantDisconnected(gone, DisconnectReason.CLIENT_INITIATED)) == [
-        Emit("participant_disconnected", (carol,))
+        Departed("carol"),
+        Emit("participant_disconnected", (carol,)),
     ]
     assert "carol" not in h.view.remotes
     assert carol.disconnect_reason == DisconnectReason.CLIENT_INITIATED
@@ -208,6 +209,7 @@ def test_events_before_the_join_change_only_the_connection_state(h: Harness) -> 
     ) == [
         Emit("reconnected"),
         Emit("connection_state_changed", (rtc.ConnectionState.CONN_CONNECTED,)),
+        Ended(),
         Emit("connection_state_changed", (rtc.ConnectionState.CONN_DISCONNECTED,)),
         Emit("disconnected", (DisconnectReason.SIGNAL_CLOSE,)),
     ]
@@ -293,6 +295,7 @@ def test_a_leaving_participant_unsubscribes_its_tracks_and_ends_waiting_streams(
     assert out == [
         Emit("track_unsubscribed", (track, mic, bob)),
         Wake(camera, None),
+        Departed("bob"),  # its RPC calls and streams end
         Emit("participant_disconnected", (bob,)),
     ]
     assert bob.disconnect_reason == DisconnectReason.PARTICIPANT_REMOVED
@@ -442,6 +445,7 @@ def test_connection_states_reconnect_and_disconnect_once(h: Harness) -> None:
     assert (h.view.info.metadata, local.sid) == ("after", "PA_me2")
     reason = DisconnectReason.SIGNAL_CLOSE
     assert h.apply(m.Disconnected(reason), m.Disconnected(DisconnectReason.CLIENT_INITIATED)) == [
+        Ended(),
         Emit("connection_state_changed", (rtc.ConnectionState.CONN_DISCONNECTED,)),
         Emit("disconnected", (reason,)),
     ]
@@ -498,6 +502,16 @@ def test_data_dtmf_and_transcription_carry_the_participant_views(h: Harness) -> 
     ]
 
 
+def test_rpc_and_stream_packets_are_handed_on_in_order(h: Harness) -> None:
+    h.joined(BOB)
+    ack, chunk = packets.RpcAck("r1"), packets.StreamChunk("s1", 0, b"x")
+    assert h.apply(m.RpcPacketReceived("bob", ack), m.StreamPacketReceived("carol", chunk)) == [
+        Deliver("bob", ack),
+        Deliver("carol", chunk),
+    ]
+    assert h.view.server_version == ""
+
+
 def test_views_of_a_new_connection_use_its_port(h: Harness) -> None:
     h.joined(BOB)
     first = h.publication("bob", "TR_mic")
@@ -513,5 +527,6 @@ def test_views_of_a_new_connection_use_its_port(h: Harness) -> None:
     assert track_state(again.track).port is second_port
     assert names(h.apply(m.ParticipantDisconnected(BOB, DisconnectReason.UNKNOWN_REASON))) == [
         "track_unsubscribed",
+        "departed",
         "participant_disconnected",
     ]

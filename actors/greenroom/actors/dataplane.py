@@ -29,7 +29,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from greenroom.actors.messages import PublishData, PublishDtmf, PublishTranscription, Reply
+from greenroom.actors.messages import PublishData, PublishDtmf, PublishPacket, PublishTranscription, Reply
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError
 from greenroom.runtime.peer import LOSSY, RELIABLE, ChannelNotOpenError, PeerTransport
@@ -72,9 +72,13 @@ class _Outgoing:
 
 
 def packet_for(
-    message: PublishData | PublishDtmf | PublishTranscription, identity: str, sid: str
+    message: PublishData | PublishDtmf | PublishTranscription | PublishPacket, identity: str, sid: str
 ) -> tuple[packets.DataPacket, bool]:
-    """The ``DataPacket`` a publish command becomes, and whether it goes on the reliable channel."""
+    """The ``DataPacket`` a publish command becomes, and whether it goes on the reliable channel.
+
+    RPC and stream packets always go reliable; chunks and trailers repeat the header's destinations (as JS
+    does: with the SFU's "empty = everyone" rule, a Rust sender's bare chunks reach every participant).
+    """
     value: packets.PacketValue
     match message:
         case PublishData():
@@ -84,6 +88,9 @@ def packet_for(
             value, destinations, reliable = packets.SipDtmf(code=code, digit=digit), (), True
         case PublishTranscription(transcription=transcription):
             value, destinations, reliable = transcription, (), True
+        case PublishPacket():
+            value, destinations, reliable = message.value, message.destination_identities, True
+            identity = message.identity or identity
     kind = packets.Kind.RELIABLE if reliable else packets.Kind.LOSSY
     packet = packets.DataPacket(
         value=value,

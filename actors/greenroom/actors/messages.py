@@ -65,6 +65,7 @@ __all__ = [
     "PingTick",
     "PublishData",
     "PublishDtmf",
+    "PublishPacket",
     "PublishTrack",
     "PublishTranscription",
     "ReconnectTick",
@@ -76,10 +77,12 @@ __all__ = [
     "RoomEvent",
     "RoomJoined",
     "RoomMetadataChanged",
+    "RpcPacketReceived",
     "SetLocalTrackMuted",
     "SetSubscribed",
     "SipDtmfReceived",
     "Stall",
+    "StreamPacketReceived",
     "TrackMuted",
     "TrackPublished",
     "TrackRemoved",
@@ -210,6 +213,16 @@ class PublishTranscription:
 
     transcription: packets.Transcription
     reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishPacket:
+    """An RPC or stream packet → RoomActor (reliable); ``identity``: another sender to stamp (agents)."""
+
+    value: packets.RpcValue | packets.StreamValue
+    destination_identities: tuple[str, ...]
+    reply: Reply[None]
+    identity: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +592,22 @@ class TranscriptionReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class RpcPacketReceived:
+    """An RPC request, ack or response from ``identity`` (a request's ack was already sent)."""
+
+    identity: str
+    value: packets.RpcValue
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPacketReceived:
+    """A stream packet; ``identity``: the one it names (an agent's header may name another one)."""
+
+    identity: str
+    value: packets.StreamValue
+
+
+@dataclass(frozen=True, slots=True)
 class TrackSubscribed:
     """A remote publication's media is attached (``track_subscribed``); reported by its TrackActor."""
 
@@ -646,6 +675,8 @@ RoomEvent: TypeAlias = (
     | DataPacketReceived
     | SipDtmfReceived
     | TranscriptionReceived
+    | RpcPacketReceived
+    | StreamPacketReceived
     | TrackSubscribed
     | TrackUnsubscribed
     | TrackSubscriptionFailed

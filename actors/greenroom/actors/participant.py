@@ -51,9 +51,11 @@ from greenroom.actors.messages import (
     ParticipantLeft,
     ParticipantMetadataChanged,
     ParticipantNameChanged,
+    RpcPacketReceived,
     SetLocalTrackMuted,
     SipDtmfReceived,
     Stall,
+    StreamPacketReceived,
     TrackMuted,
     TrackPublished,
     TrackRemoved,
@@ -432,6 +434,11 @@ class ParticipantActor(AsyncioActor):
             case packets.Transcription():
                 who = value.participant_identity or identity
                 self._sink.emit(TranscriptionReceived(who, value.track_id, value.segments))
+            case packets.RpcRequest() | packets.RpcAck() | packets.RpcResponse():
+                self._sink.emit(RpcPacketReceived(identity, value))
+            case packets.StreamHeader() | packets.StreamChunk() | packets.StreamTrailer():
+                # a header may name the participant an agent publishes for (the SFU keeps that identity)
+                self._sink.emit(StreamPacketReceived(message.packet.participant_identity or identity, value))
             case _:
                 self._log.debug("ignored a %s packet", type(value).__name__)
 

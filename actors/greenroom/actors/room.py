@@ -89,6 +89,7 @@ from greenroom.actors.messages import (
     PingTick,
     PublishData,
     PublishDtmf,
+    PublishPacket,
     PublishTrack,
     PublishTranscription,
     Reconnected,
@@ -213,6 +214,7 @@ RoomMessage: TypeAlias = (
     | PublishData
     | PublishDtmf
     | PublishTranscription
+    | PublishPacket
     | UpdateLocalInfo
     | PublishTrack
     | UnpublishTrack
@@ -230,7 +232,8 @@ RoomMessage: TypeAlias = (
 )
 _ROOM_MESSAGES = typing.get_args(RoomMessage)
 #: What waits while the room reconnects (each is replayed once the room is connected again).
-_HELD = (PublishData, PublishDtmf, PublishTranscription, UpdateLocalInfo, PublishTrack, SetSubscribed)
+_PUBLISH = (PublishData, PublishDtmf, PublishTranscription, PublishPacket)
+_HELD = (*_PUBLISH, UpdateLocalInfo, PublishTrack, SetSubscribed)
 
 
 class RoomActor(Members, MediaHandlers, AsyncioActor):
@@ -332,7 +335,7 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
                 self._on_track_control(message)
             case DataReceived(label=label, data=data):
                 self._on_data(label, data)
-            case PublishData() | PublishDtmf() | PublishTranscription():
+            case PublishData() | PublishDtmf() | PublishTranscription() | PublishPacket():
                 self._on_publish(message)
             case UpdateLocalInfo():
                 self._on_update_local_info(message)

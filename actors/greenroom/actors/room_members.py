@@ -12,7 +12,8 @@ readable):
   for a crashed child wait in its stash and are replayed — a message never starts a dead child;
 * **data out** — a publish command becomes a packet (stamped, encoded, size-checked) queued on the
   :class:`~greenroom.actors.dataplane.DataPlane`; the caller's reply completes when it is sent;
-* **data in** — decoded, de-duplicated (reliable), routed by channel label to the sender's ParticipantActor.
+* **data in** — decoded, de-duplicated (reliable), an RPC request acknowledged at once (before any user code
+  runs), routed to the sender's ParticipantActor (RPC and stream packets by the sender's sid).
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ from greenroom.actors.messages import (
     PingTick,
     PublishData,
     PublishDtmf,
+    PublishPacket,
     PublishTranscription,
+    Reply,
     RoomJoined,
+    RpcPacketReceived,
     UpdateLocalInfo,
 )
 from greenroom.actors.messages import DataPacketReceived as DataEvent
@@ -45,7 +49,7 @@ from greenroom.actors.messages import TranscriptionReceived as TranscriptionEven
 from greenroom.actors.participant import ParticipantActor
 from greenroom.actors.roster import LOCAL, Joined, Roster, Updated
 from greenroom.actors.supervision import ChildSpec, ChildTable, RestartType
-from greenroom.codecs import packets
+from greenroom.codecs import packets, rpc
 from greenroom.codecs.errors import GreenroomError, LocalProtocolError
 from greenroom.codecs.models import DisconnectReason, ParticipantInfo, ParticipantState, RoomInfo, TrackInfo
 from greenroom.codecs.signalling import JoinResponse, UpdateMetadata
@@ -57,6 +61,15 @@ _log = logging.getLogger("greenroom.actors.room")
 
 #: Seconds ``set_metadata``/``set_name``/``set_attributes`` wait for the server's ``request_response``.
 REQUEST_TIMEOUT = 5.0
+#: Packet values routed by the sender's sid rather than the identity they name.
+_BY_SID = (
+    packets.StreamHeader,
+    packets.StreamChunk,
+    packets.StreamTrailer,
+    packets.RpcRequest,
+    packets.RpcAck,
+    packets.RpcResponse,
+)
 
 
 class Members:
@@ -94,7 +107,7 @@ class Members:
 
     # -- data out: the user's publish commands -> the data plane ---------------------------------------------
 
-    def _on_publish(self, message: PublishData | PublishDtmf | PublishTranscription) -> None:
+    def _on_publish(self, message: PublishData | PublishDtmf | PublishTranscription | PublishPacket) -> None:
         local = self._roster.local
         if self._state is not ConnState.CONNECTED or self._link is None or local is None:
             message.reply.fail(NotConnectedError("the room is not connected"))
@@ -152,7 +165,17 @@ class Members:
         identity = packet.participant_identity
         if not identity and isinstance(packet.value, packets.UserPacket):
             identity = packet.value.legacy_participant_identity
+        ack = rpc.ack_for(packet.value)
+        if ack is not None and identity:
+            # Acknowledged here, the moment the request arrives, whatever the application's loop is doing:
+            # the caller's 7 s ack timer measures the network, not our user code (the Rust SDK acks from its
+            # own runtime too, before looking for a handler).
+            self._on_publish(PublishPacket(ack, (identity,), Reply.new()))
         key = self._roster.key_of(identity) if identity else None
+        if isinstance(packet.value, _BY_SID) and packet.participant_sid:
+            # Stream and RPC packets go to the actor of their *sender*: an agent's header may name another
+            # identity (publish on behalf) while its chunks name the agent; the SFU's sid is the sender's.
+            key = self._roster.key_of_sid(packet.participant_sid) or key
         if key is not None:
             self._tell_child(key, DeliverPacket(packet, reliable))
         else:
@@ -167,6 +190,9 @@ class Members:
                 self._sink.emit(DtmfEvent("", code, digit))
             case packets.Transcription() as t:
                 self._sink.emit(TranscriptionEvent(t.participant_identity, t.track_id, t.segments))
+            case packets.RpcRequest() | packets.RpcAck() | packets.RpcResponse() as value:
+                # a server-initiated RPC: the SFU calls with a fresh identity nobody has (answered in v1)
+                self._sink.emit(RpcPacketReceived(packet.participant_identity, value))
             case _:
                 pass
 

@@ -51,11 +51,13 @@ __all__ = [
     "RpcError",
     "RpcRequest",
     "RpcResponse",
+    "RpcValue",
     "SequenceCounter",
     "SipDtmf",
     "StreamChunk",
     "StreamHeader",
     "StreamTrailer",
+    "StreamValue",
     "TextHeader",
     "Transcription",
     "TranscriptionSegment",
@@ -339,6 +341,12 @@ EncryptableValue: TypeAlias = (
     UserPacket | ChatMessage | RpcRequest | RpcAck | RpcResponse | StreamHeader | StreamChunk | StreamTrailer
 )
 """The variants data-channel E2EE may seal (``livekit.EncryptedPacketPayload``)."""
+
+RpcValue: TypeAlias = RpcRequest | RpcAck | RpcResponse
+"""The values of RPC v1 (requests) and of every RPC version (acks, responses)."""
+
+StreamValue: TypeAlias = StreamHeader | StreamChunk | StreamTrailer
+"""The values of a data stream (also RPC v2's transport)."""
 
 
 @dataclass(frozen=True, slots=True)

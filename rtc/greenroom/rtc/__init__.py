@@ -35,6 +35,7 @@ from greenroom.rtc.room import (
     RtcConfiguration,
     SipDTMF,
 )
+from greenroom.rtc.rpc import RpcCallInfo, RpcError, RpcInterceptor, RpcInvocationData
 from greenroom.rtc.track import (
     AudioTrack,
     LocalAudioTrack,
@@ -86,6 +87,10 @@ __all__ = [
     "RemoteVideoTrack",
     "Room",
     "RoomOptions",
+    "RpcCallInfo",
+    "RpcError",
+    "RpcInterceptor",
+    "RpcInvocationData",
     "RtcConfiguration",
     "SipDTMF",
     "Track",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, assert_never
 
 from greenroom.actors import messages as m
+from greenroom.codecs import packets
 from greenroom.codecs.models import DisconnectReason, ParticipantInfo, RoomInfo, TrackInfo
 from greenroom.rtc._enums import ConnectionQuality, ConnectionState, DataPacketKind, TrackKind, track_kind
 from greenroom.rtc._port import RoomPort
@@ -42,7 +43,18 @@ from greenroom.rtc.track import RemoteAudioTrack, RemoteVideoTrack, Track
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import TranscriptionSegment
 
-__all__ = ["DataPacket", "Effect", "Emit", "EventTypes", "RoomView", "SipDTMF", "Wake"]
+__all__ = [
+    "DataPacket",
+    "Deliver",
+    "Departed",
+    "Effect",
+    "Emit",
+    "Ended",
+    "EventTypes",
+    "RoomView",
+    "SipDTMF",
+    "Wake",
+]
 
 EventTypes = Literal[
     "participant_connected",
@@ -126,7 +138,27 @@ class Wake:
     track: Track | None
 
 
-Effect = Emit | Wake
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Hand an RPC or data-stream packet from ``identity`` to the local participant's RPC or the streams."""
+
+    identity: str
+    value: packets.RpcValue | packets.StreamValue
+
+
+@dataclass(frozen=True, slots=True)
+class Departed:
+    """``identity`` left: its calls in flight and the streams it was sending end now."""
+
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The room disconnected: every call, handler and stream of this connection ends."""
+
+
+Effect = Emit | Wake | Deliver | Departed | Ended
 
 
 class RoomView:
@@ -142,6 +174,8 @@ class RoomView:
         self.info = RoomInfo(sid="", name="")
         """The room's latest ``RoomInfo`` (sid, name, metadata, counts)."""
         self.state = ConnectionState.CONN_DISCONNECTED
+        self.server_version = ""
+        """The server's version from the join (RPC needs ≥ 1.8.0)."""
         self._me: tuple[LocalParticipant, ParticipantRecord] | None = None
         self._remote_views: dict[str, RemoteParticipant] = {}
         self._remotes: dict[str, ParticipantRecord] = {}
@@ -203,6 +237,10 @@ class RoomView:
                 self._track_event(event, out)
             case m.DataPacketReceived() | m.SipDtmfReceived() | m.TranscriptionReceived():
                 self._data_event(event, out)
+            case m.RpcPacketReceived(identity=identity, value=value):
+                out.append(Deliver(identity, value))
+            case m.StreamPacketReceived(identity=identity, value=value):
+                out.append(Deliver(identity, value))
             case _:
                 assert_never(event)
         return out
@@ -222,10 +260,10 @@ class RoomView:
         out: list[Effect],
     ) -> None:
         match event:
-            case m.RoomJoined(room=room, local=local, remotes=remotes):
-                self.info = room
+            case m.RoomJoined(room=room, local=local, remotes=remotes, server_version=version):
+                self.info, self.server_version = room, version
                 record = ParticipantRecord(local)
-                self._me = LocalParticipant(record, self._port), record
+                self._me = LocalParticipant(record, self._port, self._remotes, version), record
                 self._remotes.clear()
                 self._remote_views.clear()
                 for info in remotes:
@@ -248,6 +286,7 @@ class RoomView:
                 if self.state != ConnectionState.CONN_DISCONNECTED:
                     if self._me is not None:
                         self._me[1].disconnect_reason = reason
+                    out.append(Ended())
                     self._set_state(ConnectionState.CONN_DISCONNECTED, out)
                     out.append(Emit("disconnected", (reason,)))
             case m.RoomMetadataChanged(room=room, old=old, new=new):
@@ -364,6 +403,7 @@ class RoomView:
         waiters, record.waiters = record.waiters, []
         out.extend(Wake(waiter, None) for waiter in waiters)
         record.info, record.disconnect_reason = info, reason
+        out.append(Departed(info.identity))
         out.append(Emit("participant_disconnected", (participant,)))
 
     # -- publications and subscriptions ---------------------------------------------------------------------

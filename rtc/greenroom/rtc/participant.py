@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from greenroom.actors.messages import (
     PublishData,
@@ -40,7 +40,9 @@ from greenroom.rtc._enums import (
     participant_state,
 )
 from greenroom.rtc._records import LocalTrackPublished, LocalTrackUnpublished, ParticipantRecord, TrackWaiter
+from greenroom.rtc._rpc import RpcEngine
 from greenroom.rtc.publish_options import TrackPublishOptions
+from greenroom.rtc.rpc import RpcCallInfo, RpcHandler, RpcInterceptor
 from greenroom.rtc.track import LocalTrack, LocalVideoTrack, local_track_record
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import Transcription
@@ -63,6 +65,7 @@ __all__ = [
 
 
 _DEFAULT_PUBLISH = TrackPublishOptions()
+F = TypeVar("F", bound=RpcHandler)
 
 
 class _PublishError(Exception):
@@ -213,10 +216,24 @@ class LocalParticipant(Participant):
     and emits ``local_track_published``/``local_track_unpublished``.
     """
 
-    def __init__(self, record: ParticipantRecord, port: RoomPort) -> None:
-        """Build the view of ``record``, sending through ``port``."""
+    def __init__(
+        self,
+        record: ParticipantRecord,
+        port: RoomPort,
+        remotes: Mapping[str, ParticipantRecord] | None = None,
+        server_version: str = "",
+    ) -> None:
+        """Build the view of ``record``, sending through ``port``; ``remotes`` are the room's others (their
+        announced ``client_protocol`` picks the RPC version), ``server_version`` the server's."""
         super().__init__(record)
         self._port = port
+        others = remotes if remotes is not None else {}
+
+        def client_protocol(identity: str) -> int:
+            other = others.get(identity)
+            return 0 if other is None else other.info.client_protocol
+
+        self._rpc = RpcEngine(port, client_protocol, server_version)
 
     @property
     def track_publications(self) -> Mapping[str, LocalTrackPublication]:
@@ -368,6 +385,74 @@ class LocalParticipant(Participant):
         """Merge ``attributes`` into the local participant's (an empty value deletes a key)."""
         frozen = frozen_map(attributes)
         await self._request(lambda r: UpdateLocalInfo(r, attributes=frozen), None)
+
+    # -- RPC ------------------------------------------------------------------------------------------------
+
+    async def perform_rpc(
+        self,
+        *,
+        destination_identity: str,
+        method: str,
+        payload: str,
+        response_timeout: float | None = None,
+        max_round_trip_latency: float | None = None,
+    ) -> str:
+        """Call ``method`` on ``destination_identity`` and return its response payload.
+
+        Args:
+            destination_identity: the participant to call.
+            method: the method name it registered.
+            payload: the request payload (a v1 request — to a callee announcing no data-stream RPC — is
+                limited to 15 360 UTF-8 bytes).
+            response_timeout: seconds to wait for the answer once the request is acknowledged (default 15).
+            max_round_trip_latency: seconds to wait for the acknowledgement (default 7).
+
+        Raises:
+            RpcError: the callee's error, or a built-in one: 1400 unknown method, 1402 payload too large,
+                1501 no ack, 1502 no answer in time, 1503 the callee left (or the room disconnected), 1505 the
+                request could not be sent.
+        """
+        call = RpcCallInfo(destination_identity, method, payload, response_timeout, max_round_trip_latency)
+        return await self._rpc.perform(call)
+
+    def add_rpc_interceptor(self, interceptor: RpcInterceptor) -> None:
+        """Wrap every RPC performed or handled here with ``interceptor`` (the first added is outermost)."""
+        if not any(existing is interceptor for existing in self._rpc.interceptors):
+            self._rpc.interceptors.append(interceptor)
+
+    def remove_rpc_interceptor(self, interceptor: RpcInterceptor) -> None:
+        """Stop using ``interceptor`` (calls in flight keep the chain they started with)."""
+        self._rpc.interceptors = [i for i in self._rpc.interceptors if i is not interceptor]
+
+    @overload
+    def register_rpc_method(self, method_name: str, handler: None = None) -> Callable[[F], F]: ...
+
+    @overload
+    def register_rpc_method(self, method_name: str, handler: F) -> F: ...
+
+    def register_rpc_method(self, method_name: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Answer calls of ``method_name`` with ``handler`` (also usable as a decorator).
+
+        The handler (sync or async) gets an :class:`~greenroom.rtc.rpc.RpcInvocationData` and returns the
+        response payload. It runs on this room's loop and is cancelled at the caller's deadline. Raise
+        ``RpcError`` to answer with it; any other exception answers 1500 (APPLICATION_ERROR) and is logged.
+
+        Example::
+
+            @room.local_participant.register_rpc_method("greet")
+            async def greet(data: rtc.RpcInvocationData) -> str:
+                return f"hello, {data.caller_identity}"
+        """
+
+        def register(handler_func: F) -> F:
+            self._rpc.handlers[method_name] = handler_func
+            return handler_func
+
+        return register(handler) if handler is not None else register
+
+    def unregister_rpc_method(self, method: str) -> None:
+        """Stop answering ``method`` (its callers then get 1400)."""
+        self._rpc.handlers.pop(method, None)
 
     def __repr__(self) -> str:
         return f"rtc.LocalParticipant(sid={self.sid}, identity={self.identity}, name={self.name})"

@@ -33,6 +33,7 @@ from typing import Any, assert_never
 from greenroom.actors import messages as m
 from greenroom.actors.client import RoomClient
 from greenroom.actors.room import ConnectFailedError
+from greenroom.codecs import packets
 from greenroom.codecs.models import IceServer as _WireIceServer
 from greenroom.rtc._bridge import LoopSink, call
 from greenroom.rtc._enums import (
@@ -43,7 +44,17 @@ from greenroom.rtc._enums import (
 )
 from greenroom.rtc._port import RoomPort
 from greenroom.rtc._records import LocalChange
-from greenroom.rtc._view import DataPacket, Emit, EventTypes, RoomView, SipDTMF, Wake
+from greenroom.rtc._view import (
+    DataPacket,
+    Deliver,
+    Departed,
+    Emit,
+    Ended,
+    EventTypes,
+    RoomView,
+    SipDTMF,
+    Wake,
+)
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, RemoteParticipant
 
@@ -279,6 +290,8 @@ class Room(EventEmitter[EventTypes]):
             self._sink.detach()
             self._sink = None
         self._feed(m.Disconnected(reason))
+        if (local := self._view.local) is not None:
+            await local._rpc.drain()  # the handlers it cancelled have unwound
 
     # -- events (always on the user's loop) -----------------------------------------------------------------
 
@@ -290,10 +303,28 @@ class Room(EventEmitter[EventTypes]):
                     self.emit(name, *args)
                 case Wake(waiter=waiter, track=track):
                     waiter.callback(track)
+                case Deliver(identity=identity, value=value):
+                    self._deliver(identity, value)
+                case Departed(identity=identity):
+                    if (local := self._view.local) is not None:
+                        local._rpc.departed(identity)
+                case Ended():
+                    if (local := self._view.local) is not None:
+                        local._rpc.close()
                 case _:
                     assert_never(effect)
         if self._view.info.sid and not self._first_sid.done():
             self._first_sid.set_result(self._view.info.sid)
+
+    def _deliver(self, identity: str, value: packets.RpcValue | packets.StreamValue) -> None:
+        """An RPC or data-stream packet, in order with the room's other events."""
+        local = self._view.local
+        match value:
+            case packets.RpcRequest() | packets.RpcAck() | packets.RpcResponse():
+                if local is not None:
+                    local._rpc.receive(identity, value)
+            case _:
+                _log.debug("data streams are not supported yet: %s dropped", type(value).__name__)
 
     def __repr__(self) -> str:
         return (
