@@ -9,6 +9,7 @@ COPY actors actors
 COPY rtc rtc
 COPY testing testing
 COPY agents agents
+COPY fleet fleet
 COPY cli cli
 COPY devserver devserver
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # livekit 1.1.21 while the main venv pins livekit 1.2.1 (tests/interop/agents/requirements.txt).
 AGENTS_VENV := .venv-agents
 AGENTS_STAMP := $(AGENTS_VENV)/.installed-stamp
-SOURCES := codecs runtime actors rtc testing agents devserver cli tests $(wildcard examples/*.py) $(wildcard benchmarks/*.py) benchmarks/suite
+SOURCES := codecs runtime actors rtc testing agents fleet devserver cli tests $(wildcard examples/*.py) $(wildcard benchmarks/*.py) benchmarks/suite
 
 .PHONY: demo test lint typecheck imports pytest serve bench clean
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LIBRARY_ROOTS = ["codecs", "runtime", "actors", "rtc", "testing", "agents", "devserver", "cli"]
+LIBRARY_ROOTS = ["codecs", "runtime", "actors", "rtc", "testing", "agents", "fleet", "devserver", "cli"]
 BANNED = ("livekit.rtc", "livekit.api")
 
 

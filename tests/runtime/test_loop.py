@@ -120,6 +120,11 @@ def test_watchdog_counts_ticks_and_stalls() -> None:
         what="the watchdog to tick and count the stall",
     )
     assert rt.stats().max_lag > rt.LAG_WARNING
+    # the lag histogram (what /metrics exports) counts every tick, each stall in a bucket above 20 ms
+    stats = rt.stats()
+    assert sum(stats.buckets) == stats.ticks
+    assert sum(stats.buckets[rt.LAG_BUCKETS.index(rt.LAG_WARNING) + 1 :]) == stats.stalls >= 1
+    assert stats.lag_sum >= max(stats.lags)
 
 
 def _child_uses_runtime(queue: multiprocessing.Queue[int]) -> None:

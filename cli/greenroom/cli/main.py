@@ -1,5 +1,5 @@
-"""The ``greenroom`` console script: ``greenroom serve`` (the dev server), ``demo``, ``token`` and ``agent``
-(run an agent program's worker: ``greenroom agent dev my_agent:entrypoint``)."""
+"""The ``greenroom`` console script: ``greenroom serve`` (the dev server), ``demo``, ``token``, ``agent``
+(run an agent program's worker: ``greenroom agent dev my_agent:entrypoint``) and ``fleet``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from greenroom.cli import agent, demo
+from greenroom.cli import agent, demo, fleet
 from greenroom.devserver import tokencli
 from greenroom.devserver.cli import SERVE_DESCRIPTION, SERVE_HELP, add_serve_arguments, run_serve
 
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=agent.USAGE,
         add_help=False,
     )
+    fleet_cmd = commands.add_parser(
+        "fleet",
+        help="run many supervised bots from a spec over a pool of processes",
+        description="Run the bots a fleet spec (TOML) describes over worker processes, keep them running "
+        "(restarts, re-placement), show them (live table, /metrics, /healthz), drain on SIGTERM.",
+    )
+    fleet.add_arguments(fleet_cmd)
     return parser
 
 
@@ -55,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.main(args)
     if args.command == "token":
         return tokencli.main(args)
+    if args.command == "fleet":
+        return fleet.main(args)
     return run_serve(args)
 
 

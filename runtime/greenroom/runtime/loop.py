@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import bisect
 import concurrent.futures
 import contextlib
 import logging
@@ -26,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 from greenroom.codecs.errors import GreenroomError
 
 __all__ = [
+    "LAG_BUCKETS",
     "LoopMisuseError",
     "LoopStats",
     "Sink",
@@ -47,6 +49,8 @@ T = TypeVar("T")
 WATCHDOG_INTERVAL = 0.05
 #: A tick that overshoots by more than this is logged as a stall (an audio frame lasts 20 ms).
 LAG_WARNING = 0.020
+#: Upper bounds (seconds) of the lag histogram's buckets (:attr:`LoopStats.buckets`; the last is +Inf).
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Sink(Protocol):
@@ -66,16 +70,25 @@ class LoopMisuseError(GreenroomError):
 
 @dataclass(slots=True)
 class LoopStats:
-    """Counters of the loop-lag watchdog."""
+    """Counters of the loop-lag watchdog.
+
+    ``buckets`` and ``lag_sum`` are a histogram of every tick's lag (counts per :data:`LAG_BUCKETS` bound,
+    not cumulative, the last for larger lags), which metrics exporters read; ``lags`` keeps the last 100
+    stalls for logs and tests.
+    """
 
     ticks: int = 0
     stalls: int = 0
     max_lag: float = 0.0
     lags: list[float] = field(default_factory=list)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    lag_sum: float = 0.0
 
     def record(self, lag: float) -> None:
         self.ticks += 1
         self.max_lag = max(self.max_lag, lag)
+        self.lag_sum += max(lag, 0.0)
+        self.buckets[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
         if lag > LAG_WARNING:
             self.stalls += 1
             self.lags.append(lag)
