@@ -5,12 +5,15 @@ collector, waits for the collector's acknowledgement, and leaves. Worker code is
 in a Celery or RQ task: no event loop, no ``async``. The parent pulls its events with
 ``SyncRoom.events()`` while the pool runs.
 
-The pool uses the ``spawn`` start method (the safe default for processes that run threads); ``fork`` works
-too — greenroom rebuilds its runtime in a forked child — but a ``SyncRoom`` created before the fork belongs
-to the parent.
+Both start methods work: ``spawn`` (the default here: a fresh interpreter per pool process) and ``fork``.
+With ``fork``, the pool is created *before* the parent starts anything of greenroom (its runtime loop is a
+thread, started lazily on first use, and forking a process that runs threads is unsafe); each child then
+starts its own runtime on first use, and greenroom forgets the parent's in a forked child anyway. A
+``SyncRoom`` created before a fork belongs to the parent.
 
 Where it connects: ``LIVEKIT_URL`` + ``LIVEKIT_API_KEY`` + ``LIVEKIT_API_SECRET`` when set, else an
-embedded greenroom dev server on an ephemeral loopback port. ``python examples/sync_worker.py [jobs]``.
+embedded greenroom dev server on an ephemeral loopback port.
+``python examples/sync_worker.py [jobs] [spawn|fork]``.
 """
 
 from __future__ import annotations
@@ -64,12 +67,14 @@ def _collect(collector: SyncRoom, jobs: int, done: Callable[[], bool]) -> list[d
     return results
 
 
-def main(jobs: int = 4) -> int:
+def main(jobs: int = 4, method: str = "spawn") -> int:
     """Run ``jobs`` pool tasks against one room; print what came back. Returns the exit code."""
     from greenroom.codecs.tokens import Claims, VideoGrants, mint_token
     from greenroom.devserver.config import ServerConfig
     from greenroom.devserver.server import DevServer
 
+    context = multiprocessing.get_context(method)
+    pool = context.Pool(processes=min(jobs, 4))  # first: a fork must happen before greenroom starts threads
     server: DevServer | None = None
     url = os.environ.get("LIVEKIT_URL", "")
     key, secret = os.environ.get("LIVEKIT_API_KEY", ""), os.environ.get("LIVEKIT_API_SECRET", "")
@@ -84,23 +89,23 @@ def main(jobs: int = 4) -> int:
         )
 
     try:
-        with SyncRoom() as collector:
+        with pool, SyncRoom() as collector:
             collector.connect(url, token(COLLECTOR), timeout=15)
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(processes=min(jobs, 4)) as pool:
-                args = [(url, token(f"worker-{n}"), n) for n in range(jobs)]
-                pending = pool.starmap_async(work, args)
-                results = _collect(collector, jobs, pending.ready)
-                reports = pending.get(timeout=60)
+            args = [(url, token(f"worker-{n}"), n) for n in range(jobs)]
+            pending = pool.starmap_async(work, args)
+            results = _collect(collector, jobs, pending.ready)
+            reports = pending.get(timeout=60)
     finally:
         if server is not None:
             server.close_in_thread()
     for report in sorted(reports, key=lambda r: r["job"]):
         print(f"job {report['job']}: worker pid {report['pid']}, round trip {report['round_trip_ms']:.1f} ms")
     squares = sorted(r["square"] for r in results)
-    print(f"{len(results)} results collected: squares {squares}", flush=True)
+    print(f"{len(results)} results collected ({method}): squares {squares}", flush=True)
     return 0 if squares == [n * n for n in range(jobs)] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 4))
+    sys.exit(
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 4, sys.argv[2] if len(sys.argv) > 2 else "spawn")
+    )

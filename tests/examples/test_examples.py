@@ -102,9 +102,10 @@ def test_echo_bot_starts_its_own_dev_server() -> None:
     _talk_to_echo_bot(proc, url, token)
 
 
-def test_sync_worker_pool() -> None:
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_sync_worker_pool(method: str) -> None:
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "sync_worker.py"), "3"],
+        [sys.executable, str(EXAMPLES / "sync_worker.py"), "3", method],
         cwd=ROOT,
         env=_clean_env(),
         capture_output=True,
@@ -113,7 +114,7 @@ def test_sync_worker_pool() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 results collected: squares [0, 1, 4]" in proc.stdout
+    assert f"3 results collected ({method}): squares [0, 1, 4]" in proc.stdout
     pids = set(re.findall(r"worker pid (\d+)", proc.stdout))
     assert pids
     assert str(os.getpid()) not in pids
