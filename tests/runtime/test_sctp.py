@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiortc.rtcsctptransport import SCTP_MAX_PACKET_LENGTH, parse_packet
+from OpenSSL import SSL
 
 from greenroom.runtime import sctp
 from greenroom.runtime.peer import LOSSY, RELIABLE
@@ -196,6 +197,37 @@ def test_delayed_sack_does_not_delay_a_lone_message() -> None:
             tuning = sctp.SctpTuning()
             assert statistics.median(latencies) < tuning.sack_delay / 2, latencies
             await assert_eventually_async(lambda: not _sctp_state(pair.offerer)._sent_queue, timeout=2)
+        finally:
+            await pair.close()
+
+    run(body)
+
+
+def test_a_delayed_sack_in_the_dtls_closing_window_ends_quietly() -> None:
+    """aiortc's DTLS stop() shuts the SSL object down before it leaves CONNECTED (rtcdtlstransport.py
+    lines 558-566): a delayed SACK sent in that window gets OpenSSL's 'protocol is shutdown', which must
+    not escape its task (it did, as 'Task exception was never retrieved', when a fleet drained)."""
+
+    async def body() -> None:
+        pair = Pair()
+        try:
+            await pair.connect()
+            await pair.wait_open()
+            offerer = _sctp_state(pair.offerer)
+            state = offerer.__dict__[sctp._STATE_ATTR]
+            dtls = offerer.transport
+            assert dtls._state.name == "CONNECTED"
+
+            async def shut_down(data: bytes) -> None:  # what _send_data does once stop() shut SSL down
+                raise SSL.Error([("SSL routines", "", "protocol is shutdown")])
+
+            dtls._send_data = shut_down
+            try:
+                state.unacked = 1  # a SACK is owed: the delayed-SACK task sends one now
+                await sctp._delayed_sack(offerer, state)  # raised OpenSSL.SSL.Error before the fix
+            finally:
+                del dtls._send_data
+            assert state.sack_task is None
         finally:
             await pair.close()
 

@@ -48,6 +48,7 @@ from struct import pack
 from typing import Any
 
 from google_crc32c import value as _crc32c
+from OpenSSL import SSL
 
 from greenroom.codecs.errors import GreenroomError
 from greenroom.runtime import aiortc_seams as _seams
@@ -302,7 +303,11 @@ async def _delayed_sack(self: Any, state: _State) -> None:
             state.depth -= 1
         if state.depth == 0:
             await _flush(self, state)
-    except ConnectionError:
+    except (ConnectionError, SSL.Error):
+        # Closed, or closing: aiortc's RTCDtlsTransport.stop() shuts the SSL object down and then awaits
+        # its last write with _state still CONNECTED (aiortc 1.16 rtcdtlstransport.py lines 558-566), so a
+        # send in that window passes the state check of _send_data (line 705) and OpenSSL raises
+        # SSL.Error('protocol is shutdown') from self._ssl.send (line 708). Seen when a fleet drains.
         _log.debug("delayed SACK not sent: the DTLS transport is closed")
     finally:
         state.sack_task = None
