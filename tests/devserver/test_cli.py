@@ -17,6 +17,7 @@ from greenroom.codecs.tokens import Claims, VideoGrants, mint_token
 from greenroom.devserver import cli
 from greenroom.devserver.cli import main
 from greenroom.devserver.config import ConfigError, ServerConfig, parse_keys
+from greenroom.devserver.limits import Limits
 from tests.devserver.rawclient import RawClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +135,22 @@ def test_webhooks_from_flags_and_a_toml_config_file(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=word):
             cli._config(cli.build_parser().parse_args(["serve", "--config", str(config)]))
     assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_limits_from_the_toml_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "greenroom.toml"
+    config.write_text("[limits]\nconnect_rate = 500\nconnect_burst = 1000\njoin_deadline = 30.0\n")
+    built = cli._config(cli.build_parser().parse_args(["serve", "--config", str(config)]))
+    limits = built.limits
+    assert (limits.connect_rate, limits.connect_burst, limits.join_deadline) == (500, 1000, 30.0)
+    assert built.limits.signal_rate == Limits().signal_rate
+    for text, word in [
+        ("limits = 3\n", r"\[limits\] must be a table"),
+        ("[limits]\nnope = 1\n", "limits.nope is not a limit"),
+        ('[limits]\nsignal_rate = "fast"\n', "must be a number"),
+        ("[limits]\nsignal_rate = 0\n", "limits.signal_rate must be > 0"),
+    ]:
+        config.write_text(text)
+        with pytest.raises(ConfigError, match=word):
+            cli._config(cli.build_parser().parse_args(["serve", "--config", str(config)]))
+    assert ServerConfig(limits=Limits(connect_wait=0, unknown_sids_answered=0)).limits.connect_wait == 0

@@ -136,3 +136,35 @@ def test_bad_query_parameters_are_a_400() -> None:
         assert status == 400
 
     run_with_server(scenario)
+
+
+# the issue's 60 KB token; LiveKit's largest metadata
+@pytest.mark.parametrize("metadata_size", [60_000, 512 * 1024])
+def test_large_tokens_join_by_header_and_by_query(metadata_size: int) -> None:
+    """A token is accepted up to the size livekit-server's Go HTTP server accepts (1 MiB of header)."""
+
+    async def scenario(server: DevServer) -> None:
+        metadata = "m" * metadata_size
+        token = server.mint_token("alice", "r", metadata=metadata)
+        assert len(token) > metadata_size
+        by_header = await RawClient.open(server.url, token)
+        assert by_header.join_response.participant is not None
+        assert by_header.join_response.participant.metadata == metadata
+        await by_header.close()
+        by_query = await RawClient.open(server.url, token, query_token=True)
+        assert by_query.join_response.participant is not None
+        assert by_query.join_response.participant.metadata == metadata
+        await by_query.close()
+
+    run_with_server(scenario)
+
+
+def test_a_header_above_the_limit_is_refused_and_the_server_keeps_serving() -> None:
+    async def scenario(server: DevServer) -> None:
+        status, _, _ = await _aget(server, "/rtc/validate", {"Authorization": "Bearer " + "x" * (1 << 20)})
+        assert status in (400, 431)
+        token = server.mint_token("alice", "r")
+        status, body, _ = await _aget(server, "/rtc/validate", {"Authorization": f"Bearer {token}"})
+        assert (status, body) == (200, "success")
+
+    run_with_server(scenario)

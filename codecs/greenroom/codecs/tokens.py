@@ -57,8 +57,10 @@ DEFAULT_TTL: Final = datetime.timedelta(hours=6)
 DEFAULT_LEEWAY: Final = 60.0
 """Clock-skew tolerance, in seconds, applied to ``exp`` and ``nbf`` (LiveKit's Go verifier uses 1 min)."""
 
-MAX_TOKEN_LENGTH: Final = 64 * 1024
-"""Longer strings are refused before any parsing."""
+MAX_TOKEN_LENGTH: Final = 1 << 20
+"""Longer strings are refused before any parsing. 1 MiB: livekit-server reads tokens from HTTP headers or the
+query, which Go's ``net/http`` caps at 1 MB (``DefaultMaxHeaderBytes``), so a token carrying LiveKit's largest
+metadata (512 KiB) and attributes (64 KiB) is valid there (a 60 KB token was refused at 64 KiB, issue 17)."""
 
 _HS256: Final = HMACAlgorithm(HMACAlgorithm.SHA256)
 

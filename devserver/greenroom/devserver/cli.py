@@ -15,8 +15,10 @@ import signal
 import sys
 import tomllib
 from collections.abc import Sequence
+from dataclasses import fields
 
 from greenroom.devserver.config import DEFAULT_BIND, DEFAULT_PORT, ConfigError, ServerConfig, parse_keys
+from greenroom.devserver.limits import Limits
 from greenroom.devserver.server import DevServer
 
 __all__ = ["add_serve_arguments", "build_parser", "main", "run_serve", "serve"]
@@ -48,7 +50,7 @@ def add_serve_arguments(serve_cmd: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         metavar="FILE",
-        help="a TOML file; its [webhook] table takes urls = [...] and api_key = '...' (see README)",
+        help="a TOML file: [webhook] urls = [...], api_key = '...'; [limits] any server limit (see README)",
     )
     serve_cmd.add_argument(
         "--log-level",
@@ -95,9 +97,11 @@ async def serve(config: ServerConfig) -> int:
 
 def _config(args: argparse.Namespace) -> ServerConfig:
     keys = parse_keys(args.keys) if args.keys else None
-    urls, webhook_key = list(args.webhook), None
+    urls, webhook_key, limits = list(args.webhook), None, None
     if args.config is not None:
-        webhook = _read_toml(args.config).get("webhook", {})
+        table = _read_toml(args.config)
+        limits = _limits(args.config, table.get("limits"))
+        webhook = table.get("webhook", {})
         if not isinstance(webhook, dict):
             raise ConfigError(f"{args.config}: [webhook] must be a table")
         file_urls = webhook.get("urls", [])
@@ -115,7 +119,23 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         empty_timeout=args.empty_timeout,
         webhook_urls=tuple(urls) or None,
         webhook_api_key=webhook_key,
+        limits=limits,
     )
+
+
+def _limits(path: str, table: object) -> Limits | None:
+    """The ``[limits]`` table: any field of :class:`~greenroom.devserver.limits.Limits`, by name."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [limits] must be a table")
+    names = {f.name for f in fields(Limits)}
+    for name, value in table.items():
+        if name not in names:
+            raise ConfigError(f"{path}: limits.{name} is not a limit (known: {', '.join(sorted(names))})")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: limits.{name} must be a number")
+    return Limits(**table)
 
 
 def _read_toml(path: str) -> dict[str, object]:

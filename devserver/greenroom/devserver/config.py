@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from greenroom.codecs.errors import GreenroomError
+from greenroom.devserver.limits import Limits
 from greenroom.devserver.webhooks import WebhookPolicy
 
 __all__ = [
@@ -25,6 +26,8 @@ DEFAULT_BIND = "127.0.0.1"
 DEFAULT_PORT = 7880
 DEFAULT_API_KEY = "devkey"
 DEFAULT_API_SECRET = "secret"
+
+_MAY_BE_ZERO = frozenset({"connect_wait", "unknown_sids_answered"})
 
 # JoinResponse.server_info.version: both SDKs gate RPC on a semver >= 1.8.0, the Rust SDK panics on a
 # non-semver string and JS refuses an empty one (signal-protocol.md §5.2, trap 5 of §11.5).
@@ -83,6 +86,8 @@ class ServerConfig:
         webhook_urls: where to POST webhook events (none: no webhooks).
         webhook_api_key: the key that signs webhooks (one of ``keys``; default: the first).
         webhook_policy: queue bound, retries and time-outs of webhook delivery.
+        limits: every per-session bound, the signal rate limit, the join deadline, the connect limit per
+            address and the header size (``limits.py`` gives each one's policy and source).
     """
 
     bind: str = DEFAULT_BIND
@@ -99,6 +104,7 @@ class ServerConfig:
     webhook_urls: tuple[str, ...] = ()
     webhook_api_key: str | None = None
     webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -117,6 +123,10 @@ class ServerConfig:
                 ipaddress.ip_address(self.node_ip)
             except ValueError as exc:
                 raise ConfigError(f"--node-ip {self.node_ip!r} is not an IP address") from exc
+        for limit in fields(self.limits):
+            value = getattr(self.limits, limit.name)
+            if value < 0 or (value == 0 and limit.name not in _MAY_BE_ZERO):
+                raise ConfigError(f"limits.{limit.name} must be > 0, not {value}")
 
     @property
     def api_key(self) -> str:

@@ -26,6 +26,8 @@ the reader's ``receive()`` return ``CLOSING`` (aiohttp ``web_ws.py`` ``close``):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -38,6 +40,7 @@ __all__ = [
     "KEEPALIVE_PING",
     "MAX_BODY",
     "AiohttpSignalSocket",
+    "HandshakeFailedError",
     "HttpFront",
     "SignalSocket",
     "accept_websocket",
@@ -52,6 +55,8 @@ KEEPALIVE_PING = 20.0
 """Seconds between WebSocket keepalive pings (websockets' default, which the server used before)."""
 
 _KEEPALIVE_TIMEOUT = 15.0  # an idle HTTP keep-alive connection is closed after this many seconds
+_CLOSE_TIMEOUT = 2.0  # seconds a close waits for the peer's close frame (aiohttp's default is 10)
+_CLOSE_REASON_BYTES = 123  # a close frame's reason is at most 123 bytes (RFC 6455 §5.5)
 _ABNORMAL = 1006
 
 
@@ -64,15 +69,20 @@ class SignalSocket(Protocol):
     async def send(self, message: bytes) -> None:
         """Send one binary message; raises ``ConnectionClosed`` if the socket is closed."""
 
-    async def close(self) -> None:
-        """Close (idempotent)."""
+    async def close(self, code: int = 1000, reason: str = "", *, wait_reply: bool = True) -> None:
+        """Close with ``code`` and ``reason`` (idempotent); ``wait_reply`` False: without waiting for the
+        peer's close frame."""
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding whatever is still buffered (a peer that does not read)."""
 
 
 class AiohttpSignalSocket:
     """An aiohttp ``WebSocketResponse`` seen as a :class:`SignalSocket`."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
+        self._request = request
 
     @property
     def response(self) -> web.WebSocketResponse:
@@ -98,9 +108,35 @@ class AiohttpSignalSocket:
         except (ConnectionError, RuntimeError) as exc:
             raise ConnectionClosed(None, Close(self._ws.close_code or _ABNORMAL, str(exc))) from exc
 
-    async def close(self) -> None:
-        """Send a close frame (1000) and close the transport."""
-        await self._ws.close()
+    async def close(self, code: int = 1000, reason: str = "", *, wait_reply: bool = True) -> None:
+        """Send a close frame (``code``, ``reason``) and close the transport (after the peer's close frame,
+        at most ``_CLOSE_TIMEOUT`` s, unless ``wait_reply`` is False)."""
+        message = reason.encode()[:_CLOSE_REASON_BYTES]
+        if wait_reply or self._ws.closed:
+            await self._ws.close(code=code, message=message)
+            return
+        # aiohttp's close() reads (and parses) whatever the peer still sends until its close frame arrives:
+        # a flooding client would keep the server busy for the whole close timeout. Instead: stop reading,
+        # send the close frame and a FIN after what is buffered, and give the client the close timeout to
+        # read them before the connection is dropped (closed at once, a socket with unread input sends an
+        # RST, and the client's kernel may then discard the LeaveRequest before the client has read it).
+        transport = self._request.transport
+        if transport is None:
+            return
+        transport.pause_reading()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._ws.send_frame(code.to_bytes(2, "big") + message, WSMsgType.CLOSE)
+        if transport.can_write_eof():
+            transport.write_eof()
+        await asyncio.sleep(_CLOSE_TIMEOUT)  # a linger with nothing read: costs the server nothing
+        transport.abort()
+
+    def abort(self) -> None:
+        """Abort the TCP connection: a closing transport would first wait for its buffer to drain, which a
+        peer that does not read never lets happen."""
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -109,7 +145,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpFront:
     """One aiohttp listener; every request goes to ``handler`` (the server routes by path itself)."""
 
-    def __init__(self, handler: Handler, *, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        logger: logging.Logger | None = None,
+        max_header_size: int = 8190,
+        max_headers: int = 128,
+    ) -> None:
         self._handler = handler
         app = web.Application(client_max_size=MAX_BODY, logger=logger or _log)
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -119,6 +162,11 @@ class HttpFront:
             keepalive_timeout=_KEEPALIVE_TIMEOUT,
             shutdown_timeout=1.0,
             handle_signals=False,
+            # aiohttp limits each line (request line: a JS client's ``access_token`` query; each header:
+            # ``Authorization: Bearer``) rather than the whole header block as Go's net/http does.
+            max_line_size=max_header_size,
+            max_field_size=max_header_size,
+            max_headers=max_headers,
         )
         self._site: web.TCPSite | None = None
 
@@ -137,10 +185,26 @@ class HttpFront:
         await self._runner.cleanup()
 
 
-async def accept_websocket(request: web.Request, *, max_size: int) -> AiohttpSignalSocket | None:
-    """Complete the upgrade of ``request``; ``None`` (nothing sent) for an invalid WebSocket handshake."""
-    ws = web.WebSocketResponse(max_msg_size=max_size, compress=False, heartbeat=KEEPALIVE_PING)
+class HandshakeFailedError(Exception):
+    """The WebSocket handshake did not complete: the request was invalid, or the client went away first."""
+
+
+async def accept_websocket(request: web.Request, *, max_size: int) -> AiohttpSignalSocket:
+    """Complete the upgrade of ``request``.
+
+    Raises:
+        HandshakeFailedError: an invalid WebSocket handshake (nothing sent: answer 400), or a client that
+            went away before the ``101`` was written (aiohttp would log that as an unhandled error with
+            a traceback, once per attempt).
+    """
+    ws = web.WebSocketResponse(
+        max_msg_size=max_size, compress=False, heartbeat=KEEPALIVE_PING, timeout=_CLOSE_TIMEOUT
+    )
     if not ws.can_prepare(request).ok:
-        return None
-    await ws.prepare(request)
-    return AiohttpSignalSocket(ws)
+        raise HandshakeFailedError("invalid WebSocket handshake")
+    try:
+        await ws.prepare(request)
+    except (ConnectionError, RuntimeError) as exc:  # aiohttp's ClientConnectionResetError is one
+        gone = f"client gone during the handshake: {exc}"
+        raise HandshakeFailedError(gone) from exc
+    return AiohttpSignalSocket(ws, request)

@@ -36,6 +36,7 @@ from greenroom.codecs.models import (
     DisconnectReason,
     LeaveAction,
     ParticipantInfo,
+    ParticipantState,
     ServerInfo,
     SignalTarget,
     TrackInfo,
@@ -66,6 +67,15 @@ from greenroom.codecs.signalling import (
 )
 from greenroom.devserver.config import SERVER_VERSION, ServerConfig
 from greenroom.devserver.front import SignalSocket
+from greenroom.devserver.limits import (
+    CLOSE_POLICY_VIOLATION,
+    NORMAL_CLOSE,
+    CloseFrame,
+    DataQueue,
+    ServerStats,
+    SignalOutbox,
+    TokenBucket,
+)
 from greenroom.devserver.room import Dropped, Member, Room, Routed
 from greenroom.devserver.session_media import SessionMedia
 from greenroom.runtime.ice import IceCandidateLike, IcePolicy
@@ -86,15 +96,16 @@ __all__ = ["Hub", "ParticipantSession"]
 
 _log = logging.getLogger("greenroom.devserver.participant")
 
-_DATA_QUEUE_LIMIT = 4096  # relayed packets waiting for one receiver before new ones are dropped
 _STAMP_HEADROOM = 512  # bytes the stamped identity/sid may add to a relayed packet
 _WRITER_GRACE = 3.0  # seconds the signal writer gets to flush a final LeaveRequest
+_YIELD_EVERY = 32  # signal frames handled in a row before the reader lets other tasks run
 
 
 class Hub(Protocol):
     """What a session needs from the server: the other sessions of its room, and a way out."""
 
     config: ServerConfig
+    stats: ServerStats
 
     def session_of(self, room: Room, identity: str) -> ParticipantSession | None:
         """The live session of ``identity`` in ``room``."""
@@ -132,9 +143,7 @@ class _End:
     reason: DisconnectReason
     send_leave: bool = True
     action: LeaveAction = LeaveAction.DISCONNECT
-
-
-_CLOSE = object()  # outbox sentinel: close the WebSocket after everything before it was sent
+    close: CloseFrame = NORMAL_CLOSE
 
 
 def _now_ms() -> int:
@@ -162,10 +171,16 @@ class ParticipantSession(SessionMedia):
         self._ws = websocket
         self._policy = policy
         self._log = _Log(_log, {"room": room.name, "participant": member.identity})
-        self._outbox: asyncio.Queue[object] = asyncio.Queue()
+        limits = self._limits = hub.config.limits
+        self._stats = hub.stats
+        self._outbox = SignalOutbox(limits.signal_queue_frames, limits.signal_queue_bytes)
         self._sig = ServerSignalSession(time.time(), ping_timeout=hub.config.ping_timeout)
-        self._data: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(_DATA_QUEUE_LIMIT)
+        self._rate = TokenBucket.full(limits.signal_rate, limits.signal_burst, time.monotonic())
+        self._data = DataQueue(limits.data_queue_packets, limits.data_queue_bytes, hub.stats)
         self._end: _End | None = None
+        self._aborted = False  # the client stopped reading: its socket was aborted
+        self._deadline: asyncio.TimerHandle | None = None
+        self._trickles = {SignalTarget.PUBLISHER: 0, SignalTarget.SUBSCRIBER: 0}
         self._subscriber = PeerTransport(PeerRole.SUBSCRIBER, self, policy=policy, create_data_channels=True)
         self._publisher: PeerTransport | None = None
         self._early_publisher_candidates: list[IceCandidateLike] = []
@@ -186,6 +201,7 @@ class ParticipantSession(SessionMedia):
             asyncio.create_task(self._write_signal(), name=f"signal-writer {self.member.sid}"),
             asyncio.create_task(self._pump_data(), name=f"data-pump {self.member.sid}"),
         ]
+        self._deadline = asyncio.get_running_loop().call_later(self._limits.join_deadline, self._join_expired)
         end = _End(DisconnectReason.CLIENT_INITIATED, send_leave=False)
         try:
             self._join(evicted)
@@ -204,26 +220,45 @@ class ParticipantSession(SessionMedia):
     def _closing(self) -> bool:
         return self._end is not None
 
-    def end(self, reason: DisconnectReason, *, action: LeaveAction = LeaveAction.DISCONNECT) -> None:
-        """Ask the session to end: send ``LeaveRequest{reason, action}`` then close (idempotent)."""
+    def end(
+        self,
+        reason: DisconnectReason,
+        *,
+        action: LeaveAction = LeaveAction.DISCONNECT,
+        close: CloseFrame = NORMAL_CLOSE,
+    ) -> None:
+        """Ask the session to end: send ``LeaveRequest{reason, action}`` then close with ``close``
+        (idempotent)."""
         if self._end is not None:
             return
-        self._end = _End(reason, action=action)
+        self._end = _End(reason, action=action, close=close)
         self.signal(Leave(reason=reason, action=action))
-        self._outbox.put_nowait(_CLOSE)
+        self._outbox.close(close)
+
+    def _join_expired(self) -> None:
+        """The join deadline (``Limits.join_deadline``): still JOINED, the peer connection never came up."""
+        if self._end is None and self.member.state is ParticipantState.JOINED:
+            self._stats.join_timeouts += 1
+            self._log.warning("not connected %.0f s after joining: JOIN_FAILURE", self._limits.join_deadline)
+            self.end(DisconnectReason.JOIN_FAILURE)
 
     async def _finish(self, end: _End) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self._end is None:
             self._end = end
             if end.send_leave:
                 self.signal(Leave(reason=end.reason, action=end.action))
-            self._outbox.put_nowait(_CLOSE)
+            self._outbox.close(end.close)
         writer, pump = self._tasks
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE)
+        if not self._aborted:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE)
         for task in (writer, pump, *self._background):
             task.cancel()
         await asyncio.gather(writer, pump, *self._background, *self._peer_closes, return_exceptions=True)
+        self._outbox.clear()
+        self._data.clear()
         await self._ws.close()
         self._close_media()
         for peer in (self._subscriber, self._publisher):
@@ -233,7 +268,18 @@ class ParticipantSession(SessionMedia):
         self._log.info("session ended (%s)", self._end.reason.name)
 
     async def _read(self) -> _End:
+        # Flow control: the client's requests are read only while its own queue is at most half full, so
+        # its pongs and answers never overflow it while the writer is simply behind; a queue that does not
+        # drain within ping_timeout means the client does not read (see _fell_behind).
+        low_water = self._limits.signal_queue_frames // 2
+        frames = 0
         while True:
+            try:
+                async with asyncio.timeout(self._config.ping_timeout):
+                    await self._outbox.below(low_water)
+            except TimeoutError:
+                self._fell_behind(f"not drained in {self._config.ping_timeout} s")
+                return self._end or _End(DisconnectReason.CONNECTION_TIMEOUT, send_leave=False)
             try:
                 async with asyncio.timeout(self._config.ping_timeout):
                     frame = await self._ws.recv()
@@ -243,13 +289,19 @@ class ParticipantSession(SessionMedia):
                 if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
                     self._log.warning("closed: signal frame above %d bytes", self._config.max_signal_size)
                 return self._end or _End(DisconnectReason.SIGNAL_CLOSE, send_leave=False)
+            frames += 1
+            if frames % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # frames already buffered never make recv() wait: let the others run
             if self._end is not None:
-                continue  # ending: ignore what the client still sends until the socket closes
+                return self._end  # ending: the writer's close reads (or drops) whatever still comes
+            if not self._rate.take(time.monotonic()):
+                self._rate_limited()
+                return self._end or _End(DisconnectReason.SIGNAL_CLOSE)
             # CodecError / RemoteProtocolError (garbage, text frame, empty oneof, wrong state) end the
             # session with a LeaveRequest carrying the error's reason; other sessions never see it.
             self._sig.receive_data(frame, time.time())  # type: ignore[arg-type]
             for data in self._sig.data_to_send():  # pong_resp / pong, answered by the sans-I/O session
-                self._outbox.put_nowait(data)
+                self._queue(data)
             for message in self._sig.events():
                 if isinstance(message, Leave):
                     self._log.info("client left (%s)", message.reason.name)
@@ -264,29 +316,72 @@ class ParticipantSession(SessionMedia):
     def signal(self, message: SignalResponseMessage) -> None:
         """Queue one ``SignalResponse`` (sent in order by the writer); dropped once the session closed."""
         try:
-            self._outbox.put_nowait(self._sig.send(message))
+            frame = self._sig.send(message)
         except LocalProtocolError as exc:
             self._log.debug("not sent: %s", exc)
+            return
+        self._queue(frame)
+
+    def _queue(self, frame: bytes) -> None:
+        if not self._aborted and not self._outbox.put(frame):
+            self._fell_behind()
+
+    def _fell_behind(self, why: str = "full") -> None:
+        """The signal queue passed its bound (``Limits.signal_queue_frames``), or did not drain within
+        ``ping_timeout``: the client does not read.
+
+        Nothing more can reach it, so there is no LeaveRequest: the queue is freed and the socket aborted
+        (a close would wait for a TCP buffer that never drains); the others hear it left with
+        CONNECTION_TIMEOUT. Called from any session's handler, so it never waits.
+        """
+        if self._aborted:
+            return
+        self._aborted = True
+        self._stats.slow_readers += 1
+        self._log.warning(
+            "signal queue %s (%d frames, %d bytes): the client does not read; disconnecting",
+            why,
+            len(self._outbox),
+            self._outbox.bytes,
+        )
+        if self._end is None:
+            self._end = _End(DisconnectReason.CONNECTION_TIMEOUT, send_leave=False)
+        self._outbox.clear()
+        self._ws.abort()
+
+    def _rate_limited(self) -> None:
+        """Past ``Limits.signal_rate``/``signal_burst``: LeaveRequest{SIGNAL_CLOSE}, close 1008."""
+        self._stats.signal_rate_limited += 1
+        limits = self._limits
+        why = f"signal rate limit exceeded ({limits.signal_burst} messages, then {limits.signal_rate:g}/s)"
+        self._log.warning("%s; disconnecting", why)
+        close = CloseFrame(CLOSE_POLICY_VIOLATION, why, wait_reply=False)
+        self.end(DisconnectReason.SIGNAL_CLOSE, close=close)
 
     def announce(self, *infos: ParticipantInfo) -> None:
         """Send a ``ParticipantUpdate`` (complete infos) to this participant."""
         self.signal(ParticipantUpdate(infos))
 
     def deliver(self, label: str, data: bytes) -> None:
-        """Queue relayed ``DataPacket`` bytes for the subscriber channel ``label``."""
-        try:
-            self._data.put_nowait((label, data))
-        except asyncio.QueueFull:
-            self._log.warning("data queue full: dropped a %d-byte packet on %s", len(data), label)
+        """Queue relayed ``DataPacket`` bytes for the subscriber channel ``label`` (bounded: drop newest,
+        counted, logged on the first drop and every 1,000th)."""
+        if not self._data.put(label, data) and self._data.dropped % 1000 == 1:
+            self._log.warning(
+                "data queue full (%d packets, %d bytes): dropped a %d-byte packet on %s (%d dropped so far)",
+                len(self._data),
+                self._data.bytes,
+                len(data),
+                label,
+                self._data.dropped,
+            )
 
     async def _write_signal(self) -> None:
-        while (item := await self._outbox.get()) is not _CLOSE:
-            assert isinstance(item, bytes)
+        while isinstance(item := await self._outbox.get(), bytes):
             try:
                 await self._ws.send(item)
             except ConnectionClosed:
                 return
-        await self._ws.close()
+        await self._ws.close(item.code, item.reason, wait_reply=item.wait_reply)
 
     async def _pump_data(self) -> None:
         while True:
@@ -429,7 +524,14 @@ class ParticipantSession(SessionMedia):
             await self.renegotiate()
 
     async def _on_trickle(self, message: Trickle) -> None:
-        """``trickle``: a client candidate for its publisher or subscriber PC (queued until usable)."""
+        """``trickle``: a client candidate for its publisher or subscriber PC (queued until usable); past
+        ``Limits.trickles_per_pc`` for that PC it is dropped (counted, logged once)."""
+        count = self._trickles[message.target] = self._trickles[message.target] + 1
+        if count > self._limits.trickles_per_pc:
+            self._stats.trickles_dropped += 1
+            if count == self._limits.trickles_per_pc + 1:
+                self._log.warning("more than %d trickled candidates: dropping", self._limits.trickles_per_pc)
+            return
         if message.target is SignalTarget.SUBSCRIBER:
             await self._subscriber.add_ice_candidate(message.candidate)
         elif self._publisher is None:

@@ -395,6 +395,7 @@ class Room:
         """
         evicted = self._members.pop(admission.identity, None)
         if evicted is not None:
+            self._forget_wishes(evicted.tracks)
             evicted.state = ParticipantState.DISCONNECTED
             evicted.disconnect_reason = DisconnectReason.DUPLICATE_IDENTITY
             evicted.version += 1
@@ -426,6 +427,7 @@ class Room:
         if self._members.get(member.identity) is not member:
             return None
         del self._members[member.identity]
+        self._forget_wishes(member.tracks)
         member.state = ParticipantState.DISCONNECTED
         member.disconnect_reason = reason
         if not self._members:
@@ -509,9 +511,10 @@ class Room:
         return member.bump()
 
     def unpublish_track(self, member: Member, track_sid: str) -> ParticipantInfo | None:
-        """Forget a track; ``None`` if unknown."""
+        """Forget a track (and every member's wish about it); ``None`` if unknown."""
         if member.tracks.pop(track_sid, None) is None:
             return None
+        self._forget_wishes((track_sid,))
         return member.bump()
 
     # --- subscriptions (UpdateSubscription, SubscriptionPermission) -----------------------------------
@@ -521,13 +524,24 @@ class Room:
         return next((m for m in self._members.values() if track_sid in m.tracks), None)
 
     def set_subscribed(self, subscriber: Member, track_sids: Iterable[str], subscribe: bool) -> list[str]:
-        """``UpdateSubscription``: record the wish for each track; returns the sids nobody publishes."""
+        """``UpdateSubscription``: record the wish for each published track; returns the sids nobody
+        publishes, which are not recorded (a client can only know a sid from an update that published it,
+        so a wish for an unknown one is a stale or made-up sid; keeping them let one request of 80,000 sids
+        grow the room by tens of MB). Wishes are forgotten when their track is unpublished."""
+        published = {sid for member in self._members.values() for sid in member.tracks}
         unknown = []
         for sid in track_sids:
-            subscriber.wishes[sid] = subscribe
-            if self.track_owner(sid) is None:
+            if sid in published:
+                subscriber.wishes[sid] = subscribe
+            else:
                 unknown.append(sid)
         return unknown
+
+    def _forget_wishes(self, track_sids: Iterable[str]) -> None:
+        sids = list(track_sids)
+        for member in self._members.values():
+            for sid in sids:
+                member.wishes.pop(sid, None)
 
     @staticmethod
     def set_permissions(

@@ -65,7 +65,8 @@ from greenroom.devserver.agentservice import AgentService
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.dispatch import AgentDispatcher, Dispatch, JobRecord, dispatch_service
 from greenroom.devserver.forwarding import SpeakerDetector, max_bundle
-from greenroom.devserver.front import HttpFront, SignalSocket, accept_websocket
+from greenroom.devserver.front import HandshakeFailedError, HttpFront, SignalSocket, accept_websocket
+from greenroom.devserver.limits import ConnectGate, ServerStats
 from greenroom.devserver.participant import ParticipantSession
 from greenroom.devserver.room import (
     Admission,
@@ -156,10 +157,11 @@ def _notifier(config: ServerConfig) -> WebhookNotifier | None:
 
 
 class _RefusedError(Exception):
-    def __init__(self, status: http.HTTPStatus, body: str) -> None:
+    def __init__(self, status: http.HTTPStatus, body: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(body)
         self.status = status
         self.body = body
+        self.headers = headers or {}
 
 
 class DevServer:
@@ -193,6 +195,9 @@ class DevServer:
         self._qualities: dict[str, tuple[ConnectionQualityInfo, ...]] = {}
         self._closing = False
         self._port = self.config.port
+        #: what every bound did (``limits.py``): drops, refusals, sessions ended for a limit
+        self.stats = ServerStats()
+        self._gate = ConnectGate(self.config.limits, self.stats)
 
     # --- addresses ---------------------------------------------------------------------------------
 
@@ -263,7 +268,13 @@ class DevServer:
 
     async def start(self) -> Self:
         """Listen; returns once the socket is bound."""
-        self._front = HttpFront(self._route, logger=logging.getLogger("greenroom.devserver.http"))
+        limits = self.config.limits
+        self._front = HttpFront(
+            self._route,
+            logger=logging.getLogger("greenroom.devserver.http"),
+            max_header_size=limits.max_header_size,
+            max_headers=limits.max_headers,
+        )
         self._port = await self._front.start(self.config.bind, self.config.port)
         self._reaper = asyncio.create_task(self._reap_rooms(), name="greenroom-room-reaper")
         self._monitor = asyncio.create_task(self._monitor_media(), name="greenroom-media-monitor")
@@ -545,6 +556,7 @@ class DevServer:
             for name, room in list(self.rooms.items()):
                 if room.expired(now):
                     self.close_room(name, DisconnectReason.ROOM_CLOSED)
+            self._gate.forget_idle(now)
 
     # --- HTTP --------------------------------------------------------------------------------------
 
@@ -562,6 +574,7 @@ class DevServer:
                     self._authorize(request.headers, query)
                     response = _respond(http.HTTPStatus.OK, "success")
                 case "/rtc":
+                    await self._take_turn(request)
                     admitted = self._authorize(request.headers, query)
                     if request.headers.get("Upgrade", "").lower() != "websocket":
                         response = _respond(http.HTTPStatus.NOT_FOUND, "/rtc needs a WebSocket upgrade")
@@ -576,7 +589,25 @@ class DevServer:
         except _RefusedError as refused:
             _log.info("refused %s: %s %s", path, refused.status.value, refused.body)
             response = _respond(refused.status, refused.body)
+            response.headers.update(refused.headers)
         return response
+
+    async def _take_turn(self, request: web.Request) -> None:
+        """The per-address connect limit (``Limits.connect_rate``): wait for this connect's turn, or refuse
+        it with 429 when the turn is more than ``connect_wait`` away."""
+        address = request.remote or "?"
+        now = time.monotonic()
+        wait = self._gate.admit(address, now)
+        if wait is None:
+            retry = self._gate.retry_after(address, now)
+            limits = self.config.limits
+            raise _RefusedError(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                f"too many connection attempts from {address} (more than {limits.connect_rate:g}/s)",
+                {"Retry-After": str(retry)},
+            )
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _authorize(self, headers: Mapping[str, str], query: str) -> tuple[Claims, VideoGrants, JoinParams]:
         """Token from ``Authorization: Bearer`` (wins when present) or ``access_token``; then grants."""
@@ -605,9 +636,12 @@ class DevServer:
     async def _upgrade(
         self, request: web.Request, admitted: tuple[Claims, VideoGrants, JoinParams]
     ) -> web.StreamResponse:
-        socket = await accept_websocket(request, max_size=self.config.max_signal_size)
-        if socket is None:
-            return _respond(http.HTTPStatus.BAD_REQUEST, "invalid WebSocket handshake")
+        try:
+            socket = await accept_websocket(request, max_size=self.config.max_signal_size)
+        except HandshakeFailedError as exc:
+            self.stats.handshakes_failed += 1
+            _log.debug("upgrade failed: %s", exc)
+            return _respond(http.HTTPStatus.BAD_REQUEST, str(exc))  # unsent if the client is gone (quietly)
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)

@@ -45,6 +45,7 @@ from greenroom.codecs.signalling import (
     UpdateSubscription,
 )
 from greenroom.devserver.forwarding import Publication, Subscription, quality_from_loss
+from greenroom.devserver.limits import NORMAL_CLOSE, CloseFrame, Limits, ServerStats
 from greenroom.devserver.room import Member, Room, new_sid
 from greenroom.devserver.tracks import PendingTrack, match_pending, media_sections
 from greenroom.runtime.peer import PeerRole, PeerTransport, TrackReceived
@@ -67,6 +68,8 @@ class SessionMedia:
     _publisher: PeerTransport | None
     _sub_ready: bool  # the subscriber PC connected on its first (data-only) offer
     _peer_closes: list[asyncio.Task[None]]
+    _limits: Limits
+    _stats: ServerStats
 
     def _init_media(self) -> None:
         self._taps: dict[str, tuple[RtpTap, Any]] = {}  # publisher mid -> (tap, receiver), from ``track``
@@ -87,7 +90,13 @@ class SessionMedia:
     def signal(self, message: SignalResponseMessage) -> None:
         raise NotImplementedError
 
-    def end(self, reason: DisconnectReason, *, action: LeaveAction = LeaveAction.DISCONNECT) -> None:
+    def end(
+        self,
+        reason: DisconnectReason,
+        *,
+        action: LeaveAction = LeaveAction.DISCONNECT,
+        close: CloseFrame = NORMAL_CLOSE,
+    ) -> None:
         raise NotImplementedError
 
     def _broadcast(self, info: ParticipantInfo, *, to_self: bool) -> None:
@@ -112,8 +121,13 @@ class SessionMedia:
             why = (
                 "does not have permission to publish" if not permission.can_publish else "source not allowed"
             )
-            self._log.warning("refused add_track %r (%s): %s", message.cid, message.source.name, why)
-            self.signal(RequestResponse(0, RequestResponseReason.NOT_ALLOWED, why, add_track_cid=message.cid))
+            self._refuse_track(message, RequestResponseReason.NOT_ALLOWED, why)
+            return
+        if len(self._pending_tracks) >= self._limits.pending_tracks:
+            # livekit-server rtc/participant.go: cMaxPendingTracks, answered LIMIT_EXCEEDED with the request
+            self._stats.tracks_refused += 1
+            why = f"too many pending tracks ({len(self._pending_tracks)})"
+            self._refuse_track(message, RequestResponseReason.LIMIT_EXCEEDED, why)
             return
         sid = new_sid("TR_")
         self._pending_tracks.append(PendingTrack(message.cid, sid, message.type))
@@ -133,6 +147,10 @@ class SessionMedia:
         )
         self._track_templates[sid] = info
         self.signal(TrackPublished(cid=message.cid, track=info))
+
+    def _refuse_track(self, message: AddTrackRequest, reason: RequestResponseReason, why: str) -> None:
+        self._log.warning("refused add_track %r (%s): %s", message.cid, message.source.name, why)
+        self.signal(RequestResponse(0, reason, why, add_track_cid=message.cid))
 
     def _sync_publications(self, offer_sdp: str) -> None:
         """Publish tracks whose media section appeared; unpublish those that stopped sending."""
@@ -188,10 +206,22 @@ class SessionMedia:
         self.subscribe(sids, message.subscribe)
 
     def subscribe(self, track_sids: Iterable[str], subscribe: bool) -> None:
-        """(Un)subscribe tracks — ``subscription`` from the client or RoomService ``UpdateSubscriptions``."""
-        for sid in self.room.set_subscribed(self.member, dict.fromkeys(track_sids), subscribe):
-            if subscribe:
+        """(Un)subscribe tracks — ``subscription`` from the client or RoomService ``UpdateSubscriptions``.
+
+        A subscription to a sid nobody publishes is answered ``SE_TRACK_NOTFOUND`` and not kept; past
+        ``Limits.unknown_sids_answered`` in one request the rest are dropped (counted), so one request cannot
+        queue thousands of answers.
+        """
+        unknown = self.room.set_subscribed(self.member, dict.fromkeys(track_sids), subscribe)
+        if subscribe:
+            answered = unknown[: self._limits.unknown_sids_answered]
+            for sid in answered:
                 self.signal(SubscriptionResponse(sid, SubscriptionError.SE_TRACK_NOTFOUND))
+            if len(unknown) > len(answered):
+                self._stats.unknown_sids_dropped += len(unknown) - len(answered)
+                self._log.warning(
+                    "subscription to %d unknown track sids: answered %d", len(unknown), len(answered)
+                )
         self.reconcile()
 
     # --- RoomService calls (the owner's rules, shared with the signal handlers above) ---------------
