@@ -24,6 +24,7 @@ from benchmarks.suite import report  # noqa: E402
 from tests.interop.netns import run_in_netns  # noqa: E402
 
 BOT_STEPS = [100, 250, 500, 750, 1000]
+AGENT_STEPS = {"greenroom": [50, 100, 250, 500, 750, 1000], "livekit": [10, 25, 50, 100, 200]}
 
 METHOD = """
 Everything runs on one machine inside private network namespaces the run creates (`unshare -rn`, a veth
@@ -51,6 +52,22 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   crash-loop brake allows 10 restarts in 10 s), alternating the two measurements.
 - **P7** one process: 1,000 × (`Room()`, `connect`, `disconnect`), fresh Room each time; RSS growth from
   cycle 50 (allocator/import warm-up) to the end, after 1 s of quiet (official: bounded to 150 s).
+- **P9** agents per process, `benchmarks/suite/density.py`. Both workers register with the same
+  `greenroom serve` (its own process) for the automatic dispatch; one client process (greenroom's SDK for
+  both sides) holds a bot per room, whose join creates the room and gets it one agent. greenroom: `greenroom
+  agent dev benchmarks.suite.echo_agent:entrypoint`, every job a supervised tree in the one worker
+  process; livekit-agents 1.8.9: the official worker (`tests/interop/agents/official_agent.py`, `dev`), a
+  process per job forked from its forkserver. Both agents answer each packet to its sender
+  (`echo:<data>`). Each step adds rooms up to the next count, waits until every agent answered a warm-up
+  packet (≤ 120 s), then every bot sends a stamped packet once a second for 10 s (phases spread over the
+  second): the figure is the echo's round trip (bot → server → agent → server → bot). Bounded search:
+  greenroom 50/100/250/500/750/1,000 agents, livekit-agents 10/25/50/100/200 job processes; a count
+  whose p99 reaches 50 ms gets a second 10 s try (the machine is shared), and the search stops when that
+  one's p99 reaches 50 ms too, at a lost echo, an agent that never answered, or a 5-minute budget.
+  Memory from `/proc` once every agent answered: greenroom = worker VmRSS delta / agents; livekit-agents =
+  PSS (`smaps_rollup`, shared pages split among sharers) summed over the worker and all its descendants,
+  delta / agents; both deltas from one warm-up agent to the largest count tried, so the one-time costs
+  (runtime, imports, forkserver) are not spread over the agents.
 - **P10/P11** agent supervision, `benchmarks/suite/agents.py`. greenroom: one supervised job (an `Agent`)
   started directly on the dev server; P10 = `greenroom.testing.crash` of its logic → the new
   incarnation answers a message told right after the death (20 crashes 1.05 s apart, intensity raised to
@@ -96,6 +113,20 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
             {"sdk": "greenroom", "cycles": 100 if q else 1000, "max_seconds": 150},
             400,
         ),
+        "agents_per_process_greenroom": (
+            "benchmarks.suite.density:agents_per_process",
+            {
+                "sdk": "greenroom",
+                "steps": [5, 20] if q else AGENT_STEPS["greenroom"],
+                "seconds": 4 if q else 10,
+            },
+            720,
+        ),
+        "agents_per_process_livekit": (
+            "benchmarks.suite.density:agents_per_process",
+            {"sdk": "livekit", "steps": [3, 8] if q else AGENT_STEPS["livekit"], "seconds": 4 if q else 10},
+            720,
+        ),
         "agents_greenroom": (
             "benchmarks.suite.agents:greenroom_supervision",
             {"crashes": 5 if q else 20, "stuck": 2 if q else 5},
@@ -123,6 +154,8 @@ _FIGURES = {
     "audio": "P5",
     "soak_greenroom": "P7",
     "soak_livekit": "P7",
+    "agents_per_process_greenroom": "P9",
+    "agents_per_process_livekit": "P9",
     "agents_greenroom": "P10/P11",
     "agents_livekit": "P10/P11",
 }

@@ -6,7 +6,8 @@ plus the operations a benchmark needs that must not print one JSON line per rece
 * ``sink`` / ``sink_report``: count packets of one topic and their bytes, first and last arrival time;
 * ``flood``: send ``count`` packets of ``size`` bytes as fast as the SDK's awaited ``publish_data`` allows;
 * ``soak``: ``cycles`` of connect + disconnect, sampling RSS;
-* ``bots_add`` / ``bots_run``: many rooms in this one process, each sending one stamped packet per second.
+* ``bots_add`` / ``bots_run``: many rooms in this one process, each sending one stamped packet per second;
+* ``echo_wait``: P9, until the agent dispatched to each bot's room has answered it (topic ``echo``).
 
 Times are ``time.monotonic()`` (CLOCK_MONOTONIC is system-wide, so they compare across processes).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import random
@@ -91,6 +93,7 @@ class BenchAgent(Peer):
         self.received = 0
         self.gc = GcPauses()
         self.slow: list[tuple[float, float]] = []
+        self.warmed: set[int] = set()
 
     def emit(self, obj: dict[str, Any]) -> None:
         if obj.get("event") == "data_received":
@@ -172,8 +175,14 @@ class BenchAgent(Peer):
         }
 
     def _on_bot_packet(self, packet: Any) -> None:
-        if packet.topic == "bot":
-            stamp = float(bytes(packet.data).decode())
+        if packet.topic == "echo":  # P9: an agent's answer, b"echo:" + what the bot sent
+            text = bytes(packet.data).decode().removeprefix("echo:")
+            if text.startswith("ready"):
+                self.warmed.add(int(text[5:]))
+            if not text[:1].isdigit():
+                return  # an answer to a warm-up packet
+        if packet.topic in ("bot", "echo"):
+            stamp = float(bytes(packet.data).decode().removeprefix("echo:"))
             latency = (time.monotonic() - stamp) * 1000
             self.latencies.append(latency)
             if latency > 40 and len(self.slow) < 2000:
@@ -182,6 +191,7 @@ class BenchAgent(Peer):
     async def op_bots_run(self, cmd: dict[str, Any]) -> Any:
         """Every bot publishes one stamped packet per second for ``seconds`` (phases spread over 1 s)."""
         seconds: float = cmd.get("seconds", 10)
+        topic: str = cmd.get("topic", "bot")
         self.latencies = []
         sent = 0
         lag: list[float] = []
@@ -193,7 +203,7 @@ class BenchAgent(Peer):
             while time.monotonic() < end:
                 due = time.monotonic() + 1
                 await room.local_participant.publish_data(
-                    repr(time.monotonic()).encode(), reliable=True, topic="bot"
+                    repr(time.monotonic()).encode(), reliable=True, topic=topic
                 )
                 sent += 1
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -218,6 +228,29 @@ class BenchAgent(Peer):
             "slow": self.slow,
             "rss_mb": rss_mb(),
             "threads": os_threads(),
+        }
+
+    async def op_echo_wait(self, cmd: dict[str, Any]) -> Any:
+        """Every bot sends ``ready<index>`` once a second until the room's agent echoes it back (an agent
+        still joining, or not yet listening, does not answer), at most ``bound`` seconds; the count of
+        bots answered and the seconds it took."""
+        deadline = time.monotonic() + cmd.get("bound", 120)
+        started = time.monotonic()
+
+        async def warm(index: int, room: Any) -> None:
+            while index not in self.warmed and time.monotonic() < deadline:
+                with contextlib.suppress(Exception):  # the agent may not be in the room yet
+                    await room.local_participant.publish_data(f"ready{index}", reliable=True, topic="ask")
+                for _ in range(20):
+                    if index in self.warmed:
+                        return
+                    await asyncio.sleep(0.05)  # polling the set the packet callback fills
+
+        await asyncio.gather(*(warm(i, room) for i, room in enumerate(self.bots)))
+        return {
+            "answered": len(self.warmed & set(range(len(self.bots)))),
+            "bots": len(self.bots),
+            "seconds": time.monotonic() - started,
         }
 
     async def op_audio_bots(self, cmd: dict[str, Any]) -> Any:

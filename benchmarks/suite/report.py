@@ -215,6 +215,53 @@ def _p7(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _agents_best(r: dict[str, Any]) -> int:
+    good = [s["agents"] for s in r["steps"] if s["p99_ms"] < 50 and s["agents"] == s["rooms"]]
+    return max(good, default=0)
+
+
+def _per_agent(r: dict[str, Any], key: str) -> float:
+    """Marginal MB per agent: from the one warm-up agent to the largest count tried."""
+    last = r["steps"][-1]
+    return float((last[key] - r["base"][key]) / max(1, last["agents"] - 1))
+
+
+def _p9(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
+    best, o_last, t_last = _agents_best(ours), ours["steps"][-1], theirs["steps"][-1]
+    rss = _per_agent(ours, "rss_mb")
+    return [
+        Row(
+            "P9 agents/process, own room, 1 msg/s echo p99 < 50 ms",
+            best,
+            _agents_best(theirs),
+            "agents",
+            "≥ 500",
+            best >= 500,
+            f"greenroom tried {[s['agents'] for s in ours['steps']]}, livekit-agents "
+            f"{[s['agents'] for s in theirs['steps']]}; {ours.get('stopped', 'no stop')} / "
+            f"{theirs.get('stopped', 'no stop')}",
+        ),
+        Row(
+            "P9 echo round trip p99 at the largest count",
+            o_last["p99_ms"],
+            t_last["p99_ms"],
+            "ms",
+            note=f"at {o_last['agents']} / {t_last['agents']} agents; p50 {o_last['p50_ms']:.1f} / "
+            f"{t_last['p50_ms']:.1f} ms",
+        ),
+        Row(
+            "P9 memory per agent",
+            rss,
+            _per_agent(theirs, "pss_mb"),
+            "MB",
+            "≤ 1 MB",
+            rss <= 1,
+            f"greenroom: worker RSS delta / agents (its PSS: {_per_agent(ours, 'pss_mb'):.2f}); "
+            f"livekit-agents: marginal PSS per job process ({t_last['processes']} processes)",
+        ),
+    ]
+
+
 _STATUS = {0: "PENDING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED"}
 
 
@@ -273,6 +320,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P5", lambda: list(results["audio_rows"])),
         ("P6", lambda: _p6(results["crash"])),
         ("P7", lambda: _p7(results["soak_greenroom"], results["soak_livekit"])),
+        ("P9", lambda: _p9(results["agents_per_process_greenroom"], results["agents_per_process_livekit"])),
         ("P10/P11", lambda: _p10_p11(results["agents_greenroom"], results["agents_livekit"])),
     ]
     out: list[Row] = []
