@@ -22,10 +22,13 @@ Memory is read from ``/proc`` at each step, once every agent answered: the worke
 (greenroom: the one process; livekit-agents: the worker, its forkserver, the job processes and the dev
 mode's watcher). The marginal cost per agent is (value at the largest count − value with one warm-up
 agent) / (count − 1), so the one-time costs (runtime, imports, the forkserver) are not spread over it.
+The worker tree's CPU (``/proc/<pid>/stat``) is read over 3 s without traffic (``idle_cpu_share``, in
+cores) and around each traffic run (``worker_cpu_s``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -36,6 +39,8 @@ from benchmarks.suite.harness import AgentProcess, ServerProcess, percentile, pr
 from tests.interop.scenarios_agents import AGENTS_PYTHON, OFFICIAL_AGENT, Proc, process
 
 __all__ = ["agents_per_process", "memory"]
+
+IDLE_S = 3.0
 
 
 def _descendants(pid: int) -> list[int]:
@@ -147,6 +152,9 @@ async def agents_per_process(
                     joined = await bots.call("bots_add", url=server.url, tokens=tokens, timeout=600)
                     warm = await bots.call("echo_wait", timeout=warm_timeout + 30, bound=warm_timeout)
                     usage = memory(worker.proc.pid)
+                    idle = _tree_cpu(worker.proc.pid)
+                    await asyncio.sleep(IDLE_S)  # no traffic: what the agents cost doing nothing
+                    usage["idle_cpu_share"] = (_tree_cpu(worker.proc.pid) - idle) / IDLE_S
                     step = {
                         "agents": warm["answered"],
                         "rooms": joined["bots"],
