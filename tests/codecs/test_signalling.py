@@ -17,6 +17,7 @@ from livekit.protocol import rtc as pr
 from greenroom.codecs import signalling as sig
 from greenroom.codecs.errors import CodecError, GreenroomError, LocalProtocolError
 from greenroom.codecs.models import (
+    ClientCapability,
     DisconnectReason,
     IceCandidate,
     LeaveAction,
@@ -359,7 +360,18 @@ def test_join_params_from_the_rust_sdk_query() -> None:
     assert params.adaptive_stream is False
     assert params.access_token is None
     assert params.reconnect is False
-    assert params.extra == (("capabilities", "CAP_PACKET_TRAILER,CAP_COMPRESSION_DEFLATE_RAW"),)
+    assert params.capabilities == (
+        ClientCapability.CAP_PACKET_TRAILER,
+        ClientCapability.CAP_COMPRESSION_DEFLATE_RAW,
+    )
+    assert params.extra == ()
+
+
+def test_join_params_capabilities_by_name_unknown_ones_skipped() -> None:
+    params = sig.JoinParams(capabilities=(ClientCapability.CAP_COMPRESSION_DEFLATE_RAW,))
+    assert "capabilities=CAP_COMPRESSION_DEFLATE_RAW" in params.to_query()
+    later = sig.JoinParams.from_query("capabilities=CAP_FROM_THE_FUTURE,CAP_COMPRESSION_DEFLATE_RAW")
+    assert later.capabilities == (ClientCapability.CAP_COMPRESSION_DEFLATE_RAW,)
 
 
 def test_join_params_resume_query_from_js() -> None:

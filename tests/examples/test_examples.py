@@ -219,3 +219,25 @@ def test_rpc_example_prints_answers_and_the_built_in_errors(server: DevServer) -
         "slow -> error 1502: Response timeout",
     ]
     assert "Traceback" not in proc.stderr
+
+
+def test_streams_example_prints_what_the_reader_got(server: DevServer) -> None:
+    env = _clean_env({"LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": "devkey", "LIVEKIT_API_SECRET": "secret"})
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "streams.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sent, *lines = proc.stdout.splitlines()
+    digest = sent.split()[-1]
+    assert lines == [
+        f"file from writer: report.pdf (application/pdf, 1048576 bytes) {digest}",
+        "text from writer in 1 part(s): 'hello, reader' {'lang': 'en'}",
+        "text from writer in 4 part(s): 'streamed word by word' {'final': 'true'}",
+    ]
+    assert "Traceback" not in proc.stderr

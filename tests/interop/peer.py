@@ -25,9 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import importlib
 import json
+import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -36,6 +39,11 @@ import numpy as np
 from tests.waiting import wait_until
 
 _RATE = 48_000
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as file:
+        file.write(data)
 
 
 def _who(participant: Any) -> str | None:
@@ -200,6 +208,142 @@ class Peer:
                 "s": time.monotonic() - started,
             }
         return {"ok": True, "len": len(answer), "head": answer[:40], "s": time.monotonic() - started}
+
+    # --- data streams --------------------------------------------------------------------------------
+
+    def _stream_event(self, kind: str, topic: str, identity: str, reader: Any) -> None:
+        async def read() -> None:
+            event: dict[str, Any] = {
+                "event": "stream_received",
+                "kind": kind,
+                "topic": topic,
+                "from": identity,
+            }
+            digest, length, chunks = hashlib.sha256(), 0, 0
+            try:
+                async for chunk in reader:
+                    data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+                    digest.update(data)
+                    length, chunks = length + len(chunk), chunks + 1
+            except self.rtc.StreamError as error:
+                event["error"] = error.description
+            info = reader.info
+            event.update(
+                length=length,
+                chunks=chunks,
+                sha256=digest.hexdigest(),
+                stream_id=info.stream_id,
+                mime_type=info.mime_type,
+                size=info.size,
+                attributes=dict(info.attributes or {}),
+                name=getattr(info, "name", None),
+            )
+            self.emit(event)
+
+        self._spawn(read())
+
+    async def op_handle_streams(self, cmd: dict[str, Any]) -> Any:
+        """Register text and/or byte handlers on ``topic`` that read each stream and report it."""
+        topic = cmd["topic"]
+        if cmd.get("text", True):
+            self.room.register_text_stream_handler(
+                topic, lambda reader, identity: self._stream_event("text", topic, identity, reader)
+            )
+        if cmd.get("bytes", True):
+            self.room.register_byte_stream_handler(
+                topic, lambda reader, identity: self._stream_event("bytes", topic, identity, reader)
+            )
+
+    @staticmethod
+    def _text(cmd: dict[str, Any]) -> str:
+        return str(cmd["text"]) if "text" in cmd else str(cmd.get("unit", "é")) * int(cmd["repeat"])
+
+    async def op_send_text(self, cmd: dict[str, Any]) -> Any:
+        text = self._text(cmd)
+        info = await self.room.local_participant.send_text(
+            text,
+            topic=cmd["topic"],
+            destination_identities=cmd.get("destinations"),
+            attributes=cmd.get("attributes"),
+        )
+        return {
+            "stream_id": info.stream_id,
+            "size": info.size,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        }
+
+    async def op_send_bytes(self, cmd: dict[str, Any]) -> Any:
+        data = os.urandom(cmd["size"])
+        info = await self.room.local_participant.send_bytes(
+            data, topic=cmd["topic"], name=cmd.get("name"), destination_identities=cmd.get("destinations")
+        )
+        return {"stream_id": info.stream_id, "size": info.size, "sha256": hashlib.sha256(data).hexdigest()}
+
+    async def op_send_file(self, cmd: dict[str, Any]) -> Any:
+        data = os.urandom(cmd["size"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, cmd.get("name", "file.bin"))
+            await asyncio.to_thread(_write_file, path, data)
+            started = time.monotonic()
+            info = await self.room.local_participant.send_file(
+                path, topic=cmd["topic"], destination_identities=cmd.get("destinations")
+            )
+        return {
+            "stream_id": info.stream_id,
+            "name": info.name,
+            "mime_type": info.mime_type,
+            "size": info.size,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "s": time.monotonic() - started,
+        }
+
+    async def op_stream_text(self, cmd: dict[str, Any]) -> Any:
+        writer = await self.room.local_participant.stream_text(
+            topic=cmd["topic"],
+            attributes=cmd.get("attributes"),
+            destination_identities=cmd.get("destinations"),
+        )
+        for part in cmd["parts"]:
+            await writer.write(part)
+        await writer.aclose(reason=cmd.get("reason", ""), attributes=cmd.get("close_attributes"))
+        return {"stream_id": writer.info.stream_id}
+
+    async def op_stream_bytes(self, cmd: dict[str, Any]) -> Any:
+        writer = await self.room.local_participant.stream_bytes(
+            cmd.get("name", "stream.bin"), topic=cmd["topic"], destination_identities=cmd.get("destinations")
+        )
+        digest = hashlib.sha256()
+        for size in cmd["sizes"]:
+            data = os.urandom(size)
+            digest.update(data)
+            await writer.write(data)
+        await writer.aclose()
+        return {"stream_id": writer.info.stream_id, "sha256": digest.hexdigest()}
+
+    async def op_send_raw_streams(self, cmd: dict[str, Any]) -> Any:
+        """greenroom only: crafted stream packets (hostile input), ``packets`` as
+        ``{"header": {...}} | {"chunk": [id, index, text]} | {"trailer": [id, reason]}``."""
+        from greenroom.codecs import packets  # only the greenroom peer is asked this
+
+        send = self.room.local_participant._streams.packet
+        destinations = tuple(cmd.get("destinations", ()))
+        for spec in cmd["packets"]:
+            value: Any
+            if "header" in spec:
+                fields = spec["header"]
+                value = packets.StreamHeader(
+                    stream_id=fields["id"],
+                    topic=fields["topic"],
+                    total_length=fields.get("total_length"),
+                    content_header=packets.ByteHeader("raw") if fields.get("bytes") else packets.TextHeader(),
+                )
+            elif "chunk" in spec:
+                stream_id, index, text = spec["chunk"]
+                value = packets.StreamChunk(stream_id, index, text.encode())
+            else:
+                stream_id, reason = spec["trailer"]
+                value = packets.StreamTrailer(stream_id, reason)
+            await send(value, destinations)
 
     async def op_state(self, cmd: dict[str, Any]) -> Any:
         return {

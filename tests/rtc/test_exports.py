@@ -67,6 +67,11 @@ def test_signatures_match_the_official_ones() -> None:
         "unregister_rpc_method",
         "add_rpc_interceptor",
         "remove_rpc_interceptor",
+        "send_text",
+        "stream_text",
+        "send_bytes",
+        "send_file",
+        "stream_bytes",
     ):
         assert params(getattr(rtc.LocalParticipant, method)) == params(
             getattr(official.LocalParticipant, method)
@@ -84,6 +89,29 @@ def test_signatures_match_the_official_ones() -> None:
             getattr(official, name).__dataclass_fields__
         ), name
     assert params(rtc.RpcError.__init__) == params(official.RpcError.__init__)
+    for method in (
+        "register_text_stream_handler",
+        "unregister_text_stream_handler",
+        "register_byte_stream_handler",
+        "unregister_byte_stream_handler",
+    ):
+        assert params(getattr(rtc.Room, method)) == params(getattr(official.Room, method)), method
+    for name in ("TextStreamInfo", "ByteStreamInfo"):
+        assert list(getattr(rtc, name).__dataclass_fields__) == list(
+            getattr(official, name).__dataclass_fields__
+        ), name
+    for cls in ("TextStreamReader", "ByteStreamReader"):
+        for attr in ("__aiter__", "__anext__", "close", "aclose", "info"):
+            assert hasattr(getattr(official, cls), attr), (cls, attr)
+            assert hasattr(getattr(rtc, cls), attr), (cls, attr)
+    assert hasattr(rtc.TextStreamReader, "read_all")
+    for cls in ("TextStreamWriter", "ByteStreamWriter"):
+        for method in ("write", "aclose"):
+            assert params(getattr(getattr(rtc, cls), method)) == params(
+                getattr(getattr(official, cls), method)
+            ), (cls, method)
+    assert rtc.StreamError("x").description == "x"
+    assert issubclass(rtc.StreamError, ConnectionError)
     for name in ("intercept_outgoing", "intercept_incoming"):
         assert params(getattr(rtc.RpcInterceptor, name)) == params(getattr(official.RpcInterceptor, name))
     assert room.__all__

@@ -80,9 +80,14 @@ def test_calls_answer_with_the_handler_result_and_the_official_errors() -> None:
     run_with_server(scenario)
 
 
-def test_payload_limits() -> None:
+def test_v1_payload_limits() -> None:
+    """Towards a callee announcing no data-stream RPC (``client_protocol`` 0: the Go SDK, older clients),
+    calls are v1 packets, limited to 15 360 bytes each way (over it, RPC v2 carries any size:
+    ``tests/rtc/test_streams.py``)."""
+
     async def scenario(server: DevServer) -> None:
         a, b = await connect(server, "a"), await connect(server, "b")
+        a.local_participant._rpc._client_protocol = lambda identity: 0  # b as a v1 callee
         b.local_participant.register_rpc_method("size", lambda d: "r" * int(d.payload.split(":")[0]))
         limit = 15_360
         at_limit = f"{limit}:".ljust(limit, "x")

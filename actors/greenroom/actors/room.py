@@ -146,6 +146,7 @@ from greenroom.codecs.signalling import (
 )
 from greenroom.codecs.signalling import TrackPublished as TrackPublishedResponse
 from greenroom.codecs.signalling import TrackSubscribed as TrackSubscribedResponse
+from greenroom.codecs.streams import ANNOUNCED_CAPABILITIES, ANNOUNCED_PROTOCOL
 from greenroom.runtime.peer import (
     DataChannelClosed,
     DataChannelOpened,
@@ -452,6 +453,7 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
         self._link = link_
         self._arm(link_, timeout, ConnectDeadline(generation))
         params = JoinParams(auto_subscribe=self._options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
+        params = replace(params, client_protocol=ANNOUNCED_PROTOCOL, capabilities=ANNOUNCED_CAPABILITIES)
         link_.open(dict(urllib.parse.parse_qsl(params.to_query())))
 
     def _release_link(self, send_leave: bool) -> None:

@@ -28,6 +28,7 @@ from livekit.protocol import rtc as pr
 from greenroom.codecs.errors import CodecError
 
 __all__ = [
+    "ClientCapability",
     "ClientConfigSetting",
     "ClientConfiguration",
     "Codec",
@@ -238,6 +239,18 @@ class SubscriptionError(enum.IntEnum):
     SE_TRACK_NOTFOUND = 2
 
 
+class ClientCapability(enum.IntEnum):
+    """``livekit.ClientInfo.Capability``: what a client can receive (``ParticipantInfo.capabilities``).
+
+    ``CAP_COMPRESSION_DEFLATE_RAW``: it inflates raw-DEFLATE data streams; ``CAP_PACKET_TRAILER``: it accepts
+    the media packet trailer (LKTS frame metadata).
+    """
+
+    CAP_UNUSED = 0
+    CAP_PACKET_TRAILER = 1
+    CAP_COMPRESSION_DEFLATE_RAW = 2
+
+
 class ClientConfigSetting(enum.IntEnum):
     """``livekit.ClientConfigSetting``."""
 
@@ -259,6 +272,11 @@ def _enum(cls: type[_E], value: int) -> _E:
 
 def _enums(cls: type[_E], values: Iterable[int]) -> tuple[_E, ...]:
     return tuple(_enum(cls, v) for v in values)
+
+
+def _any(value: int) -> Any:
+    """A number as a protobuf enum field takes it (a capability a newer client announced stays as is)."""
+    return value
 
 
 def _wire(value: enum.IntEnum) -> Any:
@@ -535,6 +553,8 @@ class ParticipantInfo:
     region: str = ""
     disconnect_reason: DisconnectReason = DisconnectReason.UNKNOWN_REASON
     client_protocol: int = 0
+    capabilities: tuple[int, ...] = ()
+    """``ClientCapability`` numbers as announced (kept as numbers: a newer client may announce more)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attributes", frozen_map(self.attributes))
@@ -557,6 +577,7 @@ class ParticipantInfo:
             region=self.region,
             disconnect_reason=_wire(self.disconnect_reason),
             client_protocol=self.client_protocol,
+            capabilities=[_any(c) for c in self.capabilities],
         )
         if self.permission is not None:
             pb.permission.CopyFrom(self.permission.to_proto())
@@ -583,6 +604,7 @@ class ParticipantInfo:
             region=pb.region,
             disconnect_reason=_enum(DisconnectReason, pb.disconnect_reason),
             client_protocol=pb.client_protocol,
+            capabilities=tuple(pb.capabilities),
         )
 
 

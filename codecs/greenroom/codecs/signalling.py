@@ -31,6 +31,7 @@ from livekit.protocol import rtc as pr
 
 from greenroom.codecs.errors import CodecError, LocalProtocolError
 from greenroom.codecs.models import (
+    ClientCapability,
     ClientConfiguration,
     Codec,
     ConnectionQualityInfo,
@@ -1023,6 +1024,7 @@ _KNOWN_KEYS: Final = (
     "version",
     "protocol",
     "client_protocol",
+    "capabilities",
     "os",
     "os_version",
     "device_model",
@@ -1046,6 +1048,12 @@ def _query_int(key: str, value: str) -> int:
     return int(value)
 
 
+def _capabilities(value: str) -> tuple[ClientCapability, ...]:
+    """Comma-separated ``ClientInfo.Capability`` names; names this version does not know are skipped."""
+    names = ClientCapability.__members__
+    return tuple(ClientCapability[name] for name in value.split(",") if name in names)
+
+
 @dataclass(frozen=True, slots=True)
 class JoinParams:
     """The v0 ``/rtc`` query parameters (what a client sends instead of a JoinRequest).
@@ -1061,6 +1069,7 @@ class JoinParams:
     version: str = ""
     protocol: int = PROTOCOL_VERSION
     client_protocol: int = 0
+    capabilities: tuple[ClientCapability, ...] = ()
     os: str = ""
     os_version: str = ""
     device_model: str = ""
@@ -1085,6 +1094,8 @@ class JoinParams:
             ("protocol", str(self.protocol)),
             ("client_protocol", str(self.client_protocol)),
         ]
+        if self.capabilities:  # enum names, comma-separated (the Rust SDK's signal_client)
+            pairs.append(("capabilities", ",".join(c.name for c in self.capabilities)))
         pairs += [(k, v) for k, v in self._optional_pairs() if v]
         return urlencode(pairs + list(self.extra))
 
@@ -1117,6 +1128,7 @@ class JoinParams:
             version=get("version", ""),
             protocol=_query_int("protocol", get("protocol", "0")),
             client_protocol=_query_int("client_protocol", get("client_protocol", "0")),
+            capabilities=_capabilities(get("capabilities", "")),
             os=get("os", ""),
             os_version=get("os_version", ""),
             device_model=get("device_model", ""),

@@ -22,6 +22,15 @@ from greenroom.rtc._enums import (
 from greenroom.rtc.audio_frame import AudioFrame
 from greenroom.rtc.audio_source import AudioSource
 from greenroom.rtc.audio_stream import AudioFrameEvent, AudioStream
+from greenroom.rtc.data_stream import (
+    ByteStreamInfo,
+    ByteStreamReader,
+    ByteStreamWriter,
+    StreamError,
+    TextStreamInfo,
+    TextStreamReader,
+    TextStreamWriter,
+)
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, Participant, RemoteParticipant
 from greenroom.rtc.publish_options import TrackPublishOptions
@@ -61,6 +70,9 @@ __all__ = [
     "AudioSource",
     "AudioStream",
     "AudioTrack",
+    "ByteStreamInfo",
+    "ByteStreamReader",
+    "ByteStreamWriter",
     "ConnectError",
     "ConnectionQuality",
     "ConnectionState",
@@ -93,6 +105,10 @@ __all__ = [
     "RpcInvocationData",
     "RtcConfiguration",
     "SipDTMF",
+    "StreamError",
+    "TextStreamInfo",
+    "TextStreamReader",
+    "TextStreamWriter",
     "Track",
     "TrackKind",
     "TrackPublication",

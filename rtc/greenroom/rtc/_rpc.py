@@ -40,6 +40,7 @@ from greenroom.actors.messages import PublishPacket
 from greenroom.codecs import packets
 from greenroom.codecs import rpc as wire
 from greenroom.codecs.errors import GreenroomError
+from greenroom.rtc.data_stream import StreamError, TextStreamReader
 from greenroom.rtc.rpc import (
     RpcCallInfo,
     RpcError,
@@ -161,7 +162,7 @@ class RpcEngine:
                     version=wire.VERSION_V1,
                 )
                 await self._port.request(lambda r: PublishPacket(request, destinations, r))
-        except GreenroomError as exc:
+        except (GreenroomError, ConnectionError) as exc:  # ConnectionError: a stream's StreamError
             raise RpcError._built_in(wire.ErrorCode.SEND_FAILED, str(exc)) from exc
 
     def _acked(self, request_id: str) -> None:
@@ -214,23 +215,45 @@ class RpcEngine:
             case packets.RpcResponse(request_id=request_id, payload=payload, error=error):
                 self.answered(request_id, payload, None if error is None else RpcError._from_wire(error))
 
-    def invoke_v2(self, identity: str, request: wire.V2Request, payload: str) -> None:
-        """A v2 request whose stream was read in full (its ack went out when its header arrived)."""
-        if request.version != wire.VERSION_V2:
-            self._spawn(self._refuse(identity, request.request_id, wire.ErrorCode.UNSUPPORTED_VERSION))
-            return
-        invocation = RpcInvocationData(
-            request.request_id,
-            identity,
-            payload,
-            request.response_timeout_ms / 1000,
-            method=request.method,
-        )
-        self._spawn(self._answer(invocation, v2=True))
+    def stream(self, topic: str, reader: TextStreamReader, identity: str) -> None:
+        """A text stream on an RPC topic: a v2 request (``lk.rpc_request``) or answer (``…_response``)."""
+        if topic == wire.REQUEST_TOPIC:
+            request = wire.parse_v2_request(reader.info.attributes or {})
+            if request.version != wire.VERSION_V2:  # acked already (by the RoomActor); not read
+                reader.close()
+                self._spawn(self._refuse(identity, request.request_id, wire.ErrorCode.UNSUPPORTED_VERSION))
+                return
+            self._spawn(self._read_request(identity, request, reader))
+        else:
+            request_id = (reader.info.attributes or {}).get(wire.ATTR_REQUEST_ID, "")
+            self._spawn(self._read_answer(identity, request_id, reader))
 
-    def refuse_v2(self, identity: str, request_id: str, why: str) -> None:
-        """A v2 request whose stream could not be read: 1500 with the reason, as the Rust callee does."""
-        self._spawn(self._refuse(identity, request_id, wire.ErrorCode.APPLICATION_ERROR, why))
+    async def _read_request(self, identity: str, request: wire.V2Request, reader: TextStreamReader) -> None:
+        try:
+            payload = await reader.read_all()
+        except StreamError as exc:  # as the Rust callee: 1500 saying why
+            why = f"Failed to read request stream: {exc.description}"
+            await self._refuse(identity, request.request_id, wire.ErrorCode.APPLICATION_ERROR, why)
+            return
+        seconds = request.response_timeout_ms / 1000
+        invocation = RpcInvocationData(request.request_id, identity, payload, seconds, method=request.method)
+        await self._answer(invocation, v2=True)
+
+    async def _read_answer(self, identity: str, request_id: str, reader: TextStreamReader) -> None:
+        pending = self._calls.get(request_id)
+        if pending is None or pending.destination != identity:  # not ours, or not from the callee (as JS)
+            _log.debug("an answer stream for no call of ours: %s from %s", request_id, identity)
+            reader.close()
+            return
+        try:
+            payload = await reader.read_all()
+        except StreamError as exc:
+            error = RpcError._built_in(
+                wire.ErrorCode.APPLICATION_ERROR, f"Failed to read response stream: {exc.description}"
+            )
+            self.answered(request_id, None, error)
+            return
+        self.answered(request_id, payload, None)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         if self._closed:
@@ -312,7 +335,7 @@ class RpcEngine:
         attributes = packets.freeze_attributes({wire.ATTR_REQUEST_ID: request_id})
         try:
             await self._text_sender(payload, wire.RESPONSE_TOPIC, attributes, (caller,))
-        except GreenroomError as exc:
+        except (GreenroomError, ConnectionError) as exc:
             _log.warning("could not stream the answer of RPC %s to %s: %s", request_id, caller, exc)
             error = wire.built_in(wire.ErrorCode.SEND_FAILED, str(exc))
             await self._respond(caller, packets.RpcResponse(request_id, error=error))

@@ -41,6 +41,8 @@ from greenroom.rtc._enums import (
 )
 from greenroom.rtc._records import LocalTrackPublished, LocalTrackUnpublished, ParticipantRecord, TrackWaiter
 from greenroom.rtc._rpc import RpcEngine
+from greenroom.rtc._streams import StreamSender
+from greenroom.rtc.data_stream import ByteStreamInfo, ByteStreamWriter, TextStreamInfo, TextStreamWriter
 from greenroom.rtc.publish_options import TrackPublishOptions
 from greenroom.rtc.rpc import RpcCallInfo, RpcHandler, RpcInterceptor
 from greenroom.rtc.track import LocalTrack, LocalVideoTrack, local_track_record
@@ -233,7 +235,22 @@ class LocalParticipant(Participant):
             other = others.get(identity)
             return 0 if other is None else other.info.client_protocol
 
+        self._streams = StreamSender(port, others, lambda: self.identity)
         self._rpc = RpcEngine(port, client_protocol, server_version)
+        self._rpc.use_streams(self._send_internal_text)
+
+    async def _send_internal_text(
+        self, text: str, topic: str, attributes: tuple[tuple[str, str], ...], destinations: tuple[str, ...]
+    ) -> None:
+        """RPC v2's transport: a text stream (inline when the callee reads single-packet streams)."""
+        await self._streams.send_text(
+            text,
+            destinations=destinations,
+            topic=topic,
+            attributes=dict(attributes),
+            reply_to_id=None,
+            compress=True,
+        )
 
     @property
     def track_publications(self) -> Mapping[str, LocalTrackPublication]:
@@ -453,6 +470,142 @@ class LocalParticipant(Participant):
     def unregister_rpc_method(self, method: str) -> None:
         """Stop answering ``method`` (its callers then get 1400)."""
         self._rpc.handlers.pop(method, None)
+
+    # -- data streams ---------------------------------------------------------------------------------------
+
+    async def send_text(
+        self,
+        text: str,
+        *,
+        destination_identities: list[str] | None = None,
+        topic: str = "",
+        attributes: dict[str, str] | None = None,
+        reply_to_id: str | None = None,
+        compress: bool = True,
+    ) -> TextStreamInfo:
+        """Send ``text`` as a complete text stream (one packet when every recipient reads those, raw-DEFLATE
+        compressed when they all inflate and it is smaller — unless ``compress=False``).
+
+        Raises:
+            StreamError: not connected, the header is too large, or a packet could not be sent.
+        """
+        return await self._streams.send_text(
+            text,
+            destinations=tuple(destination_identities or ()),
+            topic=topic,
+            attributes=attributes,
+            reply_to_id=reply_to_id,
+            compress=compress,
+        )
+
+    async def stream_text(
+        self,
+        *,
+        destination_identities: list[str] | None = None,
+        topic: str = "",
+        attributes: dict[str, str] | None = None,
+        stream_id: str | None = None,
+        reply_to_id: str | None = None,
+        total_size: int | None = None,
+        sender_identity: str | None = None,
+    ) -> TextStreamWriter:
+        """Open a text stream to write piece by piece (``await writer.write(...)``, then ``aclose()``).
+
+        ``sender_identity``: publish on behalf of another participant (the server honours it for agents).
+
+        Raises:
+            StreamError: the header could not be sent.
+        """
+        return await self._streams.stream_text(
+            destinations=tuple(destination_identities or ()),
+            topic=topic,
+            attributes=attributes,
+            stream_id=stream_id,
+            reply_to_id=reply_to_id,
+            total_size=total_size,
+            sender_identity=sender_identity,
+        )
+
+    async def send_bytes(
+        self,
+        data: bytes,
+        *,
+        topic: str = "",
+        name: str | None = None,
+        mime_type: str | None = None,
+        destination_identities: list[str] | None = None,
+        attributes: dict[str, str] | None = None,
+        stream_id: str | None = None,
+        compress: bool = True,
+    ) -> ByteStreamInfo:
+        """Send ``data`` as a complete byte stream (``name`` "unknown", ``mime_type``
+        "application/octet-stream" by default; one packet and compression as for :meth:`send_text`).
+
+        Raises:
+            StreamError: not connected, the header is too large, or a packet could not be sent.
+        """
+        return await self._streams.send_bytes(
+            data,
+            destinations=tuple(destination_identities or ()),
+            topic=topic,
+            name=name,
+            mime_type=mime_type,
+            attributes=attributes,
+            stream_id=stream_id,
+            compress=compress,
+        )
+
+    async def send_file(
+        self,
+        file_path: str,
+        *,
+        topic: str = "",
+        destination_identities: list[str] | None = None,
+        attributes: dict[str, str] | None = None,
+        stream_id: str | None = None,
+        compress: bool = True,
+    ) -> ByteStreamInfo:
+        """Send a file as a byte stream named after it (MIME type guessed from its extension), read and sent
+        piece by piece; compressed on the fly when every recipient inflates.
+
+        Raises:
+            StreamError: not connected, or a packet could not be sent.
+            OSError: the file cannot be read.
+        """
+        return await self._streams.send_file(
+            file_path,
+            destinations=tuple(destination_identities or ()),
+            topic=topic,
+            attributes=attributes,
+            stream_id=stream_id,
+            compress=compress,
+        )
+
+    async def stream_bytes(
+        self,
+        name: str,
+        *,
+        total_size: int | None = None,
+        mime_type: str = "application/octet-stream",
+        attributes: dict[str, str] | None = None,
+        stream_id: str | None = None,
+        destination_identities: list[str] | None = None,
+        topic: str = "",
+    ) -> ByteStreamWriter:
+        """Open a byte stream to write piece by piece (``await writer.write(...)``, then ``aclose()``).
+
+        Raises:
+            StreamError: the header could not be sent.
+        """
+        return await self._streams.stream_bytes(
+            name,
+            destinations=tuple(destination_identities or ()),
+            topic=topic,
+            mime_type=mime_type,
+            attributes=attributes,
+            stream_id=stream_id,
+            total_size=total_size,
+        )
 
     def __repr__(self) -> str:
         return f"rtc.LocalParticipant(sid={self.sid}, identity={self.identity}, name={self.name})"

@@ -44,6 +44,7 @@ from greenroom.rtc._enums import (
 )
 from greenroom.rtc._port import RoomPort
 from greenroom.rtc._records import LocalChange
+from greenroom.rtc._streams import StreamHub
 from greenroom.rtc._view import (
     DataPacket,
     Deliver,
@@ -55,6 +56,7 @@ from greenroom.rtc._view import (
     SipDTMF,
     Wake,
 )
+from greenroom.rtc.data_stream import ByteStreamHandler, TextStreamHandler, TextStreamReader
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, RemoteParticipant
 
@@ -110,20 +112,26 @@ class RtcConfiguration:
 
 @dataclass
 class DataStreamOptions:
-    """Options of incoming data streams (accepted for compatibility; data streams are not supported yet)."""
+    """Options of incoming data streams.
+
+    Attributes:
+        max_payload_byte_length: the most (uncompressed) bytes one incoming stream may carry; a larger one
+            ends with ``StreamError`` at its reader. ``None``: 5 GB, as the official SDKs.
+    """
 
     max_payload_byte_length: int | None = None
 
 
 @dataclass
 class RoomOptions:
-    """How to connect. ``e2ee``/``encryption``, ``dynacast``, ``single_peer_connection`` and ``data_stream``
-    are accepted for compatibility and ignored (greenroom speaks v0 signalling with two peer connections).
+    """How to connect. ``e2ee``/``encryption``, ``dynacast`` and ``single_peer_connection`` are accepted for
+    compatibility and ignored (greenroom speaks v0 signalling with two peer connections).
 
     Attributes:
         auto_subscribe: subscribe to remote tracks automatically.
         rtc_config: ICE settings.
         connect_timeout: the whole connect deadline in seconds (default 15); also each reconnect attempt's.
+        data_stream: limits of incoming data streams.
 
     The fields are exactly the official ones; the reconnect schedule is :attr:`Room.reconnect_policy`.
     """
@@ -193,6 +201,8 @@ class Room(EventEmitter[EventTypes]):
         self._port = RoomPort.detached()
         self._view = RoomView(self._loop)
         self._first_sid: asyncio.Future[str] = self._loop.create_future()
+        self._streams = StreamHub()
+        self._streams.internal = self._rpc_stream
         self.reconnect_policy = ReconnectPolicy()
         """How the room retries after a lost link (read by ``connect``; not in ``livekit.rtc``)."""
 
@@ -260,12 +270,14 @@ class Room(EventEmitter[EventTypes]):
         """
         if self._client is not None:
             raise ConnectError("the room is already connected")
+        options = options or RoomOptions()
+        self._streams.reset(options.data_stream.max_payload_byte_length if options.data_stream else None)
         sink = LoopSink(self._loop, self._feed)
         client = RoomClient.start(sink)
         self._client, self._sink, self._port = client, sink, RoomPort(client, self._feed)
         self._view.bind(self._port)
         try:
-            connect_options = _connect_options(options or RoomOptions(), self.reconnect_policy)
+            connect_options = _connect_options(options, self.reconnect_policy)
             await call(client.connect(url, token, connect_options))
         except ConnectFailedError as exc:
             await self._teardown()
@@ -306,9 +318,11 @@ class Room(EventEmitter[EventTypes]):
                 case Deliver(identity=identity, value=value):
                     self._deliver(identity, value)
                 case Departed(identity=identity):
+                    self._streams.departed(identity)
                     if (local := self._view.local) is not None:
                         local._rpc.departed(identity)
                 case Ended():
+                    self._streams.ended()
                     if (local := self._view.local) is not None:
                         local._rpc.close()
                 case _:
@@ -323,8 +337,51 @@ class Room(EventEmitter[EventTypes]):
             case packets.RpcRequest() | packets.RpcAck() | packets.RpcResponse():
                 if local is not None:
                     local._rpc.receive(identity, value)
+            case packets.StreamHeader() | packets.StreamChunk() | packets.StreamTrailer():
+                self._streams.receive(identity, value)
             case _:
-                _log.debug("data streams are not supported yet: %s dropped", type(value).__name__)
+                assert_never(value)
+
+    def _rpc_stream(self, topic: str, reader: TextStreamReader, identity: str) -> None:
+        """RPC v2: a request or an answer carried by a text stream, for the local participant's RPC."""
+        local = self._view.local
+        if local is None:
+            reader.close()
+            return
+        local._rpc.stream(topic, reader, identity)
+
+    # -- data stream handlers (as livekit.rtc: on the room, one per topic and kind) -----------------------
+
+    def register_text_stream_handler(self, topic: str, handler: TextStreamHandler) -> None:
+        """Call ``handler(reader, participant_identity)`` for each text stream opened on ``topic``.
+
+        The handler may be a plain function (start a task to read, as with ``livekit.rtc``) or a coroutine
+        function (greenroom runs it as a task). Whatever it raises is logged and stays its own.
+
+        Raises:
+            ValueError: a text stream handler for ``topic`` is already set.
+        """
+        if topic in self._streams.text_handlers:
+            raise ValueError(f"text stream handler for topic '{topic}' already set")
+        self._streams.text_handlers[topic] = handler
+
+    def unregister_text_stream_handler(self, topic: str) -> None:
+        """Stop handling text streams on ``topic`` (later ones are ignored; open ones keep their reader)."""
+        self._streams.text_handlers.pop(topic, None)
+
+    def register_byte_stream_handler(self, topic: str, handler: ByteStreamHandler) -> None:
+        """Call ``handler(reader, participant_identity)`` for each byte stream opened on ``topic``.
+
+        Raises:
+            ValueError: a byte stream handler for ``topic`` is already set.
+        """
+        if topic in self._streams.byte_handlers:
+            raise ValueError(f"byte stream handler for topic '{topic}' already set")
+        self._streams.byte_handlers[topic] = handler
+
+    def unregister_byte_stream_handler(self, topic: str) -> None:
+        """Stop handling byte streams on ``topic``."""
+        self._streams.byte_handlers.pop(topic, None)
 
     def __repr__(self) -> str:
         return (
