@@ -549,3 +549,36 @@ def test_a_forked_child_forgets_the_parents_actors() -> None:
         assert child.exitcode == 0
     finally:
         ref.stop()
+
+
+def test_a_fork_while_another_thread_holds_pykkas_registry_lock_does_not_hang_the_child() -> None:
+    """The parent's runtime thread may be registering an actor at the moment of ``fork()``: the child must
+    not wait for a lock whose holder does not exist there (it unregisters the parent's actors at once)."""
+    import multiprocessing
+
+    class Idle(core.AsyncioActor):
+        pass
+
+    ref = Idle.start()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with pykka.ActorRegistry._actor_refs_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        ctx: Any = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_counts, args=(queue,))
+        child.start()
+        assert queue.get(timeout=20) == (0, 0)  # the child forgot the parent's actors: it did not hang
+        child.join(10)
+        assert child.exitcode == 0
+    finally:
+        release.set()
+        holder.join()
+        ref.stop()

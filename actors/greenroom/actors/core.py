@@ -81,7 +81,7 @@ from greenroom.actors.mailbox import (
     reply_with,
     running_loop,
 )
-from greenroom.actors.pykka_seams import ActorStop, Envelope, actor_of
+from greenroom.actors.pykka_seams import ActorStop, Envelope, actor_of, renew_registry_lock
 from greenroom.runtime.loop import add_shutdown_hook, get_loop
 
 if TYPE_CHECKING:
@@ -610,6 +610,7 @@ def _forget_after_fork() -> None:
     lists only the child's own actors (the runtime loop forgets the parent's loop the same way).
     """
     global _hook_lock
+    renew_registry_lock()  # the parent's runtime thread may have held it at fork(): it is gone here
     for actor in list(_live.values()):
         pykka.ActorRegistry.unregister(actor.actor_ref)
     _live.clear()

@@ -23,10 +23,15 @@ The seams, with the place in pykka 4.5.0 each relies on (paths under ``pykka/``)
 * ``ActorRef._actor_weakref`` (set in ``ActorRef.__init__``, ``_ref.py``:55) — read by :func:`actor_of`.
 * ``Future._get_hook`` (set in ``Future.__init__``, ``_future.py``:39, read by ``Future.get``) — read by
   :func:`has_get_hook`: a future made by ``map``/``join``/… computes its value through it.
+* ``ActorRegistry._actor_refs_lock`` (``_registry.py``:33, an ``RLock`` every registry method takes) —
+  replaced in a forked child by :func:`renew_registry_lock`: a thread of the parent (the runtime loop starting
+  or stopping an actor) may hold it at the moment of ``fork()``, and the child — where that thread does not
+  exist — would wait for it forever when it unregisters the parent's actors.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pykka
@@ -35,7 +40,16 @@ from pykka._envelope import Envelope
 
 from greenroom.runtime.seams_check import Seam, check, member
 
-__all__ = ["EXPECTED", "SEAMS", "ActorStop", "Envelope", "ProxyCall", "actor_of", "has_get_hook"]
+__all__ = [
+    "EXPECTED",
+    "SEAMS",
+    "ActorStop",
+    "Envelope",
+    "ProxyCall",
+    "actor_of",
+    "has_get_hook",
+    "renew_registry_lock",
+]
 
 #: The pykka versions these seams were read in; ``pyproject.toml`` pins the same range.
 EXPECTED = "4.5.*"
@@ -56,6 +70,8 @@ SEAMS: tuple[Seam, ...] = (
     Seam(member(pykka.ActorRef, "__init__"), "_actor_weakref", "stored"),
     Seam(member(pykka.Future, "__init__"), "_get_hook", "stored"),
     Seam(member(pykka.Future, "get"), "_get_hook", "uses"),
+    Seam(pykka.ActorRegistry, "_actor_refs_lock", "value", value_type=type(threading.RLock())),
+    Seam(member(pykka.ActorRegistry, "unregister"), "_actor_refs_lock", "uses"),
 )
 
 check("pykka", EXPECTED, SEAMS)
@@ -74,3 +90,9 @@ def actor_of(ref: pykka.ActorRef[Any]) -> Any | None:
 def has_get_hook(future: pykka.Future[Any]) -> bool:
     """Whether ``future`` computes its value with a get hook (``map``, ``join``, ``filter``, ``reduce``)."""
     return future._get_hook is not None
+
+
+def renew_registry_lock() -> None:
+    """In a forked child only: give pykka's registry a fresh lock (the parent's may be held by a thread that
+    does not exist in the child)."""
+    pykka.ActorRegistry._actor_refs_lock = threading.RLock()
