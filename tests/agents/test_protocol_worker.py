@@ -316,7 +316,9 @@ def test_the_server_killed_and_restarted_the_worker_registers_again_and_the_room
                     assert state.reserved == ()
                     assert agents_in(user) == [agent]
                     joined = [a[0].identity for a in rec.named("participant_connected")]
-                    assert [i for i in joined if i.startswith("agent-")] == [agent]
+                    # only ever this one agent: whether the user sees it announced again after the restart
+                    # depends on who rejoined first (the same identity with a new sid is a leave + a join)
+                    assert {i for i in joined if i.startswith("agent-")} == {agent}
                     await other.disconnect()
                     await user.disconnect()
 
