@@ -79,6 +79,13 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   when the agent leaves (bounded at 90 s); hang = the agent stops answering, loop alive → observed 20 s.
 - **P8** the dev server runs as its own process; its CPU (`/proc/<pid>/stat` utime+stime) is read around
   each P3 flood: relayed packets per server CPU-second (= per core), and the 15 KB A→B MB/s.
+- **P14/P15** `benchmarks/suite/streams_rpc.py`: two peers of one SDK in a room of `greenroom serve` (its
+  own process), both pairs up at once, taking turns (the official pair's batch, then greenroom's, so a load
+  spike falls on both). P14: 300 sequential `perform_rpc` A → B in 6 batches of 50 (B's handler echoes; v2
+  between these peers, the payload 4 bytes), round trip in A. P15: A `send_text`s 1 MB of ASCII text and
+  `send_file`s 5 MB of random bytes to B, 3 rounds each; MB/s from A's call to B's handler having read the
+  whole stream (system-wide monotonic clock), median. The dev server relays no capabilities, so neither SDK
+  compresses.
 """
 
 
@@ -137,6 +144,11 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
             {"observe": 90.0, "hang_observe": 10.0 if q else 20.0},
             300,
         ),
+        "rpc_streams": (
+            "benchmarks.suite.streams_rpc:rpc_and_streams",
+            {"calls": 50 if q else 300, "rounds": 1 if q else 3},
+            400,
+        ),
         "soak_livekit": (
             "benchmarks.suite.figures:soak",
             {"sdk": "livekit", "cycles": 100 if q else 1000, "max_seconds": 150},
@@ -158,6 +170,7 @@ _FIGURES = {
     "agents_per_process_livekit": "P9",
     "agents_greenroom": "P10/P11",
     "agents_livekit": "P10/P11",
+    "rpc_streams": "P14/P15",
 }
 
 

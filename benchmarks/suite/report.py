@@ -311,6 +311,22 @@ def _p10_p11(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _p14_p15(r: dict[str, Any]) -> list[Row]:
+    ours, theirs = r["greenroom"], r["livekit"]
+    out = []
+    for q in (50, 99):
+        a, b = percentile(ours["rpc_ms"], q), percentile(theirs["rpc_ms"], q)
+        figure = f"P14 RPC round trip p{q} (n={r['calls']})"
+        out.append(_ratio_row(figure, a, b, "ms", goal=1, better="lower"))
+    for key, figure in (
+        ("text_mb_s", "P15 text stream, 1 MB send_text"),
+        ("file_mb_s", "P15 byte stream, 5 MB send_file"),
+    ):
+        a, b = statistics.median(ours[key]), statistics.median(theirs[key])
+        out.append(_ratio_row(f"{figure} (median of {r['rounds']})", a, b, "MB/s", goal=1, better="higher"))
+    return out
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     """Every row the results allow; a failed scenario becomes a row with its error."""
     builders: list[tuple[str, Callable[[], list[Row]]]] = [
@@ -322,6 +338,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P7", lambda: _p7(results["soak_greenroom"], results["soak_livekit"])),
         ("P9", lambda: _p9(results["agents_per_process_greenroom"], results["agents_per_process_livekit"])),
         ("P10/P11", lambda: _p10_p11(results["agents_greenroom"], results["agents_livekit"])),
+        ("P14/P15", lambda: _p14_p15(results["rpc_streams"])),
     ]
     out: list[Row] = []
     for name, build in builders:

@@ -258,8 +258,20 @@ class Peer:
     def _text(cmd: dict[str, Any]) -> str:
         return str(cmd["text"]) if "text" in cmd else str(cmd.get("unit", "é")) * int(cmd["repeat"])
 
+    async def op_rpc_series(self, cmd: dict[str, Any]) -> Any:
+        """``count`` calls one after another; each round trip (perform_rpc → its answer) in milliseconds."""
+        latencies = []
+        for _ in range(cmd["count"]):
+            started = time.perf_counter()
+            await self.room.local_participant.perform_rpc(
+                destination_identity=cmd["to"], method=cmd["method"], payload=cmd.get("payload", "ping")
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+        return {"latency_ms": latencies}
+
     async def op_send_text(self, cmd: dict[str, Any]) -> Any:
         text = self._text(cmd)
+        started = time.monotonic()
         info = await self.room.local_participant.send_text(
             text,
             topic=cmd["topic"],
@@ -270,6 +282,7 @@ class Peer:
             "stream_id": info.stream_id,
             "size": info.size,
             "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "started": started,
         }
 
     async def op_send_bytes(self, cmd: dict[str, Any]) -> Any:
@@ -295,6 +308,7 @@ class Peer:
             "size": info.size,
             "sha256": hashlib.sha256(data).hexdigest(),
             "s": time.monotonic() - started,
+            "started": started,
         }
 
     async def op_stream_text(self, cmd: dict[str, Any]) -> Any:

@@ -207,7 +207,7 @@ def test_a_crashed_participant_actor_loses_no_request() -> None:
         async with testing.stall(b, testing.participant("a")):
             call = asyncio.ensure_future(_call(a, "m", "during the stall"))
             # acked by b's RoomActor on arrival, while the actor that routes it to b's handler is stuck
-            await wait_until(lambda: any(c.acked.done() for c in pending.values()), what="the ack")
+            await wait_until(lambda: any(c.acked for c in pending.values()), what="the ack")
             assert calls == []
         assert await call == "ok"
         old = await testing.crash(b, testing.participant("a"))
@@ -263,3 +263,34 @@ def test_an_old_server_is_refused_before_anything_is_sent() -> None:
         assert (info.value.code, info.value.message) == (1403, "RPC not supported by server")
 
     asyncio.run(scenario())
+
+
+def test_handlers_that_misuse_cancellation() -> None:
+    """A handler raising CancelledError of its own is its failure (1500); one that swallows its deadline's
+    cancellation still ends with 1502, and the callee carries on."""
+
+    async def scenario(server: DevServer) -> None:
+        a, b = await connect(server, "a"), await connect(server, "b")
+        swallowed: list[Any] = []
+
+        async def self_cancelled(data: rtc.RpcInvocationData) -> str:
+            raise asyncio.CancelledError
+
+        async def stubborn(data: rtc.RpcInvocationData) -> str:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                swallowed.append(data.cancel_reason)  # and carries on regardless
+            return "too late"
+
+        b.local_participant.register_rpc_method("self_cancelled", self_cancelled)
+        b.local_participant.register_rpc_method("stubborn", stubborn)
+        b.local_participant.register_rpc_method("echo", lambda d: d.payload)
+        assert (await _error(a, "self_cancelled")).code == Code.APPLICATION_ERROR
+        assert (await _error(a, "stubborn", response_timeout=0.2)).code == Code.RESPONSE_TIMEOUT
+        await wait_until(lambda: swallowed == [Code.RESPONSE_TIMEOUT], what="the swallowed deadline")
+        assert await _call(a, "echo", "fine") == "fine"
+        for room in (a, b):
+            await room.disconnect()
+
+    run_with_server(scenario)

@@ -34,7 +34,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from greenroom.actors.messages import PublishPacket
 from greenroom.codecs import packets
@@ -61,18 +61,32 @@ _log = logging.getLogger("greenroom.rtc.rpc")
 #: Sends ``text`` as a text stream: ``(text, topic, attributes, destinations)``; v2 requests and responses.
 TextSender = Callable[[str, str, packets.Attributes, tuple[str, ...]], Awaitable[None]]
 
-#: How long a cancelled handler may take to unwind before its caller is answered without it.
-_UNWIND_TIMEOUT = 2.0
-
 
 @dataclass(eq=False)
 class _Call:
-    """One outgoing call waiting for its ack and its answer (futures of the user's loop)."""
+    """One outgoing call: its answer (a future of the user's loop) and the timer running for it — the ack's,
+    then, once acked, the answer's. Timers, not ``wait_for``: an answer wakes the caller in one step."""
 
     destination: str
-    acked: asyncio.Future[None]
     answer: asyncio.Future[str]
-    request_id: str = field(default="")
+    request_id: str
+    response_timeout: float
+    acked: bool = False
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+    def fail(self, code: wire.ErrorCode) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(RpcError._built_in(code))
+
+    def ack(self) -> None:
+        """The callee acknowledged: from now on the answer's own timer runs (Rust: after the ack)."""
+        if self.acked:
+            return
+        self.acked = True
+        if self.timer is not None:
+            self.timer.cancel()
+        loop = self.answer.get_loop()
+        self.timer = loop.call_later(self.response_timeout, self.fail, wire.ErrorCode.RESPONSE_TIMEOUT)
 
 
 class RpcEngine:
@@ -98,6 +112,7 @@ class RpcEngine:
         self.interceptors: list[RpcInterceptor] = []
         self._calls: dict[str, _Call] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._invocations: dict[asyncio.Task[Any], RpcInvocationData] = {}  # handlers running, by task
         self._closed = False
 
     def use_streams(self, sender: TextSender) -> None:
@@ -129,22 +144,18 @@ class RpcEngine:
         )
         loop = asyncio.get_running_loop()
         request_id = str(uuid.uuid4())
-        pending = _Call(destination, loop.create_future(), loop.create_future(), request_id)
+        pending = _Call(destination, loop.create_future(), request_id, response_timeout)
         self._calls[request_id] = pending  # before sending: the answer may come back quickly
         try:
             await self._send_request(pending, call, wire.callee_timeout_ms(response_timeout, ack_timeout), v2)
-            try:
-                await asyncio.wait_for(asyncio.shield(pending.acked), ack_timeout)
-            except TimeoutError:
-                raise RpcError._built_in(wire.ErrorCode.CONNECTION_TIMEOUT) from None
-            try:
-                return await asyncio.wait_for(asyncio.shield(pending.answer), response_timeout)
-            except TimeoutError:
-                raise RpcError._built_in(wire.ErrorCode.RESPONSE_TIMEOUT) from None
+            if not pending.acked:  # the ack's timer starts once the request is handed over (as Rust)
+                pending.timer = loop.call_later(ack_timeout, pending.fail, wire.ErrorCode.CONNECTION_TIMEOUT)
+            return await pending.answer
         finally:
             self._calls.pop(request_id, None)
-            for future in (pending.acked, pending.answer):
-                _settle(future)
+            if pending.timer is not None:
+                pending.timer.cancel()
+            _settle(pending.answer)
 
     async def _send_request(self, pending: _Call, call: RpcCallInfo, timeout_ms: int, v2: bool) -> None:
         destinations = (pending.destination,)
@@ -169,8 +180,8 @@ class RpcEngine:
         pending = self._calls.get(request_id)
         if pending is None:
             _log.debug("an ack for no call of ours: %s", request_id)
-        elif not pending.acked.done():
-            pending.acked.set_result(None)
+        else:
+            pending.ack()
 
     def answered(self, request_id: str, payload: str | None, error: RpcError | None) -> None:
         """A call's answer arrived (a v1 response packet, a v2 response stream, or an error packet)."""
@@ -178,8 +189,7 @@ class RpcEngine:
         if pending is None:
             _log.debug("an answer for no call of ours: %s", request_id)
             return
-        if not pending.acked.done():  # the answer overtook the ack: accepted (JS logs it)
-            pending.acked.set_result(None)
+        pending.ack()  # an answer that overtook its ack is accepted (JS logs it)
         if not pending.answer.done():
             if error is not None:
                 pending.answer.set_exception(error)
@@ -190,12 +200,7 @@ class RpcEngine:
         """``identity`` left the room: its calls fail with 1503 now (not at their timeout)."""
         for pending in list(self._calls.values()):
             if pending.destination == identity:
-                self._fail(pending, wire.ErrorCode.RECIPIENT_DISCONNECTED)
-
-    def _fail(self, pending: _Call, code: wire.ErrorCode) -> None:
-        for future in (pending.acked, pending.answer):
-            if not future.done():
-                future.set_exception(RpcError._built_in(code))
+                pending.fail(wire.ErrorCode.RECIPIENT_DISCONNECTED)
 
     # -- callee ---------------------------------------------------------------------------------------------
 
@@ -223,10 +228,28 @@ class RpcEngine:
                 reader.close()
                 self._spawn(self._refuse(identity, request.request_id, wire.ErrorCode.UNSUPPORTED_VERSION))
                 return
-            self._spawn(self._read_request(identity, request, reader))
+            complete = reader._complete()  # a single-packet stream: no need for a task to read it
+            if complete is None:
+                self._spawn(self._read_request(identity, request, reader))
+            else:
+                self._spawn(self._answer(self._invocation(identity, request, "".join(complete)), v2=True))
+            return
+        request_id = (reader.info.attributes or {}).get(wire.ATTR_REQUEST_ID, "")
+        pending = self._calls.get(request_id)
+        if pending is None or pending.destination != identity:  # not ours, or not from the callee (as JS)
+            _log.debug("an answer stream for no call of ours: %s from %s", request_id, identity)
+            reader.close()
+            return
+        complete = reader._complete()
+        if complete is None:
+            self._spawn(self._read_answer(request_id, reader))
         else:
-            request_id = (reader.info.attributes or {}).get(wire.ATTR_REQUEST_ID, "")
-            self._spawn(self._read_answer(identity, request_id, reader))
+            self.answered(request_id, "".join(complete), None)
+
+    @staticmethod
+    def _invocation(identity: str, request: wire.V2Request, payload: str) -> RpcInvocationData:
+        seconds = request.response_timeout_ms / 1000
+        return RpcInvocationData(request.request_id, identity, payload, seconds, method=request.method)
 
     async def _read_request(self, identity: str, request: wire.V2Request, reader: TextStreamReader) -> None:
         try:
@@ -235,16 +258,9 @@ class RpcEngine:
             why = f"Failed to read request stream: {exc.description}"
             await self._refuse(identity, request.request_id, wire.ErrorCode.APPLICATION_ERROR, why)
             return
-        seconds = request.response_timeout_ms / 1000
-        invocation = RpcInvocationData(request.request_id, identity, payload, seconds, method=request.method)
-        await self._answer(invocation, v2=True)
+        await self._answer(self._invocation(identity, request, payload), v2=True)
 
-    async def _read_answer(self, identity: str, request_id: str, reader: TextStreamReader) -> None:
-        pending = self._calls.get(request_id)
-        if pending is None or pending.destination != identity:  # not ours, or not from the callee (as JS)
-            _log.debug("an answer stream for no call of ours: %s from %s", request_id, identity)
-            reader.close()
-            return
+    async def _read_answer(self, request_id: str, reader: TextStreamReader) -> None:
         try:
             payload = await reader.read_all()
         except StreamError as exc:
@@ -289,31 +305,43 @@ class RpcEngine:
         await self._respond(caller, response)
 
     async def _run_chain(self, invocation: RpcInvocationData) -> str | None:
-        """The interceptors and the handler, under the caller's deadline (→ 1502) and the room (→ 1503)."""
-        chain = chain_incoming(list(self.interceptors), self._invoke_handler)
-        task = asyncio.ensure_future(chain(invocation))
-        try:
-            done, _ = await asyncio.wait({task}, timeout=invocation.response_timeout)
-        except asyncio.CancelledError:  # the room disconnected
-            invocation.cancel_reason = wire.ErrorCode.RECIPIENT_DISCONNECTED
-            await self._unwind(task, invocation)
-            raise
-        if not done:
-            invocation.cancel_reason = wire.ErrorCode.RESPONSE_TIMEOUT
-            await self._unwind(task, invocation)
-            raise RpcError._built_in(wire.ErrorCode.RESPONSE_TIMEOUT)
-        if task.cancelled():  # the handler let a CancelledError of its own escape: its failure
-            _log.warning("RPC handler for %r raised CancelledError", invocation.method)
-            raise RpcError._built_in(wire.ErrorCode.APPLICATION_ERROR)
-        return task.result()
+        """The interceptors and the handler, in this task, under the caller's deadline (→ 1502).
 
-    @staticmethod
-    async def _unwind(task: asyncio.Future[str | None], invocation: RpcInvocationData) -> None:
-        task.cancel()
-        _, pending = await asyncio.wait({task}, timeout=_UNWIND_TIMEOUT)
-        if pending:
-            _log.warning("RPC handler for %r ignored its cancellation", invocation.method)
-        task.add_done_callback(_consume)
+        The deadline is a timer that sets ``cancel_reason`` and then cancels this task (as ``asyncio.timeout``
+        does, but naming the reason first, as ``livekit.rtc``); a cancellation from outside (the room
+        disconnecting, :meth:`close`) propagates, and a ``CancelledError`` the handler raises on its own is
+        its failure (1500). Run in the answering task itself — no task per call — a handler that ignores its
+        cancellation delays its own answer, which the caller's timer has made moot by then.
+        """
+        chain = chain_incoming(list(self.interceptors), self._invoke_handler)
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def deadline() -> None:
+            nonlocal fired
+            fired = True
+            invocation.cancel_reason = wire.ErrorCode.RESPONSE_TIMEOUT
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(invocation.response_timeout, deadline)
+        self._invocations[task] = invocation
+        try:
+            result = await chain(invocation)
+        except asyncio.CancelledError:
+            if fired and task.uncancel() == 0:
+                raise RpcError._built_in(wire.ErrorCode.RESPONSE_TIMEOUT) from None
+            if task.cancelling() == 0:  # nobody cancelled us: the handler raised it
+                _log.warning("RPC handler for %r raised CancelledError", invocation.method)
+                raise RpcError._built_in(wire.ErrorCode.APPLICATION_ERROR) from None
+            raise
+        finally:
+            timer.cancel()
+            del self._invocations[task]
+        if fired:  # the handler swallowed its cancellation and returned: too late all the same
+            task.uncancel()
+            raise RpcError._built_in(wire.ErrorCode.RESPONSE_TIMEOUT)
+        return result
 
     async def _invoke_handler(self, invocation: RpcInvocationData) -> str | None:
         handler = self.handlers.get(invocation.method)
@@ -346,8 +374,11 @@ class RpcEngine:
         """The room disconnected: calls in flight fail with 1503 and running handlers are cancelled."""
         self._closed = True
         for pending in list(self._calls.values()):
-            self._fail(pending, wire.ErrorCode.RECIPIENT_DISCONNECTED)
+            pending.fail(wire.ErrorCode.RECIPIENT_DISCONNECTED)
         for task in self._running:
+            invocation = self._invocations.get(task)
+            if invocation is not None and invocation.cancel_reason is None:
+                invocation.cancel_reason = wire.ErrorCode.RECIPIENT_DISCONNECTED  # named before the cancel
             task.cancel()
 
     async def drain(self) -> None:
@@ -357,15 +388,9 @@ class RpcEngine:
             await asyncio.gather(*running, return_exceptions=True)
 
 
-def _settle(future: asyncio.Future[object] | asyncio.Future[None] | asyncio.Future[str]) -> None:
+def _settle(future: asyncio.Future[str]) -> None:
     """Cancel a call's future, or retrieve its outcome so the loop does not report it as never retrieved."""
     if not future.done():
         future.cancel()
     elif not future.cancelled():
         future.exception()
-
-
-def _consume(task: asyncio.Future[str | None]) -> None:
-    """Retrieve what a cancelled handler raised while unwinding (nobody else will)."""
-    if not task.cancelled() and task.exception() is not None:
-        _log.warning("an RPC handler raised while being cancelled", exc_info=task.exception())

@@ -25,6 +25,7 @@ import asyncio
 import collections
 import dataclasses
 import inspect
+import itertools
 import logging
 import mimetypes
 import os
@@ -103,6 +104,14 @@ class StreamSender:
     ) -> None:
         """Send ``values`` in order, up to :data:`WINDOW` in flight (each request reaches the RoomActor in the
         order it was made), so a long stream is not one round trip per chunk."""
+        first = next(values, None)
+        if first is None:
+            return
+        following = next(values, None)
+        if following is None:  # one packet (a single-packet stream): no window to keep
+            await self.packet(first, destinations, identity)
+            return
+        values = itertools.chain((first, following), values)
         in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
         try:
             for value in values:
@@ -397,8 +406,8 @@ class StreamHub:
                 byte_info(header), on_close=self._closer(stream_id), account=self._account
             )
         self._readers[stream_id] = reader
+        self._apply(out, stream_id, identity)  # a single-packet stream is complete before its handler runs
         self._call(handler, reader, identity, topic)
-        self._apply(out, stream_id, identity)
 
     def _handler_for(self, header: packets.StreamHeader, text: bool) -> Callable[..., Any] | None:
         if header.topic in _INTERNAL:

@@ -167,6 +167,15 @@ class _Reader(Generic[T, I]):
             if self._on_close is not None:
                 self._on_close()
 
+    def _complete(self) -> list[T] | None:
+        """Everything, taken now, if the stream already ended normally and nothing was read (a single-packet
+        stream); else ``None`` and nothing changes. Lets RPC answer without a reading task."""
+        if not self._ended or self._error is not None or self._closed:
+            return None
+        chunks = list(self._chunks)
+        self.close()
+        return chunks
+
     # -- fed by the room (greenroom.rtc._streams) -----------------------------------------------------------
 
     def _push(self, chunk: T) -> None:
