@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import faulthandler
 import multiprocessing
 import os
 import socket
@@ -224,6 +225,7 @@ def test_connect_errors_carry_the_reason_and_leave_nothing(server: DevServer) ->
 
 def _child_session(url: str, token: str, parent: str) -> dict[str, Any]:
     """In the child: check an inherited room is refused, join, talk to ``parent``, leave; report."""
+    faulthandler.dump_traceback_later(30, exit=False)  # where a hung child waits (to stderr)
     refused = ""
     if _INHERITED is not None:
         try:
@@ -237,6 +239,7 @@ def _child_session(url: str, token: str, parent: str) -> dict[str, Any]:
         assert_eventually(lambda: parent in room.remote_participants, timeout=10)
         room.local_participant.publish_data(identity.encode(), destination_identities=[parent], topic="child")
         reply = room.wait_for("data_received", lambda p: p.topic == "reply", timeout=10).args[0]
+    faulthandler.cancel_dump_traceback_later()
     return {
         "pid": os.getpid(),
         "reply": reply.data.decode(),
@@ -247,16 +250,18 @@ def _child_session(url: str, token: str, parent: str) -> dict[str, Any]:
     }
 
 
-def _talk_to_child(server: DevServer, method: str) -> dict[str, Any]:
+def _talk_to_child(url: str, tokens: dict[str, str], method: str) -> dict[str, Any]:
+    """Connect a "parent" room, use it, start a child process with ``method``, talk to it; report."""
     global _INHERITED
-    parent = _connected(server, "parent")
+    parent = SyncRoom()
+    parent.connect(url, tokens["parent"], timeout=15)
     parent.local_participant.set_metadata("used before the fork")  # the runtime and event threads run
     _INHERITED = parent
     try:
         context = multiprocessing.get_context(method)
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
             child = f"child-{method}"
-            future = pool.submit(_child_session, server.url, server.mint_token(child, "r1"), "parent")
+            future = pool.submit(_child_session, url, tokens[child], "parent")
             event: SyncEvent = parent.wait_for("data_received", lambda p: p.topic == "child", timeout=40)
             assert event.args[0].data == child.encode()
             parent.local_participant.publish_data(
@@ -276,11 +281,21 @@ def _talk_to_child(server: DevServer, method: str) -> dict[str, Any]:
         parent.disconnect()
 
 
+def _tokens(server: DevServer, method: str) -> dict[str, str]:
+    grants: dict[str, Any] = {"can_update_own_metadata": True}
+    return {name: server.mint_token(name, "r1", **grants) for name in ("parent", f"child-{method}")}
+
+
 def test_from_a_spawned_child(server: DevServer) -> None:
-    result = _talk_to_child(server, "spawn")
+    result = _talk_to_child(server.url, _tokens(server, "spawn"), "spawn")
     assert result["refused"] == ""  # a spawned child inherits nothing
 
 
 def test_from_a_forked_child_after_the_parent_used_greenroom(server: DevServer) -> None:
-    result = _talk_to_child(server, "fork")
+    """The forking parent is a fresh process that used greenroom (as a user's worker would), not this test
+    runner: forking the runner, which carries the threads left by hundreds of earlier tests, hung the child
+    twice in ~1,000-test runs on a loaded machine (cause not yet found; the child dumps its stacks after 30 s
+    to say where, should it happen again here)."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+        result = fresh.submit(_talk_to_child, server.url, _tokens(server, "fork"), "fork").result(timeout=90)
     assert "created in process" in result["refused"]
