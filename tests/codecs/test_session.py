@@ -296,3 +296,12 @@ def test_transition_tables_cover_every_state() -> None:
     assert set(CLIENT_RECEIVE) == set(CLIENT_SEND) == set(ClientState)
     assert set(SERVER_RECEIVE) == set(SERVER_SEND) == set(ServerState)
     assert all(not row for row in (CLIENT_RECEIVE[ClientState.CLOSED], SERVER_SEND[ServerState.CLOSED]))
+
+
+def test_server_sends_an_update_encoded_once_for_many_sessions_with_each_ones_checks() -> None:
+    update = sig.RefreshToken("t")
+    encoded = sig.encode_response(update)
+    joined = joined_pair().server
+    assert joined.send(update, encoded=encoded) is encoded
+    with pytest.raises(LocalProtocolError):
+        ServerSignalSession(0.0).send(update, encoded=encoded)  # the state is still checked

@@ -4,10 +4,11 @@ A separate process, so that what the flood costs the *attacker* (encoding 300,00
 clients) neither slows the well-behaved pair nor counts in the server's memory: ``tests/devserver/floods.py``
 runs the server and the pair in the test's process and measures those alone.
 
-Protocol: the command is one JSON object in ``argv[1]`` — ``{"case", "url", "host", "port", "tokens",
-"scale"}``. The attacker runs the attack, prints ``RESULT <json>`` (what it observed: what the server told it,
-how far it got), then keeps its connections open until its stdin closes, so that the test can look at the
-server while the attacker is still there; then it closes everything and exits 0.
+Protocol: the command is one JSON object in the file named by ``argv[1]`` — ``{"case", "url", "host",
+"port", "tokens", "scale"}`` (a file: thousands of tokens do not fit in an argument). The attacker runs the
+attack, prints ``RESULT <json>`` (what it observed: what the server told it, how far it got), then keeps its
+connections open until its stdin closes, so that the test can look at the server while the attacker is still
+there; then it closes everything and exits 0.
 """
 
 from __future__ import annotations
@@ -347,8 +348,10 @@ async def _main(command: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    """Run the attack named in the JSON command of ``argv[1]``."""
-    asyncio.run(_main(json.loads(sys.argv[1])))
+    """Run the attack named in the JSON command in the file ``argv[1]``."""
+    with open(sys.argv[1], encoding="utf-8") as file:
+        command = json.load(file)
+    asyncio.run(_main(command))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import gc
 import json
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -202,8 +203,11 @@ class Outcome:
 Scenario = Callable[[DevServer, Pair, Memory], Awaitable[dict[str, Any]]]
 
 
-async def run_flood(case: str, server: DevServer, scenario: Scenario, *, pair_after: int = 20) -> Outcome:
-    """Run ``scenario`` beside a well-behaved pair, with memory measured (see the module docstring).
+async def run_flood(
+    case: str, server: DevServer, scenario: Scenario, *, pair_after: int = 20, settle: float = 15
+) -> Outcome:
+    """Run ``scenario`` beside a well-behaved pair, with memory measured (see the module docstring); memory
+    must be back within ``settle`` seconds of the server forgetting the attacker.
 
     Raises:
         AssertionError: the pair lost, reordered or stalled a packet, did not deliver ``pair_after`` packets
@@ -229,7 +233,7 @@ async def run_flood(case: str, server: DevServer, scenario: Scenario, *, pair_af
                 timeout=15,
                 what=lambda: f"the server to forget the attackers ({sorted(server._sessions)})",
             )
-            await memory.back_to_baseline(pair.trim)
+            await memory.back_to_baseline(pair.trim, settle)
         finally:
             await pair.close()
         return Outcome(case, observed, figures, memory.figures(), server.stats.as_dict())
@@ -244,8 +248,9 @@ async def run_flood(case: str, server: DevServer, scenario: Scenario, *, pair_af
 class Attacker:
     """One ``python -m tests.devserver.attacker`` process: its result, then its end (see that module)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, command: Path) -> None:
         self._proc = proc
+        self._command = command
 
     @classmethod
     async def start(cls, case: str, server: DevServer, tokens: dict[str, str], **scale: Any) -> Attacker:
@@ -258,13 +263,15 @@ class Attacker:
             "tokens": tokens,
             "scale": scale,
         }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+            json.dump(command, file)  # thousands of tokens do not fit in an argument
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.devserver.attacker", json.dumps(command),
+            sys.executable, "-m", "tests.devserver.attacker", file.name,
             cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        return cls(proc)
+        return cls(proc, Path(file.name))
 
-    async def result(self, timeout: float = 120) -> dict[str, Any]:
+    async def result(self, timeout: float = 600) -> dict[str, Any]:
         """What the attacker observed, once its attack is done (it stays connected)."""
         assert self._proc.stdout is not None
         async with asyncio.timeout(timeout):
@@ -285,6 +292,7 @@ class Attacker:
             if self._proc.returncode is None:
                 self._proc.kill()
                 await self._proc.wait()
+            self._command.unlink(missing_ok=True)
 
 
 async def attack(
@@ -376,7 +384,7 @@ async def undeliverable_data(
     # every packet was relayed: queued, dropped, or the one the pump holds while it waits for the channel
     await wait_until(
         lambda: len(session._data) + session._data.dropped >= packets - 1,
-        timeout=60,
+        timeout=max(60.0, packets / 2),
         what=lambda: (
             f"{packets} packets relayed (queued {len(session._data)}, dropped {session._data.dropped})"
         ),

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.limits import Limits
 from greenroom.devserver.server import DevServer
 from greenroom.fleet.pool import Host, HostOptions, auto_processes
 from greenroom.fleet.report import Reporter, summary
@@ -103,7 +104,9 @@ async def _run(args: argparse.Namespace, spec: FleetSpec, env: Mapping[str, str]
     )
     async with contextlib.AsyncExitStack() as stack:
         if server is None:
-            dev = await stack.enter_async_context(DevServer(ServerConfig(port=0)))
+            # every bot of this machine connects from one address: no per-address connect limit here
+            limits = Limits(connect_rate=10_000, connect_burst=100_000)
+            dev = await stack.enter_async_context(DevServer(ServerConfig(port=0, limits=limits)))
             key = dev.config.api_key
             server = ServerSpec(dev.url, key, dev.config.keys[key])
             print(f"embedded dev server at {dev.url}", file=out, flush=True)

@@ -297,8 +297,13 @@ class ServerSignalSession(_Session[ServerState, SignalRequestMessage]):
         out, self._outgoing = self._outgoing, []
         return out
 
-    def send(self, msg: SignalResponseMessage) -> bytes:
+    def send(self, msg: SignalResponseMessage, *, encoded: bytes | None = None) -> bytes:
         """Encode one response after checking it is allowed now.
+
+        Args:
+            msg: the response.
+            encoded: ``encode_response(msg)`` when the caller already has it — a server sending one update
+                to every member of a room encodes it once, not once per member.
 
         Raises:
             LocalProtocolError: not allowed in this state (anything but ``join``/``reconnect``/``leave``
@@ -307,7 +312,7 @@ class ServerSignalSession(_Session[ServerState, SignalRequestMessage]):
         """
         if isinstance(msg, JoinResponse):
             _check_join(msg)
-        data = encode_response(msg)
+        data = encode_response(msg) if encoded is None else encoded
         self._advance(SERVER_SEND, msg, remote=False, leave_reason="")
         if isinstance(msg, JoinResponse):
             self.ping_timeout = float(msg.ping_timeout)

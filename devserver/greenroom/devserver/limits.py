@@ -72,11 +72,13 @@ class Limits:
         data_queue_bytes: the same bound in bytes (4 MiB: livekit-server drops downstream data once a
             channel's buffered amount passes its threshold, ``rtc/transport.go``
             ``ErrDataChannelBufferFull``).
-        connect_rate: ``/rtc`` requests per second from one address (livekit-server: none; chosen).
-        connect_burst: the bucket size for ``connect_rate``.
+        connect_rate: ``/rtc`` requests per second from one address (livekit-server: none; chosen: a join
+            costs the server a few ms of CPU, and the issue's collapse came at 200-300 joins/s).
+        connect_burst: the bucket size for ``connect_rate`` (300: the benchmarks join 250 bots at once).
         connect_wait: the longest a connect over the rate is held before it is served (pacing). Policy: a
             connect whose turn is further away is refused at once with ``429 Too Many Requests`` and
-            ``Retry-After``.
+            ``Retry-After``. 2 s: the wait happens before the upgrade completes, and clients time that out
+            (the Rust SDK waits 5 s for the JoinResponse, the websockets client 10 s for the handshake).
         connect_addresses: remote addresses tracked by the connect gate (the least recently seen is
             forgotten).
         max_header_size: the longest request line or header line (a token in ``Authorization`` or the
@@ -97,8 +99,8 @@ class Limits:
     data_queue_packets: int = 4096
     data_queue_bytes: int = 4 << 20
     connect_rate: float = 50.0
-    connect_burst: int = 100
-    connect_wait: float = 10.0
+    connect_burst: int = 300
+    connect_wait: float = 2.0
     connect_addresses: int = 65_536
     max_header_size: int = 1 << 20
     max_headers: int = 32

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol, assert_never
 
@@ -64,6 +64,7 @@ from greenroom.codecs.signalling import (
     UpdateMetadata,
     UpdateSubscription,
     UpdateTrackSettings,
+    encode_response,
 )
 from greenroom.devserver.config import SERVER_VERSION, ServerConfig
 from greenroom.devserver.front import SignalSocket
@@ -92,7 +93,7 @@ from greenroom.runtime.peer import (
     TrackReceived,
 )
 
-__all__ = ["Hub", "ParticipantSession"]
+__all__ = ["Hub", "ParticipantSession", "broadcast"]
 
 _log = logging.getLogger("greenroom.devserver.participant")
 
@@ -268,27 +269,11 @@ class ParticipantSession(SessionMedia):
         self._log.info("session ended (%s)", self._end.reason.name)
 
     async def _read(self) -> _End:
-        # Flow control: the client's requests are read only while its own queue is at most half full, so
-        # its pongs and answers never overflow it while the writer is simply behind; a queue that does not
-        # drain within ping_timeout means the client does not read (see _fell_behind).
-        low_water = self._limits.signal_queue_frames // 2
         frames = 0
         while True:
-            try:
-                async with asyncio.timeout(self._config.ping_timeout):
-                    await self._outbox.below(low_water)
-            except TimeoutError:
-                self._fell_behind(f"not drained in {self._config.ping_timeout} s")
-                return self._end or _End(DisconnectReason.CONNECTION_TIMEOUT, send_leave=False)
-            try:
-                async with asyncio.timeout(self._config.ping_timeout):
-                    frame = await self._ws.recv()
-            except TimeoutError:
-                return _End(DisconnectReason.CONNECTION_TIMEOUT)
-            except ConnectionClosed as exc:
-                if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
-                    self._log.warning("closed: signal frame above %d bytes", self._config.max_signal_size)
-                return self._end or _End(DisconnectReason.SIGNAL_CLOSE, send_leave=False)
+            frame = await self._next_frame()
+            if isinstance(frame, _End):
+                return frame
             frames += 1
             if frames % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # frames already buffered never make recv() wait: let the others run
@@ -308,15 +293,43 @@ class ParticipantSession(SessionMedia):
                     return _End(DisconnectReason.CLIENT_INITIATED, send_leave=False)
                 await self._handle(message)
 
+    async def _next_frame(self) -> bytes | str | _End:
+        """The next signal frame, or why the session ends: silent for ``ping_timeout``, closed, not reading.
+
+        Flow control: a frame is read only while the session's own queue is at most half full, so the
+        client's pongs and answers cannot overflow it while the writer is merely behind (a burst of 500
+        pings overflowed it before the writer ran once); a queue that does not drain within
+        ``ping_timeout`` means the client does not read (:meth:`_fell_behind`).
+        """
+        timeout = self._config.ping_timeout
+        low_water = self._limits.signal_queue_frames // 2
+        if len(self._outbox) > low_water:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._outbox.below(low_water)
+            except TimeoutError:
+                self._fell_behind(f"not drained in {timeout} s")
+                return self._end or _End(DisconnectReason.CONNECTION_TIMEOUT, send_leave=False)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._ws.recv()
+        except TimeoutError:
+            return _End(DisconnectReason.CONNECTION_TIMEOUT)
+        except ConnectionClosed as exc:
+            if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
+                self._log.warning("closed: signal frame above %d bytes", self._config.max_signal_size)
+            return self._end or _End(DisconnectReason.SIGNAL_CLOSE, send_leave=False)
+
     # --- outgoing ----------------------------------------------------------------------------------
 
     # One ordered outbox per session: a ParticipantUpdate carrying a track must reach the client before the
     # subscriber offer that carries its media (signal-protocol.md §6.7, trap 10 of §11.5), and broadcasts
     # queued by other sessions must never interleave with this session's own frames.
-    def signal(self, message: SignalResponseMessage) -> None:
-        """Queue one ``SignalResponse`` (sent in order by the writer); dropped once the session closed."""
+    def signal(self, message: SignalResponseMessage, *, encoded: bytes | None = None) -> None:
+        """Queue one ``SignalResponse`` (sent in order by the writer); dropped once the session closed.
+        ``encoded``: its encoding, when the same message goes to many sessions (:func:`broadcast`)."""
         try:
-            frame = self._sig.send(message)
+            frame = self._sig.send(message, encoded=encoded)
         except LocalProtocolError as exc:
             self._log.debug("not sent: %s", exc)
             return
@@ -393,12 +406,10 @@ class ParticipantSession(SessionMedia):
                 self._log.warning("could not deliver a packet on %s: %s", label, exc)
 
     def _broadcast(self, info: ParticipantInfo, *, to_self: bool) -> None:
-        for other in self.room.audience(self.member):
-            session = self._hub.session_of(self.room, other.identity)
-            if session is not None:
-                session.announce(info)
-        if to_self:
-            self.announce(info)
+        hub, room = self._hub, self.room
+        sessions = (hub.session_of(room, member.identity) for member in room.audience(self.member))
+        audience = [session for session in sessions if session is not None]
+        broadcast([*audience, self] if to_self else audience, ParticipantUpdate((info,)))
 
     # --- join (JoinResponse, then the subscriber offer) ---------------------------------------------
 
@@ -421,10 +432,8 @@ class ParticipantSession(SessionMedia):
         # (livekit-server removes the old participant, DUPLICATE_IDENTITY, before the new one joins).
         evicted_visible = evicted is not None and not (evicted.permission and evicted.permission.hidden)
         if evicted is not None and evicted_visible:
-            for other in self.room:
-                session = self._hub.session_of(self.room, other.identity)
-                if other is not self.member and session is not None:
-                    session.announce(evicted)
+            others = [self._hub.session_of(self.room, m.identity) for m in self.room if m is not self.member]
+            broadcast([s for s in others if s is not None], ParticipantUpdate((evicted,)))
         self._broadcast(self.member.info(), to_self=False)
         if evicted_visible or not self.member.hidden:
             self._hub.room_changed(self.room)
@@ -609,6 +618,16 @@ class ParticipantSession(SessionMedia):
             if info is not None:
                 self._broadcast(info, to_self=True)
                 self._hub.emit("participant_joined", self.room, participant=info)
+
+
+def broadcast(sessions: Iterable[ParticipantSession], message: SignalResponseMessage) -> None:
+    """Send ``message`` to every session, encoded once: a join or a leave in a room of N members sends N
+    updates, and encoding each one again made a join's cost grow with the room (issue 17's churn)."""
+    sessions = list(sessions)
+    if sessions:
+        encoded = encode_response(message)
+        for session in sessions:
+            session.signal(message, encoded=encoded)
 
 
 def _reason(name: str) -> DisconnectReason:

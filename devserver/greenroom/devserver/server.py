@@ -56,6 +56,7 @@ from greenroom.codecs.signalling import (
     ConnectionQualityUpdate,
     JoinParams,
     Leave,
+    ParticipantUpdate,
     RoomUpdate,
     SpeakersChanged,
 )
@@ -67,7 +68,7 @@ from greenroom.devserver.dispatch import AgentDispatcher, Dispatch, JobRecord, d
 from greenroom.devserver.forwarding import SpeakerDetector, max_bundle
 from greenroom.devserver.front import HandshakeFailedError, HttpFront, SignalSocket, accept_websocket
 from greenroom.devserver.limits import ConnectGate, ServerStats
-from greenroom.devserver.participant import ParticipantSession
+from greenroom.devserver.participant import ParticipantSession, broadcast
 from greenroom.devserver.room import (
     Admission,
     AgentSpec,
@@ -484,10 +485,7 @@ class DevServer:
         if info is None or member.hidden:
             self.media_changed(session.room)
             return
-        for member in session.room:
-            other = self.session_of(session.room, member.identity)
-            if other is not None:
-                other.announce(info)
+        broadcast(self._sessions_of(session.room), ParticipantUpdate((info,)))
         self.room_changed(session.room)
         self.media_changed(session.room)  # after the DISCONNECTED update: unsubscribe its tracks
 
@@ -500,11 +498,7 @@ class DevServer:
 
     def room_changed(self, room: Room) -> None:
         """``room_update`` to every member (``room`` is always set: the Rust SDK unwraps it)."""
-        update = RoomUpdate(room.info())
-        for member in room:
-            session = self.session_of(room, member.identity)
-            if session is not None:
-                session.signal(update)
+        broadcast(self._sessions_of(room), RoomUpdate(room.info()))
 
     # --- SpeakersChanged / ConnectionQualityUpdate ---------------------------------------------------
 
@@ -531,8 +525,7 @@ class DevServer:
         levels = {s.member.sid: s.audio_level(now) for s in sessions if not s.member.hidden}
         speakers = detector.update(levels)
         if speakers is not None:
-            for session in sessions:
-                session.signal(SpeakersChanged(speakers))
+            broadcast(sessions, SpeakersChanged(speakers))
 
     async def _update_quality(self, room: Room) -> None:
         """``connection_quality`` for every visible participant, to everyone (packet loss → quality) — only
@@ -544,8 +537,7 @@ class DevServer:
             return
         self._qualities[room.name] = updates
         if updates:
-            for session in sessions:
-                session.signal(ConnectionQualityUpdate(updates))
+            broadcast(sessions, ConnectionQualityUpdate(updates))
 
     async def _reap_rooms(self) -> None:
         """Close rooms that stayed empty for their ``empty_timeout``."""
