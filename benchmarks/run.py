@@ -77,6 +77,11 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   official client in a fresh room per fault): crash = the entrypoint raises → when the agent leaves, the
   status its worker reports, whether anything answers again; blocked = `time.sleep` on the job's loop →
   when the agent leaves (bounded at 90 s); hang = the agent stops answering, loop alive → observed 20 s.
+- **S1** greenroom's dev server only: the floods of issue 17 at its scale (`benchmarks/server_floods.py`,
+  scenarios in `tests/devserver/floods.py`, the attacker its own process), each beside a well-behaved pair
+  in the same room sending numbered reliable packets one at a time: the pair's p99 from the flood's start
+  until it delivered 20 packets after the bound applied, and the server process's `tracemalloc` peak and
+  final value above the baseline taken before the flood.
 - **P8** the dev server runs as its own process; its CPU (`/proc/<pid>/stat` utime+stime) is read around
   each P3 flood: relayed packets per server CPU-second (= per core), and the 15 KB A→B MB/s.
 - **P14/P15** `benchmarks/suite/streams_rpc.py`: two peers of one SDK in a room of `greenroom serve` (its
@@ -154,6 +159,7 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
             {"sdk": "livekit", "cycles": 100 if q else 1000, "max_seconds": 150},
             400,
         ),
+        "floods": ("benchmarks.server_floods:scenario", {"quick": q}, 1200),
     }
 
 
@@ -171,6 +177,7 @@ _FIGURES = {
     "agents_greenroom": "P10/P11",
     "agents_livekit": "P10/P11",
     "rpc_streams": "P14/P15",
+    "floods": "S1",
 }
 
 

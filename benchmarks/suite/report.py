@@ -327,6 +327,27 @@ def _p14_p15(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _s1(r: dict[str, Any]) -> list[Row]:
+    """One row per flood: the well-behaved pair's p99 while it ran, and the server's memory."""
+    out = []
+    for flood in r["floods"]:
+        pair, memory = flood["pair"], flood["memory"]
+        applied = ", ".join(f"{k}={v}" for k, v in flood["stats"].items())
+        out.append(
+            Row(
+                f"S1 {flood['case']}: others' p99",
+                pair.get("p99_ms"),
+                None,
+                "ms",
+                note=f"max {pair.get('max_ms')} ms over {pair.get('packets')} packets; memory peak "
+                f"+{memory['peak_mb']} MB, after +{memory['after_mb']} MB; {applied}",
+            )
+        )
+    for case, error in r.get("errors", {}).items():
+        out.append(Row(f"S1 {case} (failed)", None, None, "", note=str(error)[:300]))
+    return out
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     """Every row the results allow; a failed scenario becomes a row with its error."""
     builders: list[tuple[str, Callable[[], list[Row]]]] = [
@@ -339,6 +360,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P9", lambda: _p9(results["agents_per_process_greenroom"], results["agents_per_process_livekit"])),
         ("P10/P11", lambda: _p10_p11(results["agents_greenroom"], results["agents_livekit"])),
         ("P14/P15", lambda: _p14_p15(results["rpc_streams"])),
+        ("S1", lambda: _s1(results["floods"])),
     ]
     out: list[Row] = []
     for name, build in builders:
