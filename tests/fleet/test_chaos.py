@@ -13,6 +13,7 @@ draws (each round, every ``Chaotic`` bot — 10 % of the fleet — crashes with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -42,20 +43,43 @@ PER_ROOM = 10
 
 @dataclass(frozen=True)
 class Counts:
-    actors: int
-    threads: int
-    fds: int
-    tasks: int
+    """What the process holds, by identity (so a thread of an earlier test that ends meanwhile is not
+    mistaken for anything, and a new one is seen even if an old one ended)."""
+
+    actors: frozenset[str]
+    threads: frozenset[tuple[int | None, str]]
+    fds: frozenset[tuple[str, str]]
+    tasks: frozenset[int]
+
+    def new_since(self, before: Counts) -> dict[str, list[Any]]:
+        """What this holds that ``before`` did not (empty: nothing leaked)."""
+        found: dict[str, list[Any]] = {
+            "actors": sorted(self.actors - before.actors),
+            "threads": sorted(self.threads - before.threads, key=str),
+            "fds": sorted(self.fds - before.fds),
+            "tasks": sorted(self.tasks - before.tasks),
+        }
+        return {kind: items for kind, items in found.items() if items}
 
 
-async def _tasks() -> int:
+async def _tasks() -> frozenset[int]:
     current = asyncio.current_task()
-    return sum(1 for t in asyncio.all_tasks() if t is not current)
+    return frozenset(id(t) for t in asyncio.all_tasks() if t is not current)
+
+
+def _fds() -> frozenset[tuple[str, str]]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd is gone by now
+            found.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
+    return frozenset(found)
 
 
 async def counts() -> Counts:
     tasks = await asyncio.wrap_future(runtime.submit(_tasks()))
-    return Counts(len(live_actors()), threading.active_count(), len(os.listdir("/proc/self/fd")), tasks)
+    actors = frozenset(f"{ref.actor_class.__name__} {ref.actor_urn}" for ref in live_actors())
+    threads = frozenset((t.ident, t.name) for t in threading.enumerate())
+    return Counts(actors, threads, _fds(), tasks)
 
 
 def fleet(n: int) -> tuple[BotSpec, ...]:
@@ -156,10 +180,9 @@ def test_every_bot_comes_back_and_nothing_leaks(request: pytest.FixtureRequest) 
 async def counts_back_to(baseline: Counts, *, timeout: float) -> None:
     """Wait until the process is back to ``baseline`` (actors and sockets close asynchronously)."""
     deadline = time.monotonic() + timeout
-    while (now := await counts()) != baseline:
+    while leaked := (await counts()).new_since(baseline):
         if time.monotonic() >= deadline:
-            actors, threads = await _describe_actors(), _threads()
-            raise AssertionError(f"leak: {now} after, {baseline} before; actors {actors}; threads {threads}")
+            raise AssertionError(f"leak: {leaked}; live actors {await _describe_actors()}")
         await asyncio.sleep(POLL)  # the polling interval of a condition wait
 
 
@@ -183,10 +206,6 @@ def _more_reconnects(before: int) -> Callable[[RunnerReport], bool]:
 
 def _members(observer: rtc.Room, members: set[str]) -> Callable[[], bool]:
     return lambda: set(observer.remote_participants) == members
-
-
-def _threads() -> list[str]:
-    return sorted(t.name for t in threading.enumerate())
 
 
 def _crashed(got: RunnerReport) -> bool:
