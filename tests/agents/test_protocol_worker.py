@@ -119,8 +119,10 @@ async def ask_agent(room: rtc.Room, text: str, *, resend: bool = True) -> str:
     answers: list[str] = []
 
     def on_data(packet: rtc.DataPacket) -> None:
-        if packet.topic == "answer":
-            answers.append(bytes(packet.data).decode())
+        answer = bytes(packet.data).decode()
+        # only answers to this question: a late answer to an earlier (re-sent) one is not this one's
+        if packet.topic == "answer" and answer.startswith(f"{text} from "):
+            answers.append(answer)
 
     async def send() -> None:
         await room.local_participant.publish_data(text, topic="ask")
