@@ -13,7 +13,7 @@ serial dispatcher.
 * :class:`Dispatcher` runs on the job's logic loop and calls the callbacks one at a time, in emit order
   (an agent's mailbox); coroutine functions are awaited before the next item. Each item says where a
   synchronous function runs: on the logic loop, or in an executor thread (so a handler that blocks does
-  not block the loop; the liveness probe, which queues behind it, then finds the hang). Room callbacks
+  not block the loop; the liveness deadline on its delivery then finds the hang). Room callbacks
   run on the logic loop, because livekit code starts async work from them with ``asyncio.create_task``,
   which needs the loop's thread; a blocking one is the watchdog's case. The actor shape's synchronous
   handlers run in the executor by default. A callback that raises *crashes the logic* (``on_error``, with
@@ -34,6 +34,7 @@ import inspect
 import linecache
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -61,8 +62,8 @@ _executor_lock = threading.Lock()
 def callback_executor() -> concurrent.futures.ThreadPoolExecutor:
     """The process-wide executor for agents' synchronous callbacks (32 threads, created on first use).
 
-    A callback that never returns keeps its thread: the liveness probe restarts the logic, but Python
-    cannot stop the thread. Past 32 stuck callbacks, new ones wait (and their probes time out).
+    A callback that never returns keeps its thread: the liveness deadline restarts the logic, but Python
+    cannot stop the thread. Past 32 stuck callbacks, new ones wait (and miss their liveness deadline).
     """
     global _executor
     with _executor_lock:
@@ -107,7 +108,7 @@ def coroutine_stack(coro: Any) -> str:
 @dataclass(slots=True)
 class _Item:
     """One queued call: ``fn(*args)``; ``entry`` is the room event or message it delivers (``None``: the
-    job machinery's own, e.g. a liveness probe — never replayed)."""
+    job machinery's own — never replayed)."""
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -146,6 +147,9 @@ class Dispatcher:
         self._queue: collections.deque[_Item] = collections.deque()
         self._parked: list[Entry] = []
         self._running: _Item | None = None
+        #: Since when it has had work without starting or finishing an item (``None``: nothing to do).
+        #: Written under the lock; read without it by the watchdog (:meth:`stalled`).
+        self._since: float | None = None
         self._wake: asyncio.Event | None = None
         self._idle = False
         self._task: asyncio.Task[None] | None = None
@@ -183,6 +187,8 @@ class Dispatcher:
                 return Delivery.REFUSED
             self._warned = False
             self._queue.append(_Item(fn, args, executor, entry))
+            if self._since is None:
+                self._since = time.monotonic()
             wake, self._idle = self._idle, False
         if wake and self._wake is not None:
             self.logic.call_soon(self._wake.set)
@@ -193,6 +199,7 @@ class Dispatcher:
         with self._lock:
             self._closed = True
             self._queue.clear()
+            self._since = None
         self.logic.call_soon(self._cancel)
 
     def take_leftovers(self, *, keep_current: bool) -> list[Entry]:
@@ -203,6 +210,7 @@ class Dispatcher:
         """
         with self._lock:
             self._closed = True
+            self._since = None
             items = list(self._queue)
             self._queue.clear()
             parked, self._parked = self._parked, []
@@ -237,6 +245,19 @@ class Dispatcher:
             parked, self._parked = self._parked, []
             return parked
 
+    def stalled(self) -> float:
+        """Seconds it has had work (an item running, or queued) without starting or finishing an item;
+        0 when it has nothing to do. Lock-free (the watchdog calls it every tick for every job): a stale
+        read only delays a report by a tick, and the logic re-checks a report under the lock
+        (:meth:`stalled_now`)."""
+        since = self._since  # the state first, the clock second: never negative
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def stalled_now(self) -> float:
+        """As :meth:`stalled`, read under the lock (to confirm a report)."""
+        with self._lock:
+            return self.stalled()
+
     def stack(self) -> str:
         """Where the running callback is (for a hang report): the executor thread's stack, else the task's."""
         if self.current_thread is not None:
@@ -266,6 +287,7 @@ class Dispatcher:
                 raise asyncio.CancelledError
             item = self._running = self._queue.popleft() if self._queue else None
             self._idle = item is None
+            self._since = None if item is None else time.monotonic()
             return item
 
     async def _consume(self) -> None:
@@ -285,7 +307,7 @@ class Dispatcher:
             except BaseException as exc:
                 with self._lock:
                     self._closed = True
-                    self._running = None
+                    self._running = self._since = None
                 what = describe_entry(item.entry) if item.entry is not None else self.current
                 error = CallbackError(f"{type(exc).__name__}: {exc} (while handling {what})", item=item.entry)
                 error.__cause__ = exc
@@ -295,6 +317,7 @@ class Dispatcher:
                 self.current, self.current_thread = "", None
             with self._lock:
                 self._running = None
+                self._since = time.monotonic()
             self.handled += 1
 
     def push_front(self, items: list[tuple[Callable[..., Any], tuple[Any, ...], Entry | None]]) -> None:
@@ -304,6 +327,8 @@ class Dispatcher:
                 return
             for fn, args, entry in reversed(items):
                 self._queue.appendleft(_Item(fn, args, False, entry))
+            if items and self._since is None:
+                self._since = time.monotonic()
             wake = self._idle and bool(items)
             if items:
                 self._idle = False

@@ -217,9 +217,11 @@ class SupervisionOptions:
     Attributes:
         intensity: the crash-loop brake of the job's ``rest_for_one`` supervision.
         backoff: the restart delay policy.
-        liveness_interval: seconds between two liveness probes of the logic.
-        liveness_timeout: a probe not answered within this many seconds is an async hang.
-        block_threshold: seconds without a heartbeat that make the logic's loop *blocked*.
+        liveness_interval: unused since the liveness deadline replaced the periodic probe (kept so
+            existing callers still construct the options); hangs are checked at each watchdog tick.
+        liveness_timeout: the liveness deadline: a dispatcher that has work (an item running or queued)
+            and neither starts nor finishes an item for this many seconds is an async hang.
+        block_threshold: seconds the logic's loop may be busy in one pass before it counts as *blocked*.
         sync_handlers_in_executor: run an ``Agent``'s synchronous handlers in an executor thread (default),
             so a blocking one cannot block the logic loop. (Room callbacks always run on the logic loop:
             livekit code calls ``asyncio.create_task`` from them.)
@@ -295,22 +297,13 @@ class LoopBlocked:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeTick:
-    """The logic's liveness timer: send the next probe."""
+class LogicHung:
+    """Watchdog → logic: ``dispatcher`` has had work without progress for ``stalled`` s (past the liveness
+    deadline). The logic confirms it (the dispatcher may have moved on since) and fails with
+    :class:`AgentHungError`; a report about an earlier incarnation's dispatcher is ignored."""
 
-
-@dataclass(frozen=True, slots=True)
-class ProbeAnswered:
-    """The probe ``seq`` went through the logic's dispatcher."""
-
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeDeadline:
-    """The probe ``seq``'s deadline passed."""
-
-    seq: int
+    dispatcher: Any
+    stalled: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +323,8 @@ class LogicState:
         handled: callbacks and messages handled by this incarnation.
         queued: items waiting in its dispatch queue now.
         dropped: items dropped because its dispatch queue was full.
-        probes: liveness probes answered by this incarnation.
+        probes: liveness-deadline reports the watchdog made about this incarnation and the logic checked
+            (a report it found stale does not restart it).
         stash: the job's restart stash counters (they span incarnations).
     """
 

@@ -5,7 +5,7 @@ protocol's ``assignment``).
 JobActor (rest_for_one ChildTable)     one per job: status, the end of the job, the supervision decisions
 ├── ConnectionActor  "connection"       owns the JobRoom: joins on ctx.connect(), leaves when it stops
 └── LogicActor       "logic"            owns one run of the agent's code on the job's logic loop: the
-                                        entrypoint task, the dispatcher, the liveness probe
+                                        entrypoint task, the dispatcher and its liveness deadline
 ```
 
 All three are actors on greenroom's runtime loop; the agent's code runs on the job's logic loop
@@ -16,11 +16,27 @@ supervision mechanism (:class:`~greenroom.actors.supervision.ChildTable`: the pu
 intensity window, the back-off). Past the intensity the job ends: the agent leaves with
 ``DisconnectReason.AGENT_ERROR`` (a typed leave) and the job reports ``FAILED`` with the error text.
 
-What crashes the logic: the entrypoint raising; a room callback or an agent handler raising; no answer to
-the liveness probe within ``liveness_timeout`` (an async hang, or a synchronous callback stuck in its
-executor thread); the watchdog finding the logic loop blocked (the loop is then abandoned and the next
-incarnation gets a fresh one). A restarted logic runs the entrypoint again with a new ``JobContext`` over
-the same room; ``ctx.restored`` holds the last ``ctx.checkpoint(state)``.
+What crashes the logic: the entrypoint raising; a room callback or an agent handler raising; a missed
+*liveness deadline* (an async hang, or a synchronous callback stuck in its executor thread); the watchdog
+finding the logic loop blocked (the loop is then abandoned and the next incarnation gets a fresh one).
+
+The liveness deadline is the liveness ask without its idle cost. Each delivery to the agent (a room event,
+a told message) is the question, and its deadline is ``liveness_timeout`` after the dispatcher last made
+progress: while the dispatcher has work (an item running or queued), it must start or finish an item
+within the timeout. The process's one watchdog thread checks every dispatcher's
+:meth:`~greenroom.agents.dispatch.Dispatcher.stalled` at each tick (a lock-free read of one float), and a
+stalled one is reported to its logic, which confirms it under the dispatcher's lock and fails with
+:class:`AgentHungError`. What the periodic probe (until 2026-12) caught, this catches in the same time or
+sooner: a probe queued behind a stuck item was answered only when that item finished, so its deadline
+was missed exactly when an item ran past the timeout (this check: past the timeout, plus a watchdog tick
+of 0.1 s, instead of plus a probe interval of 0.25 s); and a dispatcher that stopped consuming has
+queued work with no progress. What it does not flag, on purpose: a backlog of quick items that together
+take longer than the timeout (progress is made; the probe, queued at the back, called that a hang). An
+idle agent costs nothing: no timer, no cross-thread hop, no wake-up of its loop (the probe cost four
+hops and two timers per job every 0.25 s).
+
+A restarted logic runs the entrypoint again with a new ``JobContext`` over the same room; ``ctx.restored``
+holds the last ``ctx.checkpoint(state)``.
 
 The job ends (status ``SUCCESS``) on ``ctx.shutdown()``, :meth:`JobHandle.shutdown` (e.g. the worker
 protocol's ``termination``), or the room closing under the agent (server, removal, a lost link that did not
@@ -33,7 +49,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import time
 from typing import Any
 
 import pykka
@@ -58,12 +73,10 @@ from greenroom.agents.job import (
     JobResult,
     JobStatus,
     LogicFailed,
+    LogicHung,
     LogicState,
     LoopBlocked,
     LoopBlockedError,
-    ProbeAnswered,
-    ProbeDeadline,
-    ProbeTick,
     RoomClosed,
     RunShutdownCallbacks,
     StashStats,
@@ -72,7 +85,7 @@ from greenroom.agents.job import (
     Told,
     describe_entry,
 )
-from greenroom.agents.loops import HEARTBEAT, BlockedLoop, LogicLoop
+from greenroom.agents.loops import BlockedLoop, LogicLoop
 from greenroom.runtime import loop as runtime
 
 __all__ = ["CONNECTION", "LOGIC", "JobHandle", "start_job"]
@@ -81,6 +94,11 @@ _log = logging.getLogger("greenroom.agents.tree")
 
 #: The children's ids.
 CONNECTION, LOGIC = "connection", "logic"
+
+#: A hang confirmed while the logic loop itself has been busy in one pass for longer than this is treated
+#: as a blocked loop (abandoned, not reused): a restart on the same loop would wait for it, then be found
+#: blocked again.
+BUSY_MEANS_BLOCKED = 0.2
 
 
 def _describe(error: BaseException) -> str:
@@ -202,9 +220,8 @@ class LogicActor(AsyncioActor):
         self.loop: LogicLoop | None = None
         self.dispatcher: Dispatcher | None = None
         self.ctx: JobContext | None = None
-        self._probe_seq = 0
-        self._answered = 0
-        self._timers: list[asyncio.TimerHandle] = []
+        self._watch: object | None = None
+        self._hangs_checked = 0
 
     async def on_start(self) -> None:
         """Take (or make) the logic loop, bind the room to a new dispatcher, start the entrypoint."""
@@ -246,18 +263,12 @@ class LogicActor(AsyncioActor):
             if not future.cancelled() and (error := future.exception()) is not None:
                 failed(error)
 
-        logic.submit(main()).add_done_callback(ended)
-        self._schedule(options.liveness_interval, ProbeTick())
-
-    def _schedule(self, delay: float, message: Any) -> None:
-        me = self.actor_ref
-
-        def fire() -> None:
+        def hung(stalled: float) -> None:  # the watchdog thread
             with contextlib.suppress(pykka.ActorDeadError):
-                me.tell(message)
+                me.tell(LogicHung(dispatcher, stalled))
 
-        self._timers = [t for t in self._timers if not t.cancelled()]
-        self._timers.append(asyncio.get_running_loop().call_later(delay, fire))
+        logic.submit(main()).add_done_callback(ended)
+        self._watch = logic.watch(dispatcher, options.liveness_timeout, hung)
 
     async def on_receive(self, message: Any) -> Any:
         """Failures, liveness, deliveries, shutdown callbacks, state."""
@@ -268,13 +279,9 @@ class LogicActor(AsyncioActor):
             case LoopBlocked(report=report, loop=loop):
                 if loop is self.loop:
                     raise self._blocked_error(report)
-            case ProbeTick():
-                self._probe()
-            case ProbeAnswered(seq=seq):
-                self._answered = max(self._answered, seq)
-            case ProbeDeadline(seq=seq):
-                if self._answered < seq:
-                    raise self._hang_error()
+            case LogicHung(dispatcher=dispatcher):
+                if dispatcher is self.dispatcher:
+                    self._confirm_hang()
             case RunShutdownCallbacks(reason=reason):
                 await self._run_shutdown_callbacks(reason)
             case GetState():
@@ -285,43 +292,44 @@ class LogicActor(AsyncioActor):
                 _log.warning("logic of %s ignored %r", self.core.assignment.job.id, message)
         return None
 
-    def _probe(self) -> None:
-        assert self.dispatcher is not None
-        self._probe_seq += 1
-        seq, me = self._probe_seq, self.actor_ref
-
-        def reached() -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                me.tell(ProbeAnswered(seq))
-
-        self.dispatcher.post(reached)
-        options = self.core.options
-        self._schedule(options.liveness_timeout, ProbeDeadline(seq))
-        self._schedule(options.liveness_interval, ProbeTick())
-
-    def _hang_error(self) -> Exception:
+    def _confirm_hang(self) -> None:
+        """The watchdog found the dispatcher stalled: fail if it still is (read under its lock), else
+        watch on (it made progress meanwhile)."""
         assert self.loop is not None
         assert self.dispatcher is not None
-        now = time.monotonic()
-        timeout = self.core.options.liveness_timeout
-        if self.loop.stalled(now) > 2 * HEARTBEAT:  # the loop itself is stuck: the watchdog's case
-            report = self.loop.blocked_report(now)
+        self._hangs_checked += 1
+        stalled = self.dispatcher.stalled_now()
+        if stalled > self.core.options.liveness_timeout:
+            raise self._hang_error(stalled)
+        if self._watch is not None:
+            self.loop.rearm(self._watch)
+
+    def _hang_error(self, stalled: float) -> Exception:
+        assert self.loop is not None
+        assert self.dispatcher is not None
+        busy = self.loop.busy_for()
+        if busy > BUSY_MEANS_BLOCKED:  # the loop itself is stuck: the watchdog's case
+            report = self.loop.blocked_report(busy)
             self.loop.report_blocked(report)
             return self._blocked_error(report)
+        timeout = self.core.options.liveness_timeout
         stack = self.dispatcher.stack()
         current = self.dispatcher.current or "the entrypoint"
         item = self.dispatcher.running_entry
         what = "" if item is None else f", handling {describe_entry(item)}"
         _log.error(
-            "agent of job %s did not answer its liveness probe within %.2f s (busy in %s%s). Stuck at:\n%s",
+            "agent of job %s missed its liveness deadline: no progress for %.2f s (deadline %.2f s; busy in "
+            "%s%s). Stuck at:\n%s",
             self.core.assignment.job.id,
+            stalled,
             timeout,
             current,
             what,
             stack,
         )
         return AgentHungError(
-            f"no answer to the liveness probe within {timeout} s (busy in {current}{what})",
+            f"missed the liveness deadline: no progress for {stalled:.2f} s (deadline {timeout} s; busy in "
+            f"{current}{what})",
             item=item,
             blames_current=True,
         )
@@ -354,7 +362,7 @@ class LogicActor(AsyncioActor):
         d = self.dispatcher
         stash = self.core.stash.stats()
         return LogicState(
-            self.incarnation, self.loop.name, d.handled, d.queued, d.dropped, self._answered, stash
+            self.incarnation, self.loop.name, d.handled, d.queued, d.dropped, self._hangs_checked, stash
         )
 
     async def on_stop(self) -> None:
@@ -370,9 +378,9 @@ class LogicActor(AsyncioActor):
         self._end_run(keep_current=not blames_current)
 
     def _end_run(self, *, keep_current: bool) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers = []
+        if self.loop is not None and self._watch is not None:
+            self.loop.unwatch(self._watch)
+        self._watch = None
         self.core.stash.hold()  # from now on room events and messages wait for the next incarnation
         if self.dispatcher is not None:
             self.core.stash.requeue(self.dispatcher.take_leftovers(keep_current=keep_current))
@@ -528,6 +536,11 @@ class JobHandle:
     def room(self) -> rtc.Room | None:
         """The job's room while it has one."""
         return self._core.room
+
+    @property
+    def logic_loop(self) -> LogicLoop | None:
+        """The job's current logic loop (diagnostics and tests: its ``passes`` count its wake-ups)."""
+        return self._core.logic_loop
 
     @property
     def left_with(self) -> rtc.DisconnectReason | None:
