@@ -4,14 +4,27 @@ in the same participant; past the intensity the agent leaves (AGENT_ERROR) and t
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from greenroom import rtc, testing
+from greenroom.actors.restarts import Backoff
 from greenroom.actors.supervision import Intensity
-from greenroom.agents import JobContext, JobResult, JobStatus, SupervisionOptions
+from greenroom.agents import (
+    Job,
+    JobAssignment,
+    JobContext,
+    JobResult,
+    JobRoomInfo,
+    JobStatus,
+    SupervisionOptions,
+    agent_token,
+    start_job,
+)
+from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.server import DevServer
 from tests.agents.support import AGENT, Inbox, agent_in, ask_agent, echo_on, finished, start
 from tests.rtc.support import Recorder, connect, run_with_server
-from tests.waiting import wait_until
+from tests.waiting import recorded_logs, wait_until
 
 
 class BuggyCrashError(Exception):
@@ -104,9 +117,90 @@ def test_a_connection_that_is_refused_fails_the_job_with_the_reason() -> None:
             await ctx.connect()
 
         options = SupervisionOptions(intensity=Intensity(max_restarts=1, period=30.0))
-        handle = start(server, entrypoint, options=options, room="r-refused", token="not-a-token")
-        result = await finished(handle)
+        with recorded_logs("greenroom.agents.tree") as logs:
+            handle = start(server, entrypoint, options=options, room="r-refused", token="not-a-token")
+            result = await finished(handle)
         assert result.status is JobStatus.FAILED
         assert "ConnectError" in result.error
+        assert "(401)" in result.error
+        assert "join tried 1 time(s)" in result.error  # a refused token is not retried
+        assert result.reason == "could not join the room"
+        assert not [r for r in logs.records if "retrying" in r.getMessage()]
 
     run_with_server(scenario)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_first_join_is_retried_until_the_server_is_there() -> None:
+    """The server is not listening when the job starts: the join is retried (back-off with jitter), the
+    agent joins once the server is up, and the logic never restarted for it."""
+
+    async def main() -> None:
+        port = _free_port()
+        config = ServerConfig(port=port)
+        url = f"ws://127.0.0.1:{port}"
+        token = agent_token(config.api_key, config.keys[config.api_key], "r1", AGENT)
+        options = SupervisionOptions(connect_backoff=Backoff(min_delay=0.2, max_delay=0.4, random_factor=0.5))
+        joined = asyncio.Event()
+
+        async def entrypoint(ctx: JobContext) -> None:
+            await ctx.connect()
+            joined.set()
+            echo_on(ctx, lambda text: f"{text} after {ctx.restarts} restarts")
+
+        with recorded_logs("greenroom.agents.tree") as logs:
+            handle = start_job(
+                JobAssignment(Job("AJ_retry", JobRoomInfo("r1")), url, token), entrypoint, options=options
+            )
+            await wait_until(
+                lambda: [r for r in logs.records if "join attempt 1 of 4 failed" in r.getMessage()],
+                what="the first failed join",
+            )
+        async with DevServer(config) as server:
+            observer = await connect(server, "observer")
+            await agent_in(observer)
+            inbox = Inbox(observer, "answer")
+            assert await ask_agent(observer, inbox, "hi") == "hi after 0 restarts"
+            assert await testing.restart_history(handle) == []
+            assert handle.result is None
+            handle.shutdown()
+            assert (await finished(handle)).status is JobStatus.SUCCESS
+            await observer.disconnect()
+
+    asyncio.run(main())
+
+
+def test_a_join_that_keeps_failing_ends_the_job_failed_after_its_tries() -> None:
+    async def main() -> None:
+        url = f"ws://127.0.0.1:{_free_port()}"  # nobody listens
+        token = agent_token("devkey", "secret", "r1", AGENT)
+        options = SupervisionOptions(
+            connect_attempts=3, connect_backoff=Backoff(min_delay=0.05, max_delay=0.1, random_factor=0.5)
+        )
+        calls: list[int] = []
+
+        async def entrypoint(ctx: JobContext) -> None:
+            calls.append(ctx.restarts)
+            await ctx.connect()
+
+        with recorded_logs("greenroom.agents.tree") as logs:
+            handle = start_job(
+                JobAssignment(Job("AJ_gone", JobRoomInfo("r1")), url, token), entrypoint, options=options
+            )
+            result = await finished(handle, timeout=60)
+        assert result.status is JobStatus.FAILED
+        assert "ConnectError" in result.error
+        assert "join tried 3 time(s)" in result.error
+        retries = [r.getMessage() for r in logs.records if "retrying" in r.getMessage()]
+        assert [m.split(" failed")[0].split(": ")[1] for m in retries] == [
+            "join attempt 1 of 3",
+            "join attempt 2 of 3",
+        ]
+        assert calls == [0]  # the logic's restart intensity was not spent on the join
+
+    asyncio.run(main())

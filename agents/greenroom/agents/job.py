@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from greenroom.agents.dispatch import JobRoom
 
 __all__ = [
+    "CONNECT_ATTEMPTS",
+    "CONNECT_BACKOFF",
     "LOGIC_BACKOFF",
     "LOGIC_INTENSITY",
     "RESTART_STASH_CAPACITY",
@@ -208,6 +210,11 @@ LOGIC_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, reset_
 LOGIC_INTENSITY = Intensity(max_restarts=5, period=30.0)
 #: Room events and messages kept for an agent while its logic restarts (past it: dropped and counted).
 RESTART_STASH_CAPACITY = 1_000
+#: How many times the job's connection tries to join before the job fails (the first try included).
+CONNECT_ATTEMPTS = 4
+#: The wait before each retry of a join: 0.5 s doubling to 4 s, each stretched by up to 50 % at random (so
+#: the jobs of a worker that lost its server do not come back in step): ≤ 5.25 s of waiting in all.
+CONNECT_BACKOFF = Backoff(min_delay=0.5, max_delay=4.0, random_factor=0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +235,9 @@ class SupervisionOptions:
         shutdown_timeout: seconds the shutdown callbacks may take at the end of the job.
         restart_stash_capacity: room events and messages kept while the logic restarts (the failed
             incarnation's unhandled ones first); past it new ones are dropped, counted and logged.
+        connect_attempts: how many times ``ctx.connect()`` tries to join (the first try included) before
+            the job ends FAILED with the last error. A refusal of the token (401/403) is not retried.
+        connect_backoff: the wait before each retry of the join (with jitter).
     """
 
     intensity: Intensity = LOGIC_INTENSITY
@@ -238,6 +248,8 @@ class SupervisionOptions:
     sync_handlers_in_executor: bool = True
     shutdown_timeout: float = 10.0
     restart_stash_capacity: int = RESTART_STASH_CAPACITY
+    connect_attempts: int = CONNECT_ATTEMPTS
+    connect_backoff: Backoff = CONNECT_BACKOFF
 
 
 # ---------------------------------------------------------------------------------------------- messages
@@ -254,9 +266,10 @@ class Connect:
 
 @dataclass(frozen=True, slots=True)
 class ConnectDone:
-    """The connection's connect task ended (``error`` is ``None`` on success)."""
+    """The connection's connect task ended (``error`` is ``None`` on success) after ``attempts`` tries."""
 
     error: BaseException | None
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)

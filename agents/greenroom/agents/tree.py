@@ -49,6 +49,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import random
+import re
 from typing import Any
 
 import pykka
@@ -56,6 +58,7 @@ import pykka
 from greenroom import rtc
 from greenroom.actors.core import AsyncioActor, ChildFailed, ask, stop_actor
 from greenroom.actors.messages import Crash, GetState, GetTree, Reply, Stall, TreeState
+from greenroom.actors.restarts import backoff_delay
 from greenroom.actors.supervision import SUPERVISION_MESSAGES, ChildSpec, ChildTable, RestartEvent, Strategy
 from greenroom.agents.context import AutoSubscribe, JobContext, JobProcess
 from greenroom.agents.dispatch import Dispatcher, JobRoom
@@ -101,6 +104,16 @@ CONNECTION, LOGIC = "connection", "logic"
 BUSY_MEANS_BLOCKED = 0.2
 
 
+#: How ``rtc.ConnectError`` words a refused token (``greenroom.actors.connection.describe_refusal``; the
+#: error carries no status of its own). Retrying a token the server refused cannot succeed.
+_REFUSED_FOR_GOOD = re.compile(r"refused the connection \((401|403)\)")
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """Whether a join failed because the server refused the token (401/403): not worth retrying."""
+    return isinstance(error, rtc.ConnectError) and _REFUSED_FOR_GOOD.search(str(error)) is not None
+
+
 def _describe(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     cause = error.__cause__
@@ -111,7 +124,17 @@ def _describe(error: BaseException) -> str:
 
 
 class ConnectionActor(AsyncioActor):
-    """Owns the job's room: creates it, joins on the first ``Connect``, leaves when it stops."""
+    """Owns the job's room: creates it, joins on the first ``Connect``, leaves when it stops.
+
+    **The join is retried** (``SupervisionOptions.connect_attempts``, 4 tries; ``connect_backoff``: 0.5 s
+    doubling to 4 s, +0–50 % jitter), in a task of its own, so the mailbox stays free: a server that is
+    restarting or briefly unreachable when the job is assigned costs a few seconds, not the job. A token
+    the server refuses (401/403) is not retried. When the tries are spent, the job ends FAILED with the
+    last error and the number of tries (the waiting ``ctx.connect()`` raises it too). Before (until
+    2026-12), a failed join raised in the entrypoint and the logic restarts retried it — within ~0.1 s,
+    using up the restart intensity (5) meant for the agent's own crashes, without a pause in which a
+    server could come back.
+    """
 
     def __init__(self, core: JobCore, room: JobRoom) -> None:
         super().__init__()
@@ -148,8 +171,11 @@ class ConnectionActor(AsyncioActor):
                 return self.room.isconnected()
             case Crash(reason=reason):
                 raise RuntimeError(reason)
-            case ConnectDone(error=error):
+            case ConnectDone(error=error, attempts=attempts):
                 self._connecting = None
+                if error is not None and self.core.job_ref is not None:  # before the waiters hear it
+                    text = f"{_describe(error)} (join tried {attempts} time(s))"
+                    self.core.job_ref.tell(EndJob(JobStatus.FAILED, "could not join the room", text))
                 waiting, self._waiting = self._waiting, []
                 for waiter in waiting:
                     if error is None:
@@ -162,14 +188,34 @@ class ConnectionActor(AsyncioActor):
 
     async def _connect(self, options: rtc.RoomOptions, auto: str) -> None:
         error: BaseException | None = None
-        try:
-            assignment = self.core.assignment
-            await self.room.connect(assignment.url, assignment.token, options)
-            self._auto_subscribe(auto)
-        except Exception as exc:
-            error = exc
+        assignment, policy = self.core.assignment, self.core.options
+        attempts = max(1, policy.connect_attempts)
+        attempt = 0
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.room.connect(assignment.url, assignment.token, options)
+                self._auto_subscribe(auto)
+                error = None
+                break
+            except rtc.ConnectError as exc:
+                error = exc
+                if attempt == attempts or refused_for_good(exc):
+                    break
+                delay = backoff_delay(policy.connect_backoff, attempt - 1, random.random())
+                _log.warning(
+                    "job %s: join attempt %d of %d failed (%s); retrying in %.2f s",
+                    assignment.job.id,
+                    attempt,
+                    attempts,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)  # the back-off of this task only; the mailbox stays free
+            except Exception as exc:  # not a refusal or an unreachable server: a bug, not retried
+                error = exc
+                break
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(ConnectDone(error))
+            self.actor_ref.tell(ConnectDone(error, attempt))
 
     def _auto_subscribe(self, auto: str) -> None:
         if auto not in (AutoSubscribe.AUDIO_ONLY, AutoSubscribe.VIDEO_ONLY):
