@@ -23,12 +23,19 @@ Memory is read from ``/proc`` at each step, once every agent answered: the worke
 mode's watcher). The marginal cost per agent is (value at the largest count − value with one warm-up
 agent) / (count − 1), so the one-time costs (runtime, imports, the forkserver) are not spread over it.
 The worker tree's CPU (``/proc/<pid>/stat``) is read over 3 s without traffic (``idle_cpu_share``, in
-cores) and around each traffic run (``worker_cpu_s``).
+cores; ``idle_cpu_ms_per_agent``: that, per agent, in CPU-ms per second) and around each traffic run
+(``worker_cpu_s``).
+
+:func:`idle_cost` (``python -m benchmarks.suite.density idle N``, no namespace: 127.0.0.1) is the figure
+that does not depend on the machine's other load: N echo jobs joined and idle in this process, against a
+dev server in another, and this process's CPU-seconds and context switches over a window. It isolates
+the per-job machinery (the same N plain ``rtc.Room`` s with ``--rooms`` is the client runtime's share).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -38,7 +45,7 @@ from typing import Any
 from benchmarks.suite.harness import AgentProcess, ServerProcess, percentile, process_cpu_seconds
 from tests.interop.scenarios_agents import AGENTS_PYTHON, OFFICIAL_AGENT, Proc, process
 
-__all__ = ["agents_per_process", "memory"]
+__all__ = ["agents_per_process", "idle_cost", "memory"]
 
 IDLE_S = 3.0
 
@@ -155,6 +162,7 @@ async def agents_per_process(
                     idle = _tree_cpu(worker.proc.pid)
                     await asyncio.sleep(IDLE_S)  # no traffic: what the agents cost doing nothing
                     usage["idle_cpu_share"] = (_tree_cpu(worker.proc.pid) - idle) / IDLE_S
+                    usage["idle_cpu_ms_per_agent"] = 1000 * usage["idle_cpu_share"] / max(1, warm["answered"])
                     step = {
                         "agents": warm["answered"],
                         "rooms": joined["bots"],
@@ -187,3 +195,86 @@ async def agents_per_process(
                 await bots.stop()
             out["worker_log"] = [line[:300] for line in worker.output[-8:]]
     return out
+
+
+def _context_switches() -> int:
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/status", encoding="ascii") as status:
+                total += sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return total
+
+
+async def idle_cost(count: int, window: float = 10.0, *, rooms: bool = False) -> dict[str, Any]:
+    """``count`` idle echo jobs (or plain rooms) in this process: CPU-ms per second per job, and wake-ups.
+
+    Nothing is sent once every job has joined; the window starts 2 s later (the joins' tail is over).
+    """
+    from benchmarks.suite.echo_agent import entrypoint
+    from greenroom import rtc
+    from greenroom.agents import Job, JobAssignment, JobRoomInfo, agent_token, start_job
+    from greenroom.runtime import loop as runtime
+
+    serve = [
+        "-m",
+        "greenroom.devserver",
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--log-level",
+        "ERROR",
+    ]
+    server = await asyncio.create_subprocess_exec(sys.executable, *serve, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+        url = line.split("ready at ", 1)[1].split()[0]
+        handles, plain = [], []
+        for i in range(count):
+            token = agent_token("devkey", "secret", f"idle-{i}", f"agent{i}")
+            if rooms:
+
+                async def join(token: str = token) -> rtc.Room:
+                    room = rtc.Room()
+                    await room.connect(url, token)
+                    return room
+
+                plain.append(await asyncio.wrap_future(runtime.submit(join())))
+            else:
+                job = Job(f"AJ_idle_{i}", JobRoomInfo(f"idle-{i}"))
+                handles.append(start_job(JobAssignment(job, url, token), entrypoint))
+        deadline = time.monotonic() + 300
+        while sum(1 for h in handles if h.room is not None and h.room.isconnected()) < len(handles):
+            if time.monotonic() > deadline:
+                raise RuntimeError("not every job joined within 300 s")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # the joins' tail
+        cpu, switches, started = time.process_time(), _context_switches(), time.monotonic()
+        await asyncio.sleep(window)  # the window the idle cost is measured over
+        seconds = time.monotonic() - started
+        cpu, switches = time.process_time() - cpu, _context_switches() - switches
+        return {
+            "what": "rooms" if rooms else "jobs",
+            "count": count,
+            "window_s": round(seconds, 2),
+            "cpu_s": round(cpu, 3),
+            "cpu_ms_per_s_per_job": round(1000 * cpu / seconds / count, 3),
+            "context_switches_per_s_per_job": round(switches / seconds / count, 2),
+        }
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 15)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["idle"] or len(sys.argv) < 3:
+        raise SystemExit("usage: python -m benchmarks.suite.density idle N [--rooms]")
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    result = asyncio.run(idle_cost(int(sys.argv[2]), rooms="--rooms" in sys.argv))
+    print(json.dumps(result), flush=True)
+    os._exit(0)  # the jobs' daemon threads and the runtime loop: nothing to wait for
