@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from greenroom import rtc
 from greenroom.rtc import EventEmitter
 
 
@@ -61,3 +62,27 @@ def test_a_raising_callback_is_logged_and_the_others_still_run(caplog: pytest.Lo
     em.emit("e", 7)
     assert seen == [7, 1]
     assert "broken listener" in caplog.text
+
+
+def test_emit_raises_a_type_error_as_the_official_does() -> None:
+    emitter: rtc.EventEmitter[str] = rtc.EventEmitter()
+    calls: list[tuple[int, ...]] = []
+
+    @emitter.on("whatever")
+    def three(first: int, second: int, third: int) -> None:
+        calls.append((first, second, third))
+
+    emitter.emit("whatever", 1, 2, 3, 4)  # extra arguments are cut
+    with pytest.raises(TypeError):
+        emitter.emit("whatever", 1, 2)  # one missing
+    assert calls == [(1, 2, 3)]
+
+
+def test_the_rooms_delivery_contains_a_type_error_per_callback(caplog: pytest.LogCaptureFixture) -> None:
+    emitter: rtc.EventEmitter[str] = rtc.EventEmitter()
+    calls: list[str] = []
+    emitter.on("data", lambda a, b, c: calls.append("three"))
+    emitter.on("data", lambda a: calls.append("one"))
+    emitter._deliver("data", 1)
+    assert calls == ["one"]
+    assert "callback raised" in caplog.text

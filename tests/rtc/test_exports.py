@@ -6,6 +6,7 @@ import inspect
 
 import livekit.rtc as official
 import livekit.rtc.participant as official_participant
+import pytest
 
 from greenroom import rtc
 from greenroom.rtc import participant, room
@@ -42,9 +43,20 @@ def test_enum_names_and_numbers_match() -> None:
         "TrackSource",
         "IceTransportType",
         "ContinualGatheringPolicy",
+        "VideoCodec",
+        "VideoQuality",
+        "VideoEncoderBackend",
+        "EncodedFrameType",
+        "FrameMetadataFeature",
     ):
         ours = {member.name: int(member) for member in getattr(rtc, name)}
         assert ours == dict(getattr(official, name).items()), name
+        # and they answer like the official protobuf enum wrappers
+        assert getattr(rtc, name).items() == getattr(official, name).items(), name
+        assert getattr(rtc, name).keys() == getattr(official, name).keys(), name
+        assert getattr(rtc, name).values() == getattr(official, name).values(), name
+        first = getattr(official, name).keys()[0]
+        assert getattr(rtc, name).Name(getattr(official, name).Value(first)) == first
     assert {m.name: int(m) for m in rtc.ConnectionQuality} == {
         m.name: int(m) for m in official.ConnectionQuality
     }
@@ -116,3 +128,25 @@ def test_signatures_match_the_official_ones() -> None:
         assert params(getattr(rtc.RpcInterceptor, name)) == params(getattr(official.RpcInterceptor, name))
     assert room.__all__
     assert participant.__all__
+
+
+def test_enum_lookups_fail_as_protobufs_do() -> None:
+    assert rtc.DisconnectReason.Name(3) == "SERVER_SHUTDOWN"
+    assert rtc.DisconnectReason.Value("ROOM_DELETED") is rtc.DisconnectReason.ROOM_DELETED
+    assert int(rtc.DisconnectReason.ROOM_DELETED) == 5
+    with pytest.raises(ValueError, match="no name defined for value 999"):
+        rtc.DisconnectReason.Name(999)
+    with pytest.raises(ValueError, match="no value defined for name 'NOPE'"):
+        rtc.TrackKind.Value("NOPE")
+    for name in ("Name", "Value"):
+        with pytest.raises(ValueError):
+            getattr(official.DisconnectReason, name)(999 if name == "Name" else "NOPE")
+
+
+def test_video_encoding_has_the_official_fields() -> None:
+    assert list(official.VideoEncoding.DESCRIPTOR.fields_by_name) == ["max_bitrate", "max_framerate"]
+    options = rtc.TrackPublishOptions(
+        video_encoding=rtc.VideoEncoding(max_bitrate=1_500_000, max_framerate=30)
+    )
+    assert options.video_encoding is not None
+    assert options.video_encoding.max_bitrate == 1_500_000

@@ -26,6 +26,7 @@ from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
 from greenroom.codecs.errors import CodecError
+from greenroom.codecs.proto_enum import ProtoEnum
 
 __all__ = [
     "ClientCapability",
@@ -127,7 +128,7 @@ class TrackSource(enum.IntEnum):
     SCREEN_SHARE_AUDIO = 4
 
 
-class DisconnectReason(enum.IntEnum):
+class DisconnectReason(ProtoEnum):
     """``livekit.DisconnectReason``; ``RemoteProtocolError.leave_reason`` holds one of these names."""
 
     UNKNOWN_REASON = 0

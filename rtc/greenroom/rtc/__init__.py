@@ -13,13 +13,20 @@ from greenroom.rtc._enums import (
     ContinualGatheringPolicy,
     DataPacketKind,
     DisconnectReason,
+    EncodedFrameType,
+    FrameMetadataFeature,
     IceTransportType,
     ParticipantKind,
     ParticipantState,
     TrackKind,
     TrackSource,
+    VideoCodec,
+    VideoEncoderBackend,
+    VideoQuality,
 )
 from greenroom.rtc.audio_frame import AudioFrame
+from greenroom.rtc.audio_mixer import AudioMixer
+from greenroom.rtc.audio_resampler import AudioResampler, AudioResamplerQuality
 from greenroom.rtc.audio_source import AudioSource
 from greenroom.rtc.audio_stream import AudioFrameEvent, AudioStream
 from greenroom.rtc.data_stream import (
@@ -33,7 +40,7 @@ from greenroom.rtc.data_stream import (
 )
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, Participant, RemoteParticipant
-from greenroom.rtc.publish_options import TrackPublishOptions
+from greenroom.rtc.publish_options import TrackPublishOptions, VideoEncoding
 from greenroom.rtc.room import (
     ConnectError,
     DataPacket,
@@ -58,6 +65,7 @@ from greenroom.rtc.track import (
 )
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from greenroom.rtc.transcription import Transcription, TranscriptionSegment
+from greenroom.rtc.utils import combine_audio_frames
 from greenroom.rtc.video_frame import VideoBufferType, VideoFrame, VideoRotation
 from greenroom.rtc.video_source import VideoSource
 from greenroom.rtc.video_stream import VideoFrameEvent, VideoStream
@@ -67,6 +75,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AudioFrame",
     "AudioFrameEvent",
+    "AudioMixer",
+    "AudioResampler",
+    "AudioResamplerQuality",
     "AudioSource",
     "AudioStream",
     "AudioTrack",
@@ -81,7 +92,9 @@ __all__ = [
     "DataPacketKind",
     "DataStreamOptions",
     "DisconnectReason",
+    "EncodedFrameType",
     "EventEmitter",
+    "FrameMetadataFeature",
     "IceServer",
     "IceTransportType",
     "LocalAudioTrack",
@@ -117,11 +130,16 @@ __all__ = [
     "Transcription",
     "TranscriptionSegment",
     "VideoBufferType",
+    "VideoCodec",
+    "VideoEncoderBackend",
+    "VideoEncoding",
     "VideoFrame",
     "VideoFrameEvent",
+    "VideoQuality",
     "VideoRotation",
     "VideoSource",
     "VideoStream",
     "VideoTrack",
     "__version__",
+    "combine_audio_frames",
 ]

@@ -9,9 +9,8 @@ through a numeric cast.
 
 from __future__ import annotations
 
-import enum
-
 from greenroom.codecs import models
+from greenroom.codecs.proto_enum import ProtoEnum
 
 __all__ = [
     "ConnectionQuality",
@@ -19,11 +18,16 @@ __all__ = [
     "ContinualGatheringPolicy",
     "DataPacketKind",
     "DisconnectReason",
+    "EncodedFrameType",
+    "FrameMetadataFeature",
     "IceTransportType",
     "ParticipantKind",
     "ParticipantState",
     "TrackKind",
     "TrackSource",
+    "VideoCodec",
+    "VideoEncoderBackend",
+    "VideoQuality",
     "participant_kind",
     "participant_state",
     "track_kind",
@@ -34,7 +38,7 @@ DisconnectReason = models.DisconnectReason
 """Why a room or participant was disconnected (same names and numbers as ``livekit.rtc``)."""
 
 
-class ConnectionState(enum.IntEnum):
+class ConnectionState(ProtoEnum):
     """The room's connection state (there is no "connecting" value, as in ``livekit.rtc``)."""
 
     CONN_DISCONNECTED = 0
@@ -42,14 +46,14 @@ class ConnectionState(enum.IntEnum):
     CONN_RECONNECTING = 2
 
 
-class DataPacketKind(enum.IntEnum):
+class DataPacketKind(ProtoEnum):
     """How a data packet travelled (FFI numbering: the reverse of the wire's ``DataPacket.Kind``)."""
 
     KIND_LOSSY = 0
     KIND_RELIABLE = 1
 
 
-class IceTransportType(enum.IntEnum):
+class IceTransportType(ProtoEnum):
     """Which ICE candidates may be used."""
 
     TRANSPORT_RELAY = 0
@@ -57,14 +61,14 @@ class IceTransportType(enum.IntEnum):
     TRANSPORT_ALL = 2
 
 
-class ContinualGatheringPolicy(enum.IntEnum):
+class ContinualGatheringPolicy(ProtoEnum):
     """Whether ICE keeps gathering after the first candidates."""
 
     GATHER_ONCE = 0
     GATHER_CONTINUALLY = 1
 
 
-class ParticipantKind(enum.IntEnum):
+class ParticipantKind(ProtoEnum):
     """What kind of client a participant is."""
 
     PARTICIPANT_KIND_STANDARD = 0
@@ -76,7 +80,7 @@ class ParticipantKind(enum.IntEnum):
     PARTICIPANT_KIND_BRIDGE = 6
 
 
-class ParticipantState(enum.IntEnum):
+class ParticipantState(ProtoEnum):
     """A participant's lifecycle state."""
 
     PARTICIPANT_STATE_JOINING = 0
@@ -85,7 +89,7 @@ class ParticipantState(enum.IntEnum):
     PARTICIPANT_STATE_DISCONNECTED = 3
 
 
-class TrackKind(enum.IntEnum):
+class TrackKind(ProtoEnum):
     """Audio or video."""
 
     KIND_UNKNOWN = 0
@@ -93,7 +97,7 @@ class TrackKind(enum.IntEnum):
     KIND_VIDEO = 2
 
 
-class TrackSource(enum.IntEnum):
+class TrackSource(ProtoEnum):
     """Where a track comes from."""
 
     SOURCE_UNKNOWN = 0
@@ -103,7 +107,7 @@ class TrackSource(enum.IntEnum):
     SOURCE_SCREENSHARE_AUDIO = 4
 
 
-class ConnectionQuality(enum.IntEnum):
+class ConnectionQuality(ProtoEnum):
     """A participant's connection quality (``QUALITY_UNKNOWN`` has no wire counterpart)."""
 
     QUALITY_UNKNOWN = -1
@@ -153,3 +157,48 @@ def track_kind(kind: models.TrackType) -> TrackKind:
 def track_source(source: models.TrackSource) -> TrackSource:
     """Convert a wire ``TrackSource``."""
     return _SOURCES.get(source, TrackSource.SOURCE_UNKNOWN)
+
+
+class VideoCodec(ProtoEnum):
+    """A video codec to publish with (``TrackPublishOptions.video_codec``; aiortc sends VP8 or H264)."""
+
+    VP8 = 0
+    H264 = 1
+    AV1 = 2
+    VP9 = 3
+    H265 = 4
+
+
+class VideoQuality(ProtoEnum):
+    """A simulcast layer (``RemoteTrackPublication.set_video_quality``): q, h and f."""
+
+    VIDEO_QUALITY_LOW = 0
+    VIDEO_QUALITY_MEDIUM = 1
+    VIDEO_QUALITY_HIGH = 2
+
+
+class VideoEncoderBackend(ProtoEnum):
+    """Which encoder to use (``TrackPublishOptions.video_encoder``; aiortc has only its software encoders)."""
+
+    ENCODER_BACKEND_AUTO = 0
+    ENCODER_BACKEND_SOFTWARE = 1
+    ENCODER_BACKEND_HARDWARE = 2
+    ENCODER_BACKEND_NVENC = 3
+    ENCODER_BACKEND_VAAPI = 4
+    ENCODER_BACKEND_VIDEOTOOLBOX = 5
+    ENCODER_BACKEND_PRE_ENCODED = 6
+
+
+class EncodedFrameType(ProtoEnum):
+    """Whether a pre-encoded frame is a key frame."""
+
+    ENCODED_FRAME_KEY = 0
+    ENCODED_FRAME_DELTA = 1
+
+
+class FrameMetadataFeature(ProtoEnum):
+    """Per-frame metadata a publisher can attach (``TrackPublishOptions.frame_metadata_features``)."""
+
+    FMF_USER_TIMESTAMP = 0
+    FMF_FRAME_ID = 1
+    FMF_USER_DATA = 2

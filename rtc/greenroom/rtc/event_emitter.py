@@ -6,7 +6,14 @@ Behaviour matched with the official SDK (api-surface.md §1.1, §1.9):
 * coroutine functions are refused with :class:`ValueError` (schedule a task from a sync callback instead);
 * a callback receives as many positional arguments as it accepts (a callback taking fewer arguments than
   the event carries gets the leading ones);
-* an exception raised by a callback is logged and swallowed, so one faulty listener never stops the room.
+* an exception raised by a callback is logged and swallowed — except ``TypeError``, which ``emit`` raises
+  (the official re-raises it so that a callback taking *more* arguments than the event carries fails loudly;
+  the remaining callbacks of that emit are then not called, as in the official).
+
+The room's own event delivery does not go through :meth:`EventEmitter.emit` but through
+:meth:`EventEmitter._deliver`, which contains every exception, ``TypeError`` included, per callback: one
+faulty listener never stops the others or the room (the official room logs what escapes ``emit`` in its
+event task; greenroom goes one step further and still calls the other listeners).
 
 In a :class:`~greenroom.rtc.Room` the emitter always runs on the loop the room was created on (the user's
 loop), never on greenroom's runtime loop.
@@ -66,7 +73,21 @@ class EventEmitter(Generic[T_contra]):
         Args:
             event: the event name.
             *args: the event's arguments, passed positionally (truncated to what each callback accepts).
+
+        Raises:
+            TypeError: a callback raised it (typically: it takes more arguments than the event carries).
         """
+        for callback in list(self._events.get(event, ())):
+            arity = _arity(callback)
+            try:
+                callback(*(args if arity is None else args[:arity]))
+            except TypeError:
+                raise
+            except Exception:
+                _log.exception("a %r callback raised; the room carries on", event)
+
+    def _deliver(self, event: T_contra, *args: Any) -> None:
+        """What the room uses to emit: like :meth:`emit`, with every exception contained per callback."""
         for callback in list(self._events.get(event, ())):
             arity = _arity(callback)
             try:

@@ -14,7 +14,20 @@ from typing import Any
 
 from greenroom.rtc._enums import TrackSource
 
-__all__ = ["TrackPublishOptions"]
+__all__ = ["TrackPublishOptions", "VideoEncoding"]
+
+
+@dataclass
+class VideoEncoding:
+    """A video encoding's limits (``TrackPublishOptions.video_encoding``; a protobuf message officially).
+
+    Attributes:
+        max_bitrate: bits per second (0: the encoder's default).
+        max_framerate: frames per second (0: the source's rate).
+    """
+
+    max_bitrate: int = 0
+    max_framerate: float = 0.0
 
 
 @dataclass
@@ -30,7 +43,7 @@ class TrackPublishOptions:
             scalability_mode, video_encoder, degradation_preference: accepted for compatibility; ignored.
     """
 
-    video_encoding: Any | None = None
+    video_encoding: VideoEncoding | None = None
     audio_encoding: Any | None = None
     video_codec: int = 0
     dtx: bool = True

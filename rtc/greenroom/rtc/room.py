@@ -312,7 +312,7 @@ class Room(EventEmitter[EventTypes]):
         for effect in self._view.apply(event):
             match effect:
                 case Emit(name=name, args=args):
-                    self.emit(name, *args)
+                    self._deliver(name, *args)
                 case Wake(waiter=waiter, track=track):
                     waiter.callback(track)
                 case Deliver(identity=identity, value=value):

@@ -491,7 +491,7 @@ class SyncRoom(EventEmitter[EventTypes]):
         # On the event thread: the queue first, then the callbacks (in registration order).
         if self._capacity > 0:
             self._enqueue(SyncEvent(name, args))
-        self.emit(name, *args)
+        self._deliver(name, *args)
 
     def _enqueue(self, event: SyncEvent) -> None:
         with self._ready:
