@@ -83,6 +83,6 @@ def test_the_rooms_delivery_contains_a_type_error_per_callback(caplog: pytest.Lo
     calls: list[str] = []
     emitter.on("data", lambda a, b, c: calls.append("three"))
     emitter.on("data", lambda a: calls.append("one"))
-    emitter._deliver("data", 1)
+    emitter._emit_contained("data", 1)
     assert calls == ["one"]
     assert "callback raised" in caplog.text

@@ -395,9 +395,10 @@ class JobRoom(rtc.Room):
                 self._listeners = [lst for lst in self._listeners if not (lst.once and lst in found)]
         return [lst.callback for lst in found]
 
-    def emit(self, event: EventTypes, *args: Any) -> None:
-        """The machinery's own callbacks now (runtime loop); the agent's through the restart stash."""
-        super().emit(event, *args)
+    def _emit_contained(self, event: EventTypes, *args: Any) -> None:
+        """The room's event delivery (``EventEmitter._emit_contained``): the machinery's own callbacks now
+        (runtime loop); the agent's through the restart stash."""
+        super()._emit_contained(event, *args)
         if self._stash.listens(event):
             self._stash.put(RoomEvent(event, args))
 

@@ -11,9 +11,9 @@ Behaviour matched with the official SDK (api-surface.md §1.1, §1.9):
   the remaining callbacks of that emit are then not called, as in the official).
 
 The room's own event delivery does not go through :meth:`EventEmitter.emit` but through
-:meth:`EventEmitter._deliver`, which contains every exception, ``TypeError`` included, per callback: one
-faulty listener never stops the others or the room (the official room logs what escapes ``emit`` in its
-event task; greenroom goes one step further and still calls the other listeners).
+:meth:`EventEmitter._emit_contained`, which contains every exception, ``TypeError`` included, per
+callback: one faulty listener never stops the others or the room (the official room logs what escapes
+``emit`` in its event task; greenroom goes one step further and still calls the other listeners).
 
 In a :class:`~greenroom.rtc.Room` the emitter always runs on the loop the room was created on (the user's
 loop), never on greenroom's runtime loop.
@@ -86,7 +86,7 @@ class EventEmitter(Generic[T_contra]):
             except Exception:
                 _log.exception("a %r callback raised; the room carries on", event)
 
-    def _deliver(self, event: T_contra, *args: Any) -> None:
+    def _emit_contained(self, event: T_contra, *args: Any) -> None:
         """What the room uses to emit: like :meth:`emit`, with every exception contained per callback."""
         for callback in list(self._events.get(event, ())):
             arity = _arity(callback)

@@ -312,7 +312,7 @@ class Room(EventEmitter[EventTypes]):
         for effect in self._view.apply(event):
             match effect:
                 case Emit(name=name, args=args):
-                    self._deliver(name, *args)
+                    self._emit_contained(name, *args)
                 case Wake(waiter=waiter, track=track):
                     waiter.callback(track)
                 case Deliver(identity=identity, value=value):

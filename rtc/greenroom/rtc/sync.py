@@ -107,8 +107,8 @@ class _TappedRoom(Room):
         super().__init__(loop)
         self._tap = tap
 
-    def emit(self, event: EventTypes, *args: Any) -> None:
-        self._tap(event, args)
+    def _emit_contained(self, event: EventTypes, *args: Any) -> None:
+        self._tap(event, args)  # the room's own delivery path (EventEmitter._emit_contained)
 
     @property
     def current_sid(self) -> str:
@@ -491,7 +491,7 @@ class SyncRoom(EventEmitter[EventTypes]):
         # On the event thread: the queue first, then the callbacks (in registration order).
         if self._capacity > 0:
             self._enqueue(SyncEvent(name, args))
-        self._deliver(name, *args)
+        self._emit_contained(name, *args)
 
     def _enqueue(self, event: SyncEvent) -> None:
         with self._ready:
