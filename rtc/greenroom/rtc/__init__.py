@@ -52,6 +52,7 @@ from greenroom.rtc.room import (
     SipDTMF,
 )
 from greenroom.rtc.rpc import RpcCallInfo, RpcError, RpcInterceptor, RpcInvocationData
+from greenroom.rtc.synchronizer import AVSynchronizer
 from greenroom.rtc.track import (
     AudioTrack,
     LocalAudioTrack,
@@ -73,6 +74,7 @@ from greenroom.rtc.video_stream import VideoFrameEvent, VideoStream
 __version__ = "0.1.0"
 
 __all__ = [
+    "AVSynchronizer",
     "AudioFrame",
     "AudioFrameEvent",
     "AudioMixer",
