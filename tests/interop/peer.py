@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from tests.interop.peer_e2ee import E2eeOps, encryption_options
 from tests.waiting import wait_until
 
 _RATE = 48_000
@@ -50,7 +51,7 @@ def _who(participant: Any) -> str | None:
     return None if participant is None else str(participant.identity)
 
 
-class Peer:
+class Peer(E2eeOps):
     def __init__(self, rtc: Any) -> None:
         self.rtc = rtc
         self.room: Any = None
@@ -106,7 +107,11 @@ class Peer:
     async def op_connect(self, cmd: dict[str, Any]) -> Any:
         self.room = self.rtc.Room()
         self._listen(self.room)
-        options = self.rtc.RoomOptions(**cmd.get("options", {}))
+        options = dict(cmd.get("options", {}))
+        if "encryption" in options:
+            self.listen_e2ee(self.room)
+            options["encryption"] = encryption_options(self.rtc, options["encryption"])
+        options = self.rtc.RoomOptions(**options)
         started = time.monotonic()
         await self.room.connect(cmd["url"], cmd["token"], options)
         return {
@@ -485,6 +490,8 @@ class Peer:
         source = rtc.VideoSource(width, height)
         track = rtc.LocalVideoTrack.create_video_track(cmd.get("name", "colours"), source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+        if "codec" in cmd:  # e.g. "H264" (a VideoCodec name)
+            options.video_codec = getattr(rtc.VideoCodec, cmd["codec"])
         publication = await self.room.local_participant.publish_track(track, options)
         self._publications[publication.sid] = publication
         plan = [
