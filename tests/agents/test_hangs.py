@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from greenroom import testing
+from greenroom.actors.messages import Crash
 from greenroom.agents import Agent, AgentHungError, JobContext, LoopBlockedError, RoomEvent
 from greenroom.agents.loops import Watchdog
 from greenroom.devserver.server import DevServer
@@ -188,3 +189,49 @@ def test_an_idle_job_does_not_wake_its_loop() -> None:
         await observer.disconnect()
 
     run_with_server(scenario)
+
+
+def test_a_loop_found_blocked_while_the_logic_is_down_is_closed_all_the_same() -> None:
+    """The watchdog's report can reach the job while its logic is down (here: crashed, its restart held
+    back): nobody acts on it, and the next incarnation takes a new loop. The abandoned one must still be
+    closed, or its thread runs for ever once the blocking call returns (the chaos test's leaked thread)."""
+    release = threading.Event()
+    blocking = threading.Event()
+
+    async def entrypoint(ctx: JobContext) -> None:
+        await ctx.connect()
+        if ctx.restarts == 0:
+            await asyncio.sleep(0)
+            blocking.set()
+            release.wait(30)  # blocks this loop until the end of the test
+        await asyncio.Event().wait()
+
+    def job_threads(name: str) -> int:
+        return sum(1 for t in threading.enumerate() if t.name == name)
+
+    async def scenario(server: DevServer) -> None:
+        observer = await connect(server, "observer")
+        handle = start(server, entrypoint)
+        name = f"greenroom-job-{handle.assignment.job.id}"
+        await agent_in(observer)
+        first = await testing.actor(handle, testing.agent_logic())
+        assert first is not None
+        detections = Watchdog.instance().detections
+        async with testing.stall(handle, testing.agent_supervisor()):
+            await wait_until(blocking.is_set, what="the first incarnation blocks its loop")
+            first.tell(Crash("crashed while its loop is blocked"))  # its exit waits behind the stall
+            await wait_until(
+                lambda: Watchdog.instance().detections > detections, what="the watchdog found the loop"
+            )
+        await testing.serving(handle, testing.agent_logic(), since=first, timeout=10)
+        assert job_threads(name) == 2  # the new incarnation's loop, and the blocked one
+        release.set()
+        await wait_until(lambda: job_threads(name) == 1, timeout=10, what="the abandoned loop's thread ended")
+        handle.shutdown()
+        await finished(handle)
+        await observer.disconnect()
+
+    try:
+        run_with_server(scenario)
+    finally:
+        release.set()

@@ -17,7 +17,7 @@ from greenroom.devserver.server import DevServer
 from greenroom.rtc.participant import PublishDataError, PublishTranscriptionError
 from tests.helpers import assert_eventually_async
 from tests.rtc.support import Recorder, actor_count, connect, run_with_server, runtime_tasks, thread_names
-from tests.waiting import before_marker
+from tests.waiting import before_marker, wait_until
 
 
 def test_two_rooms_exchange_data_with_topic_and_destinations() -> None:
@@ -305,6 +305,33 @@ def test_disconnect_leaves_no_actor_task_or_thread() -> None:
             lambda: actor_count() == actors and runtime_tasks() == tasks, timeout=10
         )
         assert thread_names() == threads
+
+    run_with_server(scenario)
+
+
+def test_cancelling_disconnect_still_ends_the_room_actor() -> None:
+    """A disconnect cancelled partway (here: as soon as it has begun closing; in the fleet, a job's
+    connection actor killed while it left) still stops the RoomActor tree: the close runs to its end on
+    the runtime loop (before, the tree stayed alive, CLOSED, with its task)."""
+
+    async def scenario(server: DevServer) -> None:
+        warm = await connect(server, "warmup")
+        await warm.disconnect()
+        actors, tasks = actor_count(), runtime_tasks()
+        room = await connect(server, "leaver")
+        leaving = asyncio.create_task(room.disconnect())
+        await asyncio.sleep(
+            0
+        )  # one turn: the task runs to its first suspension, the close on the runtime loop
+        assert not room.isconnected()  # it got there: the client is being closed
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        await wait_until(
+            lambda: actor_count() == actors and runtime_tasks() == tasks,
+            timeout=10,
+            what="the room's actors and tasks ended",
+        )
 
     run_with_server(scenario)
 

@@ -275,6 +275,11 @@ class LogicActor(AsyncioActor):
         self.incarnation = core.next_incarnation()
         logic = core.logic_loop
         if logic is None or logic.abandoned:
+            if logic is not None:
+                # Abandoned by a report no incarnation acted on (the watchdog's LoopBlocked reached the job
+                # while the logic was down, so nobody closed it): closed here, or its thread would run
+                # for ever once the blocking call returned (a thread and 3 fds per such race).
+                logic.close()
             job_ref = core.job_ref
             assert job_ref is not None
             name = f"greenroom-job-{core.assignment.job.id}"

@@ -27,6 +27,12 @@ async def call(coro: Coroutine[Any, Any, T]) -> T:
     return await asyncio.wrap_future(runtime.submit(coro))
 
 
+async def call_to_end(coro: Coroutine[Any, Any, T]) -> T:
+    """As :func:`call`, but ``coro`` runs to its end whatever happens to the caller: cancelling the caller
+    (or its loop closing, which cancels tasks, not this future) does not cancel it on the runtime loop."""
+    return await asyncio.shield(asyncio.wrap_future(runtime.submit(coro)))
+
+
 class LoopSink:
     """Deliver actor events to ``handler`` on ``loop`` (thread-safe, order-preserving, never raises).
 

@@ -35,7 +35,7 @@ from greenroom.actors.client import RoomClient
 from greenroom.actors.room import ConnectFailedError
 from greenroom.codecs import packets
 from greenroom.codecs.models import IceServer as _WireIceServer
-from greenroom.rtc._bridge import LoopSink, call
+from greenroom.rtc._bridge import LoopSink, call, call_to_end
 from greenroom.rtc._enums import (
     ConnectionState,
     ContinualGatheringPolicy,
@@ -296,7 +296,10 @@ class Room(EventEmitter[EventTypes]):
         client, self._client = self._client, None
         self._port.close()
         if client is not None:
-            await call(client.close(reason))
+            # Shielded: a caller cancelled here (a wait_for around disconnect(), an actor killed while it
+            # leaves) must not cancel the close halfway — the RoomActor, CLOSED but never stopped, and its
+            # task would outlive the room (found by the fleet's chaos test at 100 bots).
+            await call_to_end(client.close(reason))
         await asyncio.sleep(0)  # let events the actors queued before closing reach the user first
         if self._sink is not None:
             self._sink.detach()
