@@ -14,7 +14,7 @@ SOURCES := codecs runtime actors rtc testing agents fleet devserver cli tests $(
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 $(AGENTS_STAMP): tests/interop/agents/requirements.txt

@@ -91,6 +91,14 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   `send_file`s 5 MB of random bytes to B, 3 rounds each; MB/s from A's call to B's handler having read the
   whole stream (system-wide monotonic clock), median. The dev server relays no capabilities, so neither SDK
   compresses.
+- **P13** greenroom only, `benchmarks/fleet_cluster.py`: a local Ray cluster (a head with no CPUs and two
+  worker nodes of one logical CPU each, on 127.0.0.1 in the namespace), one host actor per node, 100
+  `Chatter` bots (1 msg/s, rooms of 10) against a dev server in the driver: the time until all run, the
+  one-way p50/p99 over 10 s (the worst actor's last report window), each actor's RSS / its bots; then
+  `Cluster.remove_node` of one node: the time from the removal until every bot runs again (its actor's
+  death seen, its bots placed on the actor left, which has room for all, their joins). Both nodes share
+  this machine's two cores, so "bots per node" is what one core holds next to the other node, the server
+  and the driver.
 """
 
 
@@ -160,6 +168,11 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
             400,
         ),
         "floods": ("benchmarks.server_floods:scenario", {"quick": q}, 1200),
+        "cluster": (
+            "benchmarks.fleet_cluster:scenario",
+            {"bots": 20 if q else 100, "nodes": 2, "window": 4.0 if q else 10.0},
+            900,
+        ),
     }
 
 
@@ -178,6 +191,7 @@ _FIGURES = {
     "agents_livekit": "P10/P11",
     "rpc_streams": "P14/P15",
     "floods": "S1",
+    "cluster": "P13",
 }
 
 

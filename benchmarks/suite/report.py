@@ -348,6 +348,32 @@ def _s1(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _p13(r: dict[str, Any]) -> list[Row]:
+    """Bots per node at the measured latency, and the time to reschedule a lost node's bots."""
+    if r.get("failed"):
+        return [Row("P13 (failed)", None, None, "", note=str(r["failed"])[:300])]
+    per_node = r["bots"] / r["nodes"]
+    rss = ", ".join(f"{v:.1f}" for v in r["rss_mib_per_bot"])
+    return [
+        Row(
+            f"P13 Ray: bots per node ({r['nodes']} nodes, 1 CPU each)",
+            per_node,
+            None,
+            "bots",
+            note=f"all {r['bots']} running after {r['joined_s']:.1f} s; one-way p50 {r['p50_ms']:.0f} ms, "
+            f"p99 {r['p99_ms']:.0f} ms; RSS per bot {rss} MiB (per actor)",
+        ),
+        Row(
+            "P13 Ray: reschedule after a node loss",
+            r["reschedule_s"],
+            None,
+            "s",
+            note=f"{r['rescheduled_bots']} bots; loss seen after {r['loss_seen_s']:.2f} s; "
+            f"process restarts {r['process_restarts']}",
+        ),
+    ]
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     """Every row the results allow; a failed scenario becomes a row with its error."""
     builders: list[tuple[str, Callable[[], list[Row]]]] = [
@@ -361,6 +387,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P10/P11", lambda: _p10_p11(results["agents_greenroom"], results["agents_livekit"])),
         ("P14/P15", lambda: _p14_p15(results["rpc_streams"])),
         ("S1", lambda: _s1(results["floods"])),
+        ("P13", lambda: _p13(results["cluster"])),
     ]
     out: list[Row] = []
     for name, build in builders:

@@ -98,3 +98,15 @@ def test_place_keeps_bots_where_they_are_and_spreads_the_rest_exactly() -> None:
     assert all(len(v) <= 1 for v in fourth.values())
     assert set(fourth[0] + fourth[1]) <= set(bots[:3])
     assert place(bots, {}, {0: 4}, set()) == {}
+
+
+def test_place_fills_processes_that_reported_before_one_still_starting() -> None:
+    bots = [f"b{i}" for i in range(6)]
+    # slot 0 died and is starting again; slot 1 runs with room: slot 0's bots go to slot 1 first
+    moved = place(bots, {0: (), 1: tuple(bots[3:])}, {0: 6, 1: 6}, {0, 1}, prefer={1})
+    assert moved == {0: (), 1: (*bots[3:], *bots[:3])}
+    # past the preferred ones' room, a starting process takes the rest; what it had stays with it
+    spill = place(bots, {0: (bots[0],), 1: ()}, {0: 6, 1: 2}, {0, 1}, prefer={1})
+    assert spill == {0: (bots[0], *bots[3:]), 1: (bots[1], bots[2])}
+    # nobody reported yet (the fleet's start): spread as before
+    assert place(bots, {}, {0: 3, 1: 3}, {0, 1}, prefer=set()) == place(bots, {}, {0: 3, 1: 3}, {0, 1})

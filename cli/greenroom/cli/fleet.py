@@ -15,13 +15,13 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.limits import Limits
 from greenroom.devserver.server import DevServer
-from greenroom.fleet.pool import Host, HostOptions, auto_processes
+from greenroom.fleet.pool import Host, HostOptions, Launcher, auto_processes
 from greenroom.fleet.report import Reporter, summary
 from greenroom.fleet.spec import FleetSpec, FleetSpecError, ServerSpec, load_spec, resolve_server
 from greenroom.fleet.targets import check_targets
@@ -50,15 +50,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     table.add_argument("--table", dest="table", action="store_true", default=None, help="live table")
     table.add_argument("--no-table", dest="table", action="store_false", help="no live table")
     run.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    run.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help='run the host processes as Ray actors on the cluster at ADDRESS ("auto", host:port; needs '
+        "greenroom[ray]); --processes counts host actors (auto: the cluster's CPUs)",
+    )
+    run.add_argument(
+        "--ray-cpus", type=float, default=1.0, help="Ray CPUs each host actor reserves (default 1)"
+    )
     check = commands.add_parser("check", help="check a spec (and import its bots); print what it expands to")
     check.add_argument("spec", help="the fleet spec (TOML)")
 
 
-def _processes(value: str | None, spec: FleetSpec) -> int:
+def _processes(value: str | None, spec: FleetSpec, auto: Callable[[], int] = auto_processes) -> int:
     if value is None:
-        return spec.options.processes or auto_processes()
+        return spec.options.processes or auto()
     if value == "auto":
-        return auto_processes()
+        return auto()
     try:
         number = int(value)
     except ValueError:
@@ -91,10 +101,25 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _ray_launcher(args: argparse.Namespace) -> tuple[Launcher, Callable[[], int]]:
+    """Join the Ray cluster of ``--ray``: the launcher of host actors and the cluster's ``auto``."""
+    try:
+        from greenroom.fleet import cluster
+    except ImportError as exc:
+        raise FleetSpecError("--ray", f"needs the ray extra (pip install 'greenroom[ray]'): {exc}") from None
+    options = cluster.RayOptions(cpus_per_host=args.ray_cpus)
+    cluster.connect(args.ray)
+    return cluster.ray_launcher(options), lambda: cluster.cluster_hosts(options)
+
+
 async def _run(args: argparse.Namespace, spec: FleetSpec, env: Mapping[str, str], out: TextIO) -> int:
     server = resolve_server(spec.server, env)
+    launcher: Launcher | None = None
+    auto: Callable[[], int] = auto_processes
+    if args.ray is not None:
+        launcher, auto = _ray_launcher(args)
     options = HostOptions(
-        processes=_processes(args.processes, spec),
+        processes=_processes(args.processes, spec, auto),
         bots_per_process=args.bots_per_process
         if args.bots_per_process is not None
         else spec.options.bots_per_process,
@@ -110,13 +135,16 @@ async def _run(args: argparse.Namespace, spec: FleetSpec, env: Mapping[str, str]
             key = dev.config.api_key
             server = ServerSpec(dev.url, key, dev.config.keys[key])
             print(f"embedded dev server at {dev.url}", file=out, flush=True)
-        host = Host(spec.bots, server, options)
+            if launcher is not None:
+                print("  (on 127.0.0.1: only the cluster's nodes on this machine reach it)", file=out)
+        host = Host(spec.bots, server, options, launcher=launcher)
         port = args.metrics_port if args.metrics_port is not None else spec.options.metrics_port
         table = out.isatty() if args.table is None else args.table
         reporter = Reporter(host, out=out, table=table, metrics_port=port, metrics_bind=args.metrics_bind)
         await stack.enter_async_context(reporter)
         print(
-            f"fleet: {len(spec.bots)} bots over {options.processes} processes "
+            f"fleet: {len(spec.bots)} bots over {options.processes} "
+            f"{'host actors on ' + args.ray if launcher is not None else 'processes'} "
             f"(at most {host.slots[0].capacity} per process) on {server.url}",
             file=out,
             flush=True,

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from greenroom.actors.restarts import Backoff, backoff_delay
 from greenroom.fleet.reconcile import place
@@ -46,7 +46,15 @@ from greenroom.fleet.spec import BotSpec, ServerSpec
 from greenroom.fleet.view import FleetView
 from greenroom.fleet.worker import Drained, DrainRequest, WorkerConfig, WorkerReport, worker_main
 
-__all__ = ["PROCESS_BACKOFF", "Host", "HostOptions", "auto_processes"]
+__all__ = [
+    "PROCESS_BACKOFF",
+    "Host",
+    "HostOptions",
+    "Launcher",
+    "ProcessWorker",
+    "WorkerHandle",
+    "auto_processes",
+]
 
 _log = logging.getLogger("greenroom.fleet.pool")
 
@@ -91,12 +99,33 @@ class HostOptions:
     log_level: str = "WARNING"
 
 
+class WorkerHandle(Protocol):
+    """One worker the host started (a process here; a Ray actor in :mod:`greenroom.fleet.cluster`).
+
+    Made by a :data:`Launcher` on the host's loop, with two callbacks it calls on that loop: ``deliver``
+    (each :class:`WorkerReport` / :class:`Drained`) and ``exited`` (once, with why it ended).
+    """
+
+    pid: int
+
+    def send(self, message: Any) -> bool:
+        """Queue ``message`` for the worker without blocking; ``False``: dropped (its outbox is full)."""
+        ...
+
+    def stop(self, *, kill: bool) -> None:
+        """Release it (the host no longer listens); ``kill``: end it at once if it still runs."""
+        ...
+
+
+#: ``launcher(config, deliver, exited)``: start one worker (on the host's loop).
+Launcher = Callable[[WorkerConfig, Callable[[Any], None], Callable[[str], None]], WorkerHandle]
+
+
 @dataclass(eq=False)
 class _Slot:
     index: int
     capacity: int
-    process: BaseProcess | None = None
-    conn: Connection | None = None
+    worker: WorkerHandle | None = None
     started: float = 0.0
     heard: float = 0.0
     attempt: int = 0
@@ -104,11 +133,11 @@ class _Slot:
     assigned: tuple[str, ...] = ()
     sent: tuple[str, ...] | None = None
     drained: bool = False
-    outbox: queue.Queue[Any] | None = None
+    ready: bool = False  # its worker has reported since it started
 
     @property
     def alive(self) -> bool:
-        return self.process is not None
+        return self.worker is not None
 
 
 class Host:
@@ -129,6 +158,7 @@ class Host:
         *,
         view: FleetView | None = None,
         rng: Callable[[], float] = random.random,
+        launcher: Launcher | None = None,
     ) -> None:
         if options.processes < 1:
             raise ValueError(f"processes must be at least 1, not {options.processes}")
@@ -146,7 +176,7 @@ class Host:
         self._stop = asyncio.Event()
         self._kill = False
         self._changed = asyncio.Event()
-        self._mp = multiprocessing.get_context("spawn")
+        self.launcher: Launcher = launcher or ProcessWorker.launch
         self.dropped = 0
 
     # -- the outside --------------------------------------------------------------------------------------
@@ -160,7 +190,7 @@ class Host:
 
     def pids(self) -> dict[int, int]:
         """The live worker processes: slot → pid."""
-        return {i: s.process.pid for i, s in self.slots.items() if s.process is not None and s.process.pid}
+        return {i: s.worker.pid for i, s in self.slots.items() if s.worker is not None and s.worker.pid}
 
     async def run(self, *, duration: float | None = None, install_signals: bool = True) -> FleetView:
         """Start the pool, supervise it until a signal (or ``duration`` s), drain; return the view."""
@@ -172,7 +202,7 @@ class Host:
             loop.call_later(duration, self.request_stop)
         try:
             while not self._stop.is_set():
-                self._supervise(loop)
+                self._supervise()
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), HOST_TICK)
@@ -187,16 +217,16 @@ class Host:
 
     # -- supervision --------------------------------------------------------------------------------------
 
-    def _supervise(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _supervise(self) -> None:
         now = time.monotonic()
         for slot in self.slots.values():
-            if slot.process is None and slot.due <= now:
-                self._spawn(slot, loop)
-            elif slot.process is not None and now - slot.heard > self.options.unresponsive_after:
+            if slot.worker is None and slot.due <= now:
+                self._spawn(slot)
+            elif slot.worker is not None and now - slot.heard > self.options.unresponsive_after:
                 _log.error(
                     "worker %d (pid %s) sent nothing for %.0f s: killing it",
                     slot.index,
-                    slot.process.pid,
+                    slot.worker.pid,
                     now - slot.heard,
                 )
                 self._lost(slot, "unresponsive", kill=True)
@@ -204,9 +234,10 @@ class Host:
 
     def _place(self) -> None:
         alive = {i for i, s in self.slots.items() if s.alive}
+        ready = {i for i in alive if self.slots[i].ready}
         current = {i: s.assigned for i, s in self.slots.items()}
         capacity = {i: s.capacity for i, s in self.slots.items()}
-        placed = place(self.order, current, capacity, alive)
+        placed = place(self.order, current, capacity, alive, prefer=ready)
         for index, slot in self.slots.items():
             slot.assigned = placed.get(index, ())
             self.view.slot(index).assigned = len(slot.assigned)
@@ -214,30 +245,27 @@ class Host:
                 self._send(slot, Assign(tuple(self.bots[k] for k in slot.assigned)))
                 slot.sent = slot.assigned
 
-    def _spawn(self, slot: _Slot, loop: asyncio.AbstractEventLoop) -> None:
-        parent, child = self._mp.Pipe()
+    def _spawn(self, slot: _Slot) -> None:
         config = WorkerConfig(
             slot.index, self.server, slot.capacity, self.options.report_interval, self.options.log_level
         )
-        process = self._mp.Process(
-            target=worker_main, args=(child, config), name=f"greenroom-fleet-{slot.index}", daemon=False
-        )
-        process.start()
-        child.close()
-        slot.process, slot.conn, slot.sent = process, parent, None
+        handle: WorkerHandle | None = None
+
+        def deliver(message: Any) -> None:
+            if handle is not None and slot.worker is handle:  # else from an earlier worker of the slot
+                self._received(slot, message)
+
+        def exited(reason: str) -> None:
+            if handle is not None and slot.worker is handle:
+                self._exited(slot, reason)
+
+        handle = self.launcher(config, deliver, exited)
+        slot.worker, slot.sent = handle, None
         slot.started = slot.heard = time.monotonic()
-        slot.drained = False
+        slot.drained = slot.ready = False
         view = self.view.slot(slot.index)
-        view.pid, view.state = process.pid or 0, "starting"
-        loop.add_reader(process.sentinel, self._exited, slot, process)
-        outbox: queue.Queue[Any] = queue.Queue(OUTBOX_CAPACITY)
-        slot.outbox = outbox
-        for target, args, name in (
-            (_read_pipe, (parent, loop, self._received, slot), "read"),
-            (_write_pipe, (parent, outbox), "write"),
-        ):
-            threading.Thread(target=target, args=args, name=f"fleet-{name}-{slot.index}", daemon=True).start()
-        _log.info("worker %d started (pid %s)", slot.index, process.pid)
+        view.pid, view.state = handle.pid, "starting"
+        _log.info("worker %d started (pid %s)", slot.index, handle.pid)
 
     def _send(self, slot: _Slot, message: Any) -> None:
         """Queue ``message`` for the slot's writer thread (a full pipe never blocks the host's loop).
@@ -245,14 +273,11 @@ class Host:
         The queue holds :data:`OUTBOX_CAPACITY` messages; past it the message is dropped and counted
         (an ``Assign`` carries the whole set, so the next placement change repairs a dropped one).
         """
-        if slot.outbox is None:
+        if slot.worker is None or slot.worker.send(message):
             return
-        try:
-            slot.outbox.put_nowait(message)
-        except queue.Full:
-            self.dropped += 1
-            slot.sent = None
-            _log.error("worker %d's outbox is full: %r dropped", slot.index, type(message).__name__)
+        self.dropped += 1
+        slot.sent = None
+        _log.error("worker %d's outbox is full: %r dropped", slot.index, type(message).__name__)
 
     def _received(self, slot: _Slot, message: Any) -> None:
         if message is None:
@@ -261,7 +286,9 @@ class Host:
         view = self.view.slot(slot.index)
         match message:
             case WorkerReport():
-                if slot.process is not None and message.pid == slot.process.pid:
+                if slot.worker is not None:
+                    slot.ready = True
+                    slot.worker.pid = view.pid = message.pid
                     view.update(message)
                     view.state = "draining" if self.view.draining else "running"
             case Drained(clean=clean, report=report):
@@ -271,20 +298,14 @@ class Host:
                 view.state = "drained" if clean else "drained (deadline)"
         self._changed.set()
 
-    def _exited(self, slot: _Slot, process: BaseProcess) -> None:
-        if slot.process is not process:
-            return
-        process.join(timeout=1.0)  # the sentinel fired: the exit code is there once joined
-        code = process.exitcode
+    def _exited(self, slot: _Slot, reason: str) -> None:
         if self._stop.is_set():
             self._reap(slot, kill=False)
-            self.view.slot(slot.index).state = f"exited {code}"
+            self.view.slot(slot.index).state = f"exited ({reason})"
             self._changed.set()
             return
-        reason = (
-            f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit {code}"
-        )
-        _log.error("worker %d (pid %s) died: %s; its bots are placed again", slot.index, process.pid, reason)
+        pid = slot.worker.pid if slot.worker is not None else 0
+        _log.error("worker %d (pid %s) died: %s; its bots are placed again", slot.index, pid, reason)
         self._lost(slot, reason, kill=False)
 
     def _lost(self, slot: _Slot, reason: str, *, kill: bool) -> None:
@@ -304,24 +325,9 @@ class Host:
         self._changed.set()
 
     def _reap(self, slot: _Slot, *, kill: bool) -> None:
-        process, slot.process = slot.process, None
-        if process is None:
-            return
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(process.sentinel)
-        if kill and process.is_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid or 0, signal.SIGKILL)
-        process.join(timeout=5.0)
-        with contextlib.suppress(Exception):
-            process.close()
-        if slot.outbox is not None:
-            with contextlib.suppress(queue.Full):
-                slot.outbox.put_nowait(None)  # the writer ends (its pipe end is closed below)
-            slot.outbox = None
-        if slot.conn is not None:
-            slot.conn.close()
-            slot.conn = None
+        worker, slot.worker = slot.worker, None
+        if worker is not None:
+            worker.stop(kill=kill)
 
     # -- drain --------------------------------------------------------------------------------------------
 
@@ -345,9 +351,80 @@ class Host:
                 self.view.slot(slot.index).state = "killed after the drain"
 
 
-def _read_pipe(
-    conn: Connection, loop: asyncio.AbstractEventLoop, deliver: Callable[[_Slot, Any], None], slot: _Slot
-) -> None:
+class ProcessWorker:
+    """A worker process (``multiprocessing`` spawn) and its pipe: the default :data:`Launcher`.
+
+    A reader and a writer thread per pipe, so a full pipe never blocks the host's loop (the outbox holds
+    :data:`OUTBOX_CAPACITY` messages); the process's death is seen at once through its sentinel.
+    """
+
+    def __init__(
+        self, config: WorkerConfig, deliver: Callable[[Any], None], exited: Callable[[str], None]
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.conn, child = multiprocessing.get_context("spawn").Pipe()
+        self.process: BaseProcess = multiprocessing.get_context("spawn").Process(
+            target=worker_main, args=(child, config), name=f"greenroom-fleet-{config.slot}", daemon=False
+        )
+        self.process.start()
+        child.close()
+        self.pid = self.process.pid or 0
+        self._exited = exited
+        self.loop.add_reader(self.process.sentinel, self._on_sentinel)
+        self.outbox: queue.Queue[Any] | None = queue.Queue(OUTBOX_CAPACITY)
+        for target, args, name in (
+            (_read_pipe, (self.conn, self.loop, deliver), "read"),
+            (_write_pipe, (self.conn, self.outbox), "write"),
+        ):
+            threading.Thread(
+                target=target, args=args, name=f"fleet-{name}-{config.slot}", daemon=True
+            ).start()
+
+    @classmethod
+    def launch(
+        cls, config: WorkerConfig, deliver: Callable[[Any], None], exited: Callable[[str], None]
+    ) -> ProcessWorker:
+        """The :data:`Launcher` of worker processes."""
+        return cls(config, deliver, exited)
+
+    def _on_sentinel(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.process.sentinel)
+        self.process.join(timeout=1.0)  # the sentinel fired: the exit code is there once joined
+        code = self.process.exitcode
+        self._exited(
+            f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit {code}"
+        )
+
+    def send(self, message: Any) -> bool:
+        """Queue ``message`` for the writer thread; ``False`` when the outbox is full (or closed)."""
+        if self.outbox is None:
+            return False
+        try:
+            self.outbox.put_nowait(message)
+        except queue.Full:
+            return False
+        return True
+
+    def stop(self, *, kill: bool) -> None:
+        """Stop listening, kill the process if asked and still alive, reap it, close the pipe."""
+        process = self.process
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(process.sentinel)
+        with contextlib.suppress(ValueError):  # closed already
+            if kill and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid or 0, signal.SIGKILL)
+            process.join(timeout=5.0)
+            process.close()
+        if self.outbox is not None:
+            with contextlib.suppress(queue.Full):
+                self.outbox.put_nowait(None)  # the writer ends (its pipe end is closed below)
+            self.outbox = None
+        self.conn.close()
+
+
+def _read_pipe(conn: Connection, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None]) -> None:
     """Blocking reads on a thread per process; each message is handed to the host's loop."""
     while True:
         try:
@@ -355,7 +432,7 @@ def _read_pipe(
         except (EOFError, OSError, ValueError):
             return
         try:
-            loop.call_soon_threadsafe(deliver, slot, message)
+            loop.call_soon_threadsafe(deliver, message)
         except RuntimeError:
             return
 

@@ -188,6 +188,7 @@ def place(
     current: Mapping[int, Sequence[str]],
     capacity: Mapping[int, int],
     alive: set[int],
+    prefer: set[int] | None = None,
 ) -> dict[int, tuple[str, ...]]:
     """The host's placement: which process runs which bots.
 
@@ -196,11 +197,15 @@ def place(
         current: the bots each process was given so far.
         capacity: each process's admission limit.
         alive: the processes that run now (the others get nothing: their bots move or wait).
+        prefer: live processes to fill first (the host's: those that have reported, so a lost process's
+            bots go to running ones with room rather than to its replacement, which may take long to
+            start — a Ray actor waiting for a node with free CPUs — or never start).
 
     Returns:
         For every live process, its bots: those it had and that are still wanted (up to its capacity),
-        then bots that had no live process, on the live process with the most free room. A bot that
-        finds no room stays unplaced until a process comes back.
+        then bots that had no live process, on the preferred live process with the most free room (or,
+        when no preferred one has room, the live one with the most). A bot that finds no room stays
+        unplaced until a process comes back.
     """
     wanted = dict.fromkeys(desired)
     result: dict[int, list[str]] = {slot: [] for slot in sorted(alive)}
@@ -211,10 +216,13 @@ def place(
                 keys.append(key)
                 placed.add(key)
     for key in wanted:
-        if key in placed or not result:
+        if key in placed:
             continue
-        slot = max(result, key=lambda s: (capacity.get(s, 0) - len(result[s]), -s))
-        if capacity.get(slot, 0) - len(result[slot]) > 0:
-            result[slot].append(key)
-            placed.add(key)
+        room = [s for s in result if capacity.get(s, 0) - len(result[s]) > 0]
+        if not room:
+            continue
+        first = [s for s in room if prefer is not None and s in prefer] or room
+        slot = max(first, key=lambda s: (capacity.get(s, 0) - len(result[s]), -s))
+        result[slot].append(key)
+        placed.add(key)
     return {slot: tuple(keys) for slot, keys in result.items()}

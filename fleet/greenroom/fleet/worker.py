@@ -31,7 +31,7 @@ from greenroom.fleet.spec import ServerSpec
 from greenroom.fleet.stats import StatsSnapshot, process_stats
 from greenroom.runtime import loop as runtime
 
-__all__ = ["DrainRequest", "Drained", "WorkerConfig", "WorkerReport", "worker_main"]
+__all__ = ["DrainRequest", "Drained", "WorkerConfig", "WorkerReport", "drain", "report", "worker_main"]
 
 _log = logging.getLogger("greenroom.fleet.worker")
 
@@ -152,21 +152,24 @@ async def _serve(conn: Connection, config: WorkerConfig) -> None:
             await asyncio.wrap_future(runtime.submit(stop_actor(runner, timeout=5.0)))
 
 
-async def _report(config: WorkerConfig, runner: Any) -> WorkerReport:
-    report = await ask(runner, GetReport(), timeout=5.0)
-    return WorkerReport(config.slot, os.getpid(), time.monotonic(), report, process_stats().snapshot())
+async def report(config: WorkerConfig, runner: Any) -> WorkerReport:
+    """This process's report: ``runner``'s bots and the process's counters (any loop)."""
+    got = await ask(runner, GetReport(), timeout=5.0)
+    return WorkerReport(config.slot, os.getpid(), time.monotonic(), got, process_stats().snapshot())
 
 
 async def _report_every(config: WorkerConfig, runner: Any, sender: _Sender) -> None:
     while True:
         try:
-            await sender.send(await _report(config, runner))
+            await sender.send(await report(config, runner))
         except Exception:
             _log.exception("report failed")
         await asyncio.sleep(config.report_interval)
 
 
-async def _drain(config: WorkerConfig, runner: Any, sender: _Sender, deadline: float) -> None:
+async def drain(config: WorkerConfig, runner: Any, deadline: float) -> Drained:
+    """Let every bot of ``runner`` leave within ``deadline`` seconds (any loop); the last report."""
+
     async def on_runtime() -> None:
         reply: Reply[None] = Reply.new()
         runner.tell(Drain(reply))
@@ -180,5 +183,9 @@ async def _drain(config: WorkerConfig, runner: Any, sender: _Sender, deadline: f
         _log.warning("drain deadline (%.1f s) passed with bots still leaving", deadline)
     final: WorkerReport | None = None
     with contextlib.suppress(Exception):
-        final = await _report(config, runner)
-    await sender.send(Drained(config.slot, clean, final))
+        final = await report(config, runner)
+    return Drained(config.slot, clean, final)
+
+
+async def _drain(config: WorkerConfig, runner: Any, sender: _Sender, deadline: float) -> None:
+    await sender.send(await drain(config, runner, deadline))
