@@ -389,7 +389,8 @@ class Peer(E2eeOps):
             self.room.on(name, lambda *args: self.emit({"event": name, **fn(*args)}))
 
         def track(pub: Any, p: Any) -> dict[str, Any]:
-            return {"sid": pub.sid, "kind": int(pub.kind), "from": _who(p)}
+            features = [int(f) for f in pub.frame_metadata_features]
+            return {"sid": pub.sid, "kind": int(pub.kind), "from": _who(p), "features": features}
 
         on("track_published", track)
         on("track_unpublished", track)
@@ -492,14 +493,17 @@ class Peer(E2eeOps):
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
         if "codec" in cmd:  # e.g. "H264" (a VideoCodec name)
             options.video_codec = getattr(rtc.VideoCodec, cmd["codec"])
+        for name in cmd.get("features", ()):  # FrameMetadataFeature names, e.g. "FMF_FRAME_ID"
+            options.frame_metadata_features.append(getattr(rtc.FrameMetadataFeature, name))
         publication = await self.room.local_participant.publish_track(track, options)
         self._publications[publication.sid] = publication
+        features = [int(f) for f in publication.frame_metadata_features]
         plan = [
             ([0, 0, 0], cmd.get("lead", 0.0)),
             *((list(c), cmd.get("seconds", 1.0)) for c in cmd["colours"]),
         ]
         self._spawn(self._show(source, publication.sid, plan, (width, height), cmd.get("fps", 30)))
-        return {"sid": publication.sid}
+        return {"sid": publication.sid, "features": features}
 
     op_publish_colors = op_publish_colours
 

@@ -195,12 +195,18 @@ async def mute_both_ways() -> dict[str, Any]:
 async def colours_both_ways() -> dict[str, Any]:
     """alice (greenroom) shows red → green → blue, bob (official) blue → red → green; each watches."""
     async with _room("colours") as (_server, attempts, alice, bob):
-        sids = {}
+        sids, features = {}, {}
         for peer in (alice, bob):
             published = await peer.call(
-                "publish_colours", colours=COLOURS[peer.label], seconds=1.5, fps=20, lead=2.0
+                "publish_colours",
+                colours=COLOURS[peer.label],
+                seconds=1.5,
+                fps=20,
+                lead=2.0,
+                features=["FMF_USER_TIMESTAMP", "FMF_FRAME_ID"],
             )
             sids[peer.label] = published["sid"]
+            features[peer.label] = published["features"]
         for peer, other in ((alice, "bob"), (bob, "alice")):
             await peer.call("watch_video", identity=other, timeout=15)
         for peer in (alice, bob):
@@ -220,4 +226,8 @@ async def colours_both_ways() -> dict[str, Any]:
             },
             "sids": sids,
             "decoders": attempts,
+            "features": features,  # each publisher's own publication.frame_metadata_features
+            "features_seen": {  # what each one's track_subscribed said of the other's publication
+                p.label: [e["features"] for e in p.received("track_subscribed")] for p in (alice, bob)
+            },
         }

@@ -103,6 +103,16 @@ def test_vp8_colour_cycle_across_sdks(colours: dict[str, Any], watcher: str) -> 
     assert colours["decoders"] == []
 
 
+def test_frame_metadata_features_travel_through_the_server(colours: dict[str, Any]) -> None:
+    # the official publisher asked for user timestamps and frame ids: the server's TrackInfo carries them
+    # back to its own publication and on to greenroom's view of it (livekit-server copies them too)
+    assert colours["features"]["bob"] == [0, 1]
+    assert colours["features_seen"]["alice"] == [[0, 1]]
+    # greenroom does not attach packet trailers to its frames yet, so it does not announce them
+    assert colours["features"]["alice"] == []
+    assert colours["features_seen"]["bob"] == [[]]
+
+
 def test_heard_counts_a_tone_after_three_loud_windows() -> None:
     window = (
         [{"rms": 1000, "peak_hz": 441.0}] * 3

@@ -111,6 +111,7 @@ def test_tone_sequence_arrives_in_order_with_the_right_pitch() -> None:
             )
             peaks.append(peak_hz(tail()))
         assert [round(p / 20) * 20 for p in peaks] == [440, 660, 880], peaks
+        assert {len(f) for f in frames} == {RATE // 100}  # 10 ms frames by default, as the official SDK's
         assert publication.source == rtc.TrackSource.SOURCE_MICROPHONE
         reader.cancel()
         await a.disconnect()

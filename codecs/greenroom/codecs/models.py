@@ -285,6 +285,11 @@ def _wire(value: enum.IntEnum) -> Any:
     return int(value)
 
 
+def _numbers(values: tuple[int, ...]) -> Any:
+    """Repeated enum numbers as the protobuf constructors take them (their stubs want the enum type)."""
+    return list(values)
+
+
 # --- livekit_models.proto ----------------------------------------------------------------------------
 
 
@@ -484,6 +489,10 @@ class TrackInfo:
     disable_red: bool = False
     encryption: EncryptionType = EncryptionType.NONE
     stream: str = ""
+    #: ``livekit.AudioTrackFeature`` numbers (stereo, no DTX, AGC …), as the publisher announced them
+    audio_features: tuple[int, ...] = ()
+    #: ``livekit.PacketTrailerFeature`` numbers: the per-frame metadata the publisher's frames carry
+    packet_trailer_features: tuple[int, ...] = ()
 
     def to_proto(self) -> pm.TrackInfo:
         """Return the ``livekit.TrackInfo`` message."""
@@ -505,6 +514,8 @@ class TrackInfo:
             disable_red=self.disable_red,
             encryption=_wire(self.encryption),
             stream=self.stream,
+            audio_features=_numbers(self.audio_features),
+            packet_trailer_features=_numbers(self.packet_trailer_features),
         )
 
     @classmethod
@@ -528,6 +539,8 @@ class TrackInfo:
             disable_red=pb.disable_red,
             encryption=_enum(EncryptionType, pb.encryption),
             stream=pb.stream,
+            audio_features=tuple(pb.audio_features),
+            packet_trailer_features=tuple(pb.packet_trailer_features),
         )
 
 

@@ -62,6 +62,7 @@ from greenroom.codecs.models import (
     VideoLayer,
     VideoQuality,
     _enum,
+    _numbers,
     _wire,
     frozen_map,
 )
@@ -254,6 +255,10 @@ class AddTrackRequest:
     encryption: EncryptionType = EncryptionType.NONE
     stream: str = ""
     sid: str = ""
+    #: ``livekit.AudioTrackFeature`` numbers the publisher announces
+    audio_features: tuple[int, ...] = ()
+    #: ``livekit.PacketTrailerFeature`` numbers: per-frame metadata its frames will carry
+    packet_trailer_features: tuple[int, ...] = ()
 
     def to_proto(self) -> pr.AddTrackRequest:
         """Return the ``livekit.AddTrackRequest`` message."""
@@ -272,6 +277,8 @@ class AddTrackRequest:
             encryption=_wire(self.encryption),
             stream=self.stream,
             sid=self.sid,
+            audio_features=_numbers(self.audio_features),
+            packet_trailer_features=_numbers(self.packet_trailer_features),
         )
 
     @classmethod
@@ -292,6 +299,8 @@ class AddTrackRequest:
             encryption=_enum(EncryptionType, pb.encryption),
             stream=pb.stream,
             sid=pb.sid,
+            audio_features=tuple(pb.audio_features),
+            packet_trailer_features=tuple(pb.packet_trailer_features),
         )
 
 

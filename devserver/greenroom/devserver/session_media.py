@@ -54,7 +54,15 @@ from greenroom.runtime.rtp_forward import RtpTap, receiver_for_track
 if TYPE_CHECKING:
     from greenroom.devserver.participant import Hub
 
-__all__ = ["SessionMedia"]
+__all__ = ["FEATURES_KEPT", "SessionMedia"]
+
+#: At most this many audio / packet-trailer feature numbers are kept from one AddTrackRequest (the enums
+#: have 7 and 3 values; a request may repeat or invent numbers).
+FEATURES_KEPT = 16
+
+
+def _features(numbers: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(numbers))[:FEATURES_KEPT]
 
 
 class SessionMedia:
@@ -144,6 +152,10 @@ class SessionMedia:
             disable_red=message.disable_red,
             encryption=message.encryption,
             stream=message.stream,
+            # copied as livekit-server does (the official SDK's frame-metadata test reads them back); each a
+            # set of enum numbers, so duplicates are dropped and at most FEATURES_KEPT kept
+            audio_features=_features(message.audio_features),
+            packet_trailer_features=_features(message.packet_trailer_features),
         )
         self._track_templates[sid] = info
         self.signal(TrackPublished(cid=message.cid, track=info))

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from greenroom.rtc.participant import Participant
     from greenroom.rtc.track import Track
 
-__all__ = ["AudioFrameEvent", "AudioStream"]
+__all__ = ["NATIVE_FRAME_MS", "AudioFrameEvent", "AudioStream"]
+
+#: The frame duration when ``frame_size_ms`` is not given: libwebrtc's audio sink delivers 10 ms blocks.
+NATIVE_FRAME_MS = 10
 
 
 @dataclass
@@ -46,7 +49,9 @@ class AudioStream(FrameStream[AudioFrameEvent, PcmChunk]):
         capacity: frames held for a slow reader; ``0`` = unbounded, else the **oldest** is dropped.
         sample_rate: output rate (resampled).
         num_channels: output channels, 1 or 2 (remixed).
-        frame_size_ms: fixed output frame duration; ``None`` keeps the decoder's (20 ms for Opus).
+        frame_size_ms: output frame duration; ``None`` (or 0): 10 ms, as the official SDK's frames
+            (libwebrtc's audio sink delivers 10 ms blocks; code written for it — the SDK's own tests
+            included — counts on 480 samples at 48 kHz), not the decoder's 20 ms Opus frames.
         noise_cancellation: accepted for compatibility; ignored.
         auto_close_noise_cancellation: accepted for compatibility; ignored.
     """
@@ -125,7 +130,7 @@ class AudioStream(FrameStream[AudioFrameEvent, PcmChunk]):
             sid,
             sample_rate=self._sample_rate,
             num_channels=self._num_channels,
-            frame_size_ms=self._frame_size_ms,
+            frame_size_ms=self._frame_size_ms or NATIVE_FRAME_MS,
             fill_silence=True,
         )
 

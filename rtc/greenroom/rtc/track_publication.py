@@ -10,11 +10,19 @@ from __future__ import annotations
 import asyncio
 
 from greenroom.actors.messages import SetSubscribed
-from greenroom.rtc._enums import TrackKind, TrackSource, track_kind, track_source
+from greenroom.rtc._enums import FrameMetadataFeature, TrackKind, TrackSource, track_kind, track_source
 from greenroom.rtc._records import LocalPublicationRecord, PublicationRecord
 from greenroom.rtc.track import Track
 
 __all__ = ["LocalTrackPublication", "RemoteTrackPublication", "TrackPublication"]
+
+
+def _known(enum: type[FrameMetadataFeature], number: int) -> int:
+    """``number`` as a member of ``enum`` when it is one (a newer server may send numbers we do not know)."""
+    try:
+        return enum(number)
+    except ValueError:
+        return number
 
 
 class TrackPublication:
@@ -73,6 +81,17 @@ class TrackPublication:
     def muted(self) -> bool:
         """Whether the publisher muted the track."""
         return self._record.info.muted
+
+    @property
+    def frame_metadata_features(self) -> list[int]:
+        """The per-frame metadata the publisher's frames carry (``FrameMetadataFeature`` numbers, from the
+        server's ``TrackInfo.packet_trailer_features``; the numbers are the same)."""
+        return [_known(FrameMetadataFeature, n) for n in self._record.info.packet_trailer_features]
+
+    @property
+    def audio_features(self) -> list[int]:
+        """What the publisher announced of its audio (``AudioTrackFeature`` numbers: stereo, no DTX …)."""
+        return list(self._record.info.audio_features)
 
     @property
     def encryption_type(self) -> int:
