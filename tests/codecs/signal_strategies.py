@@ -15,6 +15,7 @@ import typing
 from typing import Any
 
 from hypothesis import strategies as st
+from livekit.protocol import rtc as pr
 
 from greenroom.codecs import models, signalling
 
@@ -32,6 +33,10 @@ _OVERRIDES: dict[tuple[type, str], st.SearchStrategy[Any]] = {
     (signalling.LegacyPing, "timestamp"): st.integers(-(2**63), 2**63 - 1),
     (signalling.LegacyPong, "timestamp"): st.integers(-(2**63), 2**63 - 1),
     (signalling.PongResp, "timestamp"): st.integers(-(2**63), 2**63 - 1),
+    (signalling.SimulateScenario, "scenario"): st.sampled_from(
+        sorted(pr.SimulateScenario.DESCRIPTOR.fields_by_name)
+    ),
+    (signalling.SimulateScenario, "value"): st.integers(0, 1),  # valid for every field's type
 }
 
 

@@ -197,7 +197,6 @@ def test_responses_round_trip(msg: sig.SignalResponseMessage) -> None:
     ("raw", "field"),
     [
         (pr.SignalRequest(update_layers=pr.UpdateVideoLayers(track_sid="TR_1")), "update_layers"),
-        (pr.SignalRequest(simulate=pr.SimulateScenario(node_failure=True)), "simulate"),
         (pr.SignalRequest(update_audio_track=pr.UpdateLocalAudioTrack()), "update_audio_track"),
         (
             pr.SignalRequest(publish_data_track_request=pr.PublishDataTrackRequest()),
@@ -262,7 +261,7 @@ def test_decoders_accept_bytearray_and_memoryview() -> None:
 @pytest.mark.parametrize(
     "msg",
     [
-        sig.Unhandled("simulate"),
+        sig.Unhandled("update_layers"),
         sig.JoinResponse(room=None, participant=None),  # a response is not a request
         sig.PingReq(timestamp=2**63),  # out of int64 range
         sig.UpdateMetadata(request_id=-1),
@@ -299,7 +298,7 @@ def test_every_union_member_names_a_real_oneof_field() -> None:
     response_fields = {f.name for f in pr.SignalResponse.DESCRIPTOR.oneofs_by_name["message"].fields}
     assert {c.FIELD for c in sig._REQUEST_CLASSES} <= request_fields
     assert {c.FIELD for c in sig._RESPONSE_CLASSES} <= response_fields
-    assert len(sig._REQUEST_CLASSES) == 13
+    assert len(sig._REQUEST_CLASSES) == 14
     assert len(sig._RESPONSE_CLASSES) == 21
 
 
@@ -430,3 +429,14 @@ def test_reconnect_response_with_every_optional_part_round_trips() -> None:
         last_message_seq=7,
     )
     assert decode_response(encode_response(msg)) == msg
+
+
+def test_simulate_scenario_carries_each_kind_and_refuses_unknown_ones() -> None:
+    speaker = sig.decode_request(sig.encode_request(sig.SimulateScenario("speaker_update", 3)))
+    assert speaker == sig.SimulateScenario("speaker_update", 3)
+    leave = sig.decode_request(sig.encode_request(sig.SimulateScenario("server_leave")))
+    assert leave == sig.SimulateScenario("server_leave", 1)
+    with pytest.raises(LocalProtocolError, match="no simulate scenario"):
+        sig.encode_request(sig.SimulateScenario("reboot"))
+    empty = pr.SignalRequest(simulate=pr.SimulateScenario()).SerializeToString()
+    assert sig.decode_request(empty) == sig.SimulateScenario("", 0)

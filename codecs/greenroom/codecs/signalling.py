@@ -88,6 +88,7 @@ __all__ = [
     "RoomUpdate",
     "SignalRequestMessage",
     "SignalResponseMessage",
+    "SimulateScenario",
     "SpeakersChanged",
     "StreamStateUpdate",
     "SubscriptionPermission",
@@ -442,6 +443,40 @@ class SyncState:
                 DataChannelReceiveState.from_proto(s) for s in pb.datachannel_receive_states
             ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateScenario:
+    """``simulate`` (SimulateScenario): the client asks the server to stage a fault (``simulate_scenario``).
+
+    ``scenario`` is the oneof's field name (``speaker_update``, ``node_failure``, ``migration``,
+    ``server_leave``, ``switch_candidate_protocol``, ``subscriber_bandwidth``,
+    ``disconnect_signal_on_resume``, ``disconnect_signal_on_resume_no_messages``,
+    ``leave_request_full_reconnect``) and ``value`` its value
+    (seconds for ``speaker_update``, a ``CandidateProtocol`` number, bits per second, or 1 for the flags).
+    """
+
+    FIELD: ClassVar[str] = "simulate"
+    scenario: str
+    value: int = 1
+
+    def to_proto(self) -> pr.SimulateScenario:
+        """Return the ``livekit.SimulateScenario`` message.
+
+        Raises:
+            ValueError: ``scenario`` is not one of the message's fields.
+        """
+        if self.scenario not in pr.SimulateScenario.DESCRIPTOR.fields_by_name:
+            raise ValueError(f"no simulate scenario {self.scenario!r}")
+        field = pr.SimulateScenario.DESCRIPTOR.fields_by_name[self.scenario]
+        value: Any = bool(self.value) if field.type == field.TYPE_BOOL else self.value
+        return pr.SimulateScenario(**{self.scenario: value})
+
+    @classmethod
+    def from_proto(cls, pb: pr.SimulateScenario) -> SimulateScenario:
+        """Build from a ``livekit.SimulateScenario`` message (an empty one is ``scenario=""``)."""
+        field = pb.WhichOneof("scenario") or ""
+        return cls(scenario=field, value=int(getattr(pb, field)) if field else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -914,6 +949,7 @@ SignalRequestMessage = (
     | LegacyPing
     | UpdateMetadata
     | PingReq
+    | SimulateScenario
     | Unhandled
 )
 """Everything :func:`decode_request` returns (and :func:`encode_request` takes, except Unhandled)."""

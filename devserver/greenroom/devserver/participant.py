@@ -39,6 +39,7 @@ from greenroom.codecs.models import (
     ParticipantState,
     ServerInfo,
     SignalTarget,
+    SpeakerInfo,
     TrackInfo,
 )
 from greenroom.codecs.packets import decode_packet, encode_packet
@@ -57,6 +58,8 @@ from greenroom.codecs.signalling import (
     RequestResponse,
     SignalRequestMessage,
     SignalResponseMessage,
+    SimulateScenario,
+    SpeakersChanged,
     SubscriptionPermission,
     SyncState,
     Trickle,
@@ -349,7 +352,6 @@ class ParticipantSession(SessionMedia):
         """
         if self._aborted:
             return
-        self._aborted = True
         self._stats.slow_readers += 1
         self._log.warning(
             "signal queue %s (%d frames, %d bytes): the client does not read; disconnecting",
@@ -357,10 +359,52 @@ class ParticipantSession(SessionMedia):
             len(self._outbox),
             self._outbox.bytes,
         )
+        self._abort(DisconnectReason.CONNECTION_TIMEOUT)
+
+    def _abort(self, reason: DisconnectReason) -> None:
+        """Drop the socket without a LeaveRequest (the others hear ``reason``)."""
+        self._aborted = True
         if self._end is None:
-            self._end = _End(DisconnectReason.CONNECTION_TIMEOUT, send_leave=False)
+            self._end = _End(reason, send_leave=False)
         self._outbox.clear()
         self._ws.abort()
+
+    def _on_simulate(self, message: SimulateScenario | Unhandled) -> None:
+        """``simulate`` (``Room.simulate_scenario``): stage the fault as livekit-server does (rtc/room.go
+        ``onSimulateScenario``), so clients can test their reconnect paths against the dev server.
+
+        ``speaker_update``: this participant is announced speaking (level 0.9) for that many seconds (at
+        most 60); ``node_failure``/``migration``: the socket is dropped without a LeaveRequest (the client
+        sees a dead link); ``server_leave``: ``LeaveRequest{DISCONNECT, SERVER_SHUTDOWN}``;
+        ``leave_request_full_reconnect``: ``LeaveRequest{RECONNECT}``. The rest (ICE protocol switches,
+        bandwidth caps, resume faults) need what the dev server does not have (ICE restart, resume): logged.
+        (Requests the dev server does not model at all, ``Unhandled``, are logged here too.)
+        """
+        if isinstance(message, Unhandled):
+            self._log.debug("ignored signal request %s", message.field)
+            return
+        self._log.info("simulating %s (%d)", message.scenario or "nothing", message.value)
+        match message.scenario:
+            case "speaker_update":
+                self._simulate_speaker(min(max(message.value, 0), 60))
+            case "node_failure" | "migration":
+                reason = DisconnectReason.MIGRATION if message.scenario == "migration" else None
+                self._abort(reason or DisconnectReason.SERVER_SHUTDOWN)
+            case "server_leave":
+                self.end(DisconnectReason.SERVER_SHUTDOWN)
+            case "leave_request_full_reconnect":
+                self.end(DisconnectReason.SERVER_SHUTDOWN, action=LeaveAction.RECONNECT)
+            case _:
+                self._log.warning("simulate %r is not supported by the dev server", message.scenario)
+
+    def _simulate_speaker(self, seconds: int) -> None:
+        def announce(active: bool) -> None:
+            sessions = (self._hub.session_of(self.room, m.identity) for m in self.room)
+            speaking = SpeakerInfo(self.member.sid, level=0.9 if active else 0.0, active=active)
+            broadcast([s for s in sessions if s is not None], SpeakersChanged((speaking,)))
+
+        announce(True)
+        asyncio.get_running_loop().call_later(seconds, lambda: None if self._closing else announce(False))
 
     def _rate_limited(self) -> None:
         """Past ``Limits.signal_rate``/``signal_burst``: LeaveRequest{SIGNAL_CLOSE}, close 1008."""
@@ -493,8 +537,8 @@ class ParticipantSession(SessionMedia):
                 self._on_update_subscription(message)
             case SubscriptionPermission():
                 self._on_subscription_permission(message)
-            case Unhandled():
-                self._log.debug("ignored signal request %s", message.field)
+            case SimulateScenario() | Unhandled():
+                self._on_simulate(message)
             case _:
                 assert_never(message)
 
