@@ -48,6 +48,7 @@ def test_enum_names_and_numbers_match() -> None:
         "VideoEncoderBackend",
         "EncodedFrameType",
         "FrameMetadataFeature",
+        "SimulateScenarioKind",
     ):
         ours = {member.name: int(member) for member in getattr(rtc, name)}
         assert ours == dict(getattr(official, name).items()), name
@@ -68,6 +69,7 @@ def test_signatures_match_the_official_ones() -> None:
 
     assert params(rtc.Room.__init__) == params(official.Room.__init__)
     assert params(rtc.Room.connect) == params(official.Room.connect)
+    assert params(rtc.Room.simulate_scenario) == params(official.Room.simulate_scenario)
     for method in (
         "publish_data",
         "publish_dtmf",

@@ -111,6 +111,7 @@ from greenroom.actors.participant import stall
 from greenroom.actors.room_media import TRACK_PUBLISH_TIMEOUT, MediaHandlers, RequestFailedError
 from greenroom.actors.room_members import REQUEST_TIMEOUT, Members
 from greenroom.actors.roster import LOCAL, Roster
+from greenroom.actors.simulate import Simulate, Simulations
 from greenroom.actors.supervision import (
     SUPERVISION_MESSAGES,
     Backoff,
@@ -230,6 +231,7 @@ RoomMessage: TypeAlias = (
     | GetTree
     | Crash
     | Stall
+    | Simulate
 )
 _ROOM_MESSAGES = typing.get_args(RoomMessage)
 #: What waits while the room reconnects (each is replayed once the room is connected again).
@@ -237,7 +239,7 @@ _PUBLISH = (PublishData, PublishDtmf, PublishTranscription, PublishPacket)
 _HELD = (*_PUBLISH, UpdateLocalInfo, PublishTrack, SetSubscribed)
 
 
-class RoomActor(Members, MediaHandlers, AsyncioActor):
+class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
     """One room connection and its state; the supervisor of the room's ParticipantActors.
 
     Args:
@@ -354,6 +356,8 @@ class RoomActor(Members, MediaHandlers, AsyncioActor):
                 return self.snapshot()
             case GetTree():
                 return self.tree()
+            case Simulate():
+                await self._on_simulate(message)
             case Crash(reason=reason):
                 raise RuntimeError(reason)
             case Stall():

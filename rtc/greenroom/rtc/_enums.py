@@ -23,6 +23,7 @@ __all__ = [
     "IceTransportType",
     "ParticipantKind",
     "ParticipantState",
+    "SimulateScenarioKind",
     "TrackKind",
     "TrackSource",
     "VideoCodec",
@@ -202,3 +203,17 @@ class FrameMetadataFeature(ProtoEnum):
     FMF_USER_TIMESTAMP = 0
     FMF_FRAME_ID = 1
     FMF_USER_DATA = 2
+
+
+class SimulateScenarioKind(ProtoEnum):
+    """A fault ``Room.simulate_scenario`` stages (the official names and numbers)."""
+
+    SIMULATE_SIGNAL_RECONNECT = 0
+    SIMULATE_SPEAKER = 1
+    SIMULATE_NODE_FAILURE = 2
+    SIMULATE_SERVER_LEAVE = 3
+    SIMULATE_MIGRATION = 4
+    SIMULATE_FORCE_TCP = 5
+    SIMULATE_FORCE_TLS = 6
+    SIMULATE_FULL_RECONNECT = 7
+    SIMULATE_DISCONNECT_SIGNAL_ON_RESUME = 8

@@ -33,7 +33,9 @@ from typing import Any, assert_never
 from greenroom.actors import messages as m
 from greenroom.actors.client import RoomClient
 from greenroom.actors.room import ConnectFailedError
+from greenroom.actors.simulate import Simulate
 from greenroom.codecs import packets
+from greenroom.codecs.errors import GreenroomError
 from greenroom.codecs.models import IceServer as _WireIceServer
 from greenroom.rtc._bridge import LoopSink, call, call_to_end
 from greenroom.rtc._enums import (
@@ -41,9 +43,11 @@ from greenroom.rtc._enums import (
     ContinualGatheringPolicy,
     DisconnectReason,
     IceTransportType,
+    SimulateScenarioKind,
 )
 from greenroom.rtc._port import RoomPort
 from greenroom.rtc._records import LocalChange
+from greenroom.rtc._simulate import simulation
 from greenroom.rtc._streams import StreamHub
 from greenroom.rtc._view import (
     DataPacket,
@@ -285,6 +289,23 @@ class Room(EventEmitter[EventTypes]):
         except BaseException:
             await asyncio.shield(self._teardown())
             raise
+
+    async def simulate_scenario(self, scenario: int) -> None:
+        """Stage a fault on this connection, for tests (``SimulateScenarioKind``; see
+        :mod:`greenroom.actors.simulate`): e.g. ``SIMULATE_FULL_RECONNECT`` makes the room reconnect now,
+        ``SIMULATE_NODE_FAILURE`` has the server drop the link. Returns once the request is on its way; the
+        room's events (``reconnecting``, ``reconnected`` …) follow.
+
+        Raises:
+            RuntimeError: the room is not connected.
+        """
+        if not self.isconnected():
+            raise RuntimeError("simulate_scenario requires a connected room")
+        request, locally = simulation(SimulateScenarioKind(scenario))
+        try:
+            await self._port.request(lambda reply: Simulate(reply, request, locally))
+        except GreenroomError as exc:
+            raise RuntimeError(f"simulate_scenario failed: {exc}") from exc
 
     async def disconnect(self, reason: DisconnectReason = DisconnectReason.CLIENT_INITIATED) -> None:
         """Leave the room and stop everything this room started (a no-op when not connected)."""
