@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tests import wiretap
 from tests.interop.netns import PeerProcess
 from tests.interop.scenarios_greenroom import V0, _named, _peers, _server
 
-__all__ = ["hostile_streams", "streams_both_ways"]
+__all__ = ["compressed_streams", "hostile_streams", "streams_both_ways"]
 
 FILE_SIZE = 5_000_000
 MARKER = "marker"
@@ -164,3 +165,58 @@ async def hostile_streams() -> dict[str, Any]:
         for peer in (alice, carol, dave):
             await peer.call("disconnect")
         return {"received": result, "connected": {k: v["connected"] for k, v in states.items()}}
+
+
+COMPRESSIBLE: dict[str, Any] = {
+    "unit": "compress me ",
+    "repeat": 10_000,
+}  # 120 000 bytes: a few hundred once deflated
+
+
+async def compressed_streams() -> dict[str, Any]:
+    """alice (official), bob and carol (greenroom) each send one compressible text stream to the next one
+    (alice → bob → carol → alice, so greenroom ⇄ official both ways and greenroom → greenroom), with the dev
+    server relaying everyone's announced capabilities; returns what each sender put on the wire (the stream
+    header as the server decoded it, the bytes of its chunks) and what each receiver read."""
+    async with (
+        _server() as server,
+        _peers(("livekit", "alice"), ("greenroom", "bob"), ("greenroom", "carol")) as peers,
+    ):
+        for peer in peers:
+            options = V0 if peer.sdk == "livekit" else {}
+            await peer.call(
+                "connect", url=server.url, token=server.mint_token(peer.label, "deflate"), options=options
+            )
+            await peer.call("handle_streams", topic="z", bytes=False)
+        for index, peer in enumerate(peers):
+            for later in peers[index + 1 :]:
+                await peer.wait_event(_named("participant_connected", identity=later.label))
+        ring = list(zip(peers, peers[1:] + peers[:1], strict=True))
+        with wiretap.tap() as wire:
+            sent = {
+                p.label: await p.call("send_text", topic="z", destinations=[to.label], **COMPRESSIBLE)
+                for p, to in ring
+            }
+            for sender, receiver in ring:
+                await receiver.wait_event(
+                    _named("stream_received", topic="z", **{"from": sender.label}), timeout=60
+                )
+        on_wire = {}
+        for sender, _ in ring:
+            [header] = wire.headers(sender.label, "z")
+            on_wire[sender.label] = {
+                "compression": header.compression.name,
+                "total_length": header.total_length,
+                "inline": None if header.inline_content is None else len(header.inline_content),
+                "chunked": sum(len(c.content) for c in wire.chunks(sender.label, header.stream_id)),
+            }
+        received = {
+            receiver.label: [
+                {k: e[k] for k in ("from", "length", "sha256", "error") if k in e}
+                for e in receiver.received("stream_received")
+            ]
+            for _, receiver in ring
+        }
+        for peer in peers:
+            await peer.call("disconnect")
+        return {"sent": {k: v["sha256"] for k, v in sent.items()}, "wire": on_wire, "received": received}

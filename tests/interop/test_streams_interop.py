@@ -27,6 +27,11 @@ def hostile() -> dict[str, Any]:
     return run_in_netns("tests.interop.scenarios_streams:hostile_streams", timeout=200)
 
 
+@pytest.fixture(scope="module")
+def compressed() -> dict[str, Any]:
+    return run_in_netns("tests.interop.scenarios_streams:compressed_streams", timeout=200)
+
+
 def _shapes(received: list[dict[str, Any]]) -> list[str]:
     """What a receiver read, without the sender, the checksums of random payloads (checked against what was
     sent in the next test) or chunk counts, in a stable order."""
@@ -102,3 +107,15 @@ def test_malformed_streams_fail_alone_at_both_receivers(hostile: dict[str, Any])
         "stream closed abnormally: Participant bob unexpectedly disconnected in the middle of sending data"
     )
     assert {e["error"] for e in flood["alice"] + flood["carol"]} == {ending}
+
+
+def test_compressible_streams_travel_deflated_every_way(compressed: dict[str, Any]) -> None:
+    """The dev server relays each client's announced capabilities, so every sender — official and greenroom —
+    deflates a compressible text for a receiver that inflates: on the wire 120 000 characters are a few
+    hundred bytes, and each receiver reads them whole."""
+    for sender, receiver in (("alice", "bob"), ("bob", "carol"), ("carol", "alice")):
+        wire = compressed["wire"][sender]
+        assert (wire["compression"], wire["total_length"]) == ("DEFLATE_RAW", 120_000), sender
+        assert 0 < (wire["inline"] or 0) + wire["chunked"] < 2_000, (sender, wire)
+        [read] = compressed["received"][receiver]
+        assert read == {"from": sender, "length": 120_000, "sha256": compressed["sent"][sender]}, receiver

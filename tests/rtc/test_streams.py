@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from greenroom import rtc
 from greenroom.codecs import packets, streams
 from greenroom.devserver.server import DevServer
+from tests import wiretap
 from tests.rtc.support import connect, run_with_server
 from tests.waiting import wait_until
 
@@ -293,30 +295,50 @@ def test_rpc_v2_carries_payloads_over_the_v1_limit() -> None:
 
 
 def test_compressed_streams_are_inflated() -> None:
-    """No peer of the dev server announces compression (it does not relay capabilities), so the packets a
-    compressing sender would make are crafted here: inline and chunked raw DEFLATE."""
+    """Both rooms announce ``CAP_COMPRESSION_DEFLATE_RAW`` and the dev server relays it, so a sender
+    compresses: inline, chunked and a file, each seen compressed on the wire (the server's decoding of what
+    was sent) and read whole by the receiver; ``compress=False`` and a payload that does not shrink go
+    uncompressed."""
 
-    async def scenario(server: DevServer) -> None:
+    async def scenario(server: DevServer, tmp: Path) -> None:
         a, b = await connect(server, "a"), await connect(server, "b")
         inbox = Inbox()
         b.register_text_stream_handler("z", inbox.text)
+        b.register_byte_stream_handler("zf", inbox.bytes)
         await wait_until(lambda: "b" in a.remote_participants, what="b")
-        text = "compress me " * 10_000
-        header = packets.StreamHeader(stream_id="z1", topic="z", content_header=packets.TextHeader())
-        for value in streams.one_shot(header, text.encode(), (), inline_ok=True, compress_ok=True):
-            await _send(a)(value, ())
+        text = "compress me " * 10_000  # 120 000 bytes, inline once compressed
         noise = os.urandom(20_000).hex()  # 40 000 characters, compressed to ~half: chunked
-        header = packets.StreamHeader(stream_id="z2", topic="z", content_header=packets.TextHeader())
-        values = streams.one_shot(header, noise.encode(), (), inline_ok=False, compress_ok=True)
-        assert len(values) > 3
-        for value in values:
-            await _send(a)(value, ())
-        [(_, _, _, first), (_, _, _, second)] = await inbox.next(2)
-        assert (first, second) == (text, noise)
+        plain = "not compressed " * 100
+        incompressible = os.urandom(300).hex()[:17]
+        (tmp / "f.txt").write_text(text)
+        with wiretap.tap() as wire:
+            for payload in (text, noise):
+                await a.local_participant.send_text(payload, topic="z", destination_identities=["b"])
+            await a.local_participant.send_text(
+                plain, topic="z", destination_identities=["b"], compress=False
+            )
+            await a.local_participant.send_text(incompressible, topic="z", destination_identities=["b"])
+            await a.local_participant.send_file(str(tmp / "f.txt"), topic="zf", destination_identities=["b"])
+            read = await inbox.next(5)
+        assert [result for _, _, _, result in read] == [text, noise, plain, incompressible, text.encode()]
+        first, second, third, fourth = wire.headers("a", "z")
+        deflate, none = packets.CompressionType.DEFLATE_RAW, packets.CompressionType.NONE
+        assert (first.compression, first.total_length) == (deflate, len(text))
+        assert first.inline_content is not None
+        assert len(first.inline_content) < len(text) // 50
+        assert (second.compression, second.inline_content) == (deflate, None)
+        on_wire = sum(len(c.content) for c in wire.chunks("a", second.stream_id))
+        assert len(noise) // 3 < on_wire < len(noise) * 2 // 3
+        assert (third.compression, third.inline_content) == (none, plain.encode())
+        assert (fourth.compression, fourth.inline_content) == (none, incompressible.encode())
+        [file_header] = wire.headers("a", "zf")
+        assert (file_header.compression, file_header.inline_content) == (deflate, None)
+        assert sum(len(c.content) for c in wire.chunks("a", file_header.stream_id)) < len(text) // 50
         for room in (a, b):
             await room.disconnect()
 
-    run_with_server(scenario)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_with_server(lambda server: scenario(server, Path(tmp)))
 
 
 def test_hostile_streams_fail_alone_logged_and_bounded(caplog: pytest.LogCaptureFixture) -> None:

@@ -91,6 +91,7 @@ class Admission:
     kind: ParticipantKind = ParticipantKind.STANDARD
     permission: ParticipantPermission = field(default_factory=ParticipantPermission)
     client_protocol: int = 0
+    capabilities: tuple[int, ...] = ()
     auto_subscribe: bool = True
 
 
@@ -107,6 +108,7 @@ class Member:
     permission: ParticipantPermission
     client_protocol: int
     joined_at_ms: int
+    capabilities: tuple[int, ...] = ()
     state: ParticipantState = ParticipantState.JOINED
     version: int = 1
     tracks: dict[str, TrackInfo] = field(default_factory=dict)
@@ -146,6 +148,7 @@ class Member:
             is_publisher=bool(self.tracks),
             disconnect_reason=self.disconnect_reason,
             client_protocol=self.client_protocol,
+            capabilities=self.capabilities,
         )
 
     def bump(self) -> ParticipantInfo:
@@ -408,6 +411,7 @@ class Room:
             kind=admission.kind,
             permission=admission.permission,
             client_protocol=admission.client_protocol,
+            capabilities=admission.capabilities,
             joined_at_ms=_now_ms(),
             auto_subscribe=admission.auto_subscribe,
         )

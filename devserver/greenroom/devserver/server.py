@@ -137,6 +137,7 @@ def admission_from(claims: Claims, grants: VideoGrants, params: JoinParams) -> A
         kind=kind,
         permission=permission,
         client_protocol=params.client_protocol,
+        capabilities=tuple(int(c) for c in params.capabilities),
         auto_subscribe=params.auto_subscribe,
     )
 
