@@ -164,6 +164,25 @@ class Peer(E2eeOps):
             )
         )
 
+    async def op_agent_transcript(self, cmd: dict[str, Any]) -> Any:
+        """One transcript segment as livekit-agents' room output sends it (voice/room_io/_output.py): the
+        ``Transcription`` packet, then a text stream on ``lk.transcription`` written on behalf of the
+        transcribed participant with the segment id, final flag and track id as attributes."""
+        segment = cmd["segment"]
+        await self.op_publish_transcription(
+            {"identity": cmd["identity"], "track_sid": cmd["track_sid"], "segments": [segment]}
+        )
+        attributes = {
+            "lk.transcription_final": "true" if segment["final"] else "false",
+            "lk.transcribed_track_id": cmd["track_sid"],
+            "lk.segment_id": segment["id"],
+        }
+        writer = await self.room.local_participant.stream_text(
+            topic="lk.transcription", sender_identity=cmd["identity"], attributes=attributes
+        )
+        await writer.write(segment["text"])
+        await writer.aclose()
+
     # --- RPC -----------------------------------------------------------------------------------------
 
     async def op_register_rpc(self, cmd: dict[str, Any]) -> Any:
@@ -227,6 +246,8 @@ class Peer(E2eeOps):
             digest, length, chunks = hashlib.sha256(), 0, 0
             try:
                 async for chunk in reader:
+                    if topic == "lk.transcription":  # transcripts are short: the text itself is reported
+                        event["text"] = event.get("text", "") + chunk
                     data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
                     digest.update(data)
                     length, chunks = length + len(chunk), chunks + 1

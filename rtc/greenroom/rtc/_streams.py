@@ -164,15 +164,18 @@ class StreamSender:
         reply_to_id: str | None,
         compress: bool,
         stream_id: str | None = None,
+        sender_identity: str = "",
     ) -> TextStreamInfo:
-        """``LocalParticipant.send_text``: a one-shot text stream (inline and compressed when eligible)."""
+        """``LocalParticipant.send_text``: a one-shot text stream (inline and compressed when eligible);
+        ``sender_identity`` names another participant it is sent on behalf of (transcriptions)."""
         content = packets.TextHeader(reply_to_stream_id=reply_to_id or "")
         header = self._header(
             stream_id, topic=topic, mime_type=streams.TEXT_MIME_TYPE, attributes=attributes, content=content
         )
         inline_ok, compress_ok = self.eligibility(destinations)
         values = self._plan(header, text.encode("utf-8"), destinations, inline_ok, compress_ok and compress)
-        await self.send_all(iter(values), destinations, "")
+        identity = sender_identity if sender_identity != self._identity() else ""
+        await self.send_all(iter(values), destinations, identity)
         return text_info(_sent_header(values))
 
     async def send_bytes(

@@ -42,12 +42,18 @@ from greenroom.rtc._enums import (
 from greenroom.rtc._records import LocalTrackPublished, LocalTrackUnpublished, ParticipantRecord, TrackWaiter
 from greenroom.rtc._rpc import RpcEngine
 from greenroom.rtc._streams import StreamSender
-from greenroom.rtc.data_stream import ByteStreamInfo, ByteStreamWriter, TextStreamInfo, TextStreamWriter
+from greenroom.rtc.data_stream import (
+    ByteStreamInfo,
+    ByteStreamWriter,
+    StreamError,
+    TextStreamInfo,
+    TextStreamWriter,
+)
 from greenroom.rtc.publish_options import TrackPublishOptions
 from greenroom.rtc.rpc import RpcCallInfo, RpcHandler, RpcInterceptor
 from greenroom.rtc.track import LocalTrack, LocalVideoTrack, local_track_record
 from greenroom.rtc.track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
-from greenroom.rtc.transcription import Transcription
+from greenroom.rtc.transcription import TOPIC_TRANSCRIPTION, Transcription, stream_attributes
 
 if TYPE_CHECKING:
     from greenroom.rtc._port import RoomPort
@@ -302,7 +308,13 @@ class LocalParticipant(Participant):
         await self._request(lambda r: PublishDtmf(code, digit, r), PublishDTMFError)
 
     async def publish_transcription(self, transcription: Transcription) -> None:
-        """Send transcription segments (the server forwards them only from agents).
+        """Send transcription segments as the official agents do: the ``Transcription`` packet (what
+        ``livekit.rtc`` sends; the server forwards it only from agents, receivers emit
+        ``transcription_received``) and each segment as a text stream on the ``lk.transcription`` topic,
+        sent on behalf of ``participant_identity`` with the attributes ``lk.segment_id``,
+        ``lk.transcription_final`` (``"true"``/``"false"``) and ``lk.transcribed_track_id`` — what
+        livekit-agents' room output writes and what current front ends read
+        (:mod:`greenroom.rtc.transcription`).
 
         Raises:
             PublishTranscriptionError: the room is not connected or sending failed.
@@ -323,6 +335,19 @@ class LocalParticipant(Participant):
             ),
         )
         await self._request(lambda r: PublishTranscription(value, r), PublishTranscriptionError)
+        for segment in transcription.segments:
+            try:
+                await self._streams.send_text(
+                    segment.text,
+                    destinations=(),
+                    topic=TOPIC_TRANSCRIPTION,
+                    attributes=stream_attributes(transcription.track_sid, segment),
+                    reply_to_id=None,
+                    compress=True,
+                    sender_identity=transcription.participant_identity,
+                )
+            except StreamError as exc:
+                raise PublishTranscriptionError(str(exc)) from exc
 
     async def publish_track(
         self,

@@ -246,7 +246,8 @@ class SyncLocalParticipant:
     def publish_transcription(
         self, transcription: Transcription, *, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        """Send transcription segments (forwarded by the server only from agents).
+        """Send transcription segments: the packet (forwarded by the server only from agents) and
+        ``lk.transcription`` text streams (see the async ``publish_transcription``).
 
         Raises:
             PublishTranscriptionError: not connected or sending failed.
