@@ -87,10 +87,11 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
 - **P14/P15** `benchmarks/suite/streams_rpc.py`: two peers of one SDK in a room of `greenroom serve` (its
   own process), both pairs up at once, taking turns (the official pair's batch, then greenroom's, so a load
   spike falls on both). P14: 300 sequential `perform_rpc` A → B in 6 batches of 50 (B's handler echoes; v2
-  between these peers, the payload 4 bytes), round trip in A. P15: A `send_text`s 1 MB of ASCII text and
-  `send_file`s 5 MB of random bytes to B, 3 rounds each; MB/s from A's call to B's handler having read the
-  whole stream (system-wide monotonic clock), median. The dev server relays no capabilities, so neither SDK
-  compresses.
+  between these peers, the payload 4 bytes), round trip in A, and the CPU seconds A and B spent per call
+  (both processes, every thread: the figure the machine's load inflates least). P15: A `send_text`s 1 MB of
+  ASCII text and `send_file`s 5 MB of random bytes to B, 3 rounds each; MB/s from A's call to B's handler
+  having read the whole stream (system-wide monotonic clock), median. The dev server relays the announced
+  capabilities, so both SDKs compress the text (the random file does not shrink).
 - **P13** greenroom only, `benchmarks/fleet_cluster.py`: a local Ray cluster (a head with no CPUs and two
   worker nodes of one logical CPU each, on 127.0.0.1 in the namespace), one host actor per node, 100
   `Chatter` bots (1 msg/s, rooms of 10) against a dev server in the driver: the time until all run, the

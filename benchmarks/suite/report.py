@@ -318,6 +318,8 @@ def _p14_p15(r: dict[str, Any]) -> list[Row]:
         a, b = percentile(ours["rpc_ms"], q), percentile(theirs["rpc_ms"], q)
         figure = f"P14 RPC round trip p{q} (n={r['calls']})"
         out.append(_ratio_row(figure, a, b, "ms", goal=1, better="lower"))
+    a, b = statistics.median(ours["rpc_cpu_us"]), statistics.median(theirs["rpc_cpu_us"])
+    out.append(_ratio_row("P14 client CPU per RPC (caller+callee)", a, b, "µs", goal=1, better="lower"))
     for key, figure in (
         ("text_mb_s", "P15 text stream, 1 MB send_text"),
         ("file_mb_s", "P15 byte stream, 5 MB send_file"),

@@ -30,6 +30,12 @@ async def _transfer(a: PeerProcess, b: PeerProcess, op: str, **params: Any) -> f
     return float(size / (received["t"] - sent["started"]) / 1e6)
 
 
+async def _cpu(a: PeerProcess, b: PeerProcess) -> float:
+    """The CPU seconds caller and callee have used so far (both processes, every thread): the cost of an RPC
+    on the clients, which the machine's load does not inflate as it does the latency."""
+    return float((await a.call("cpu"))["cpu_s"] + (await b.call("cpu"))["cpu_s"])
+
+
 async def _pair(server: ServerProcess, sdk: str) -> tuple[PeerProcess, PeerProcess]:
     a, b = await PeerProcess(sdk, "a").start(), await PeerProcess(sdk, "b").start()
     options = {"single_peer_connection": False} if sdk == "livekit" else {}
@@ -44,23 +50,26 @@ async def _pair(server: ServerProcess, sdk: str) -> tuple[PeerProcess, PeerProce
 
 
 async def rpc_and_streams(calls: int = 300, rounds: int = 3) -> dict[str, Any]:
-    """P14: ``calls`` sequential ``perform_rpc`` A → B (B echoes), in 6 batches; P15: ``rounds`` × a 1 MB
+    """P14: ``calls`` sequential ``perform_rpc`` A → B (B echoes), in 6 batches, with the CPU time A and B
+    spent per call; P15: ``rounds`` × a 1 MB
     ``send_text`` and a 5 MB ``send_file``, A → B; per SDK (a same-SDK pair, the use case). The SDKs take
     turns batch by batch, so a load spike on the shared machine falls on both alike."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results: dict[str, dict[str, list[float]]] = {
-        sdk: {"rpc_ms": [], "text_mb_s": [], "file_mb_s": []} for sdk in SDKS
+        sdk: {"rpc_ms": [], "rpc_cpu_us": [], "text_mb_s": [], "file_mb_s": []} for sdk in SDKS
     }
     async with ServerProcess() as server:
         pairs = {sdk: await _pair(server, sdk) for sdk in SDKS}
         try:
             batch = max(calls // 6, 1)
             for _ in range(calls // batch):
-                for sdk, (a, _b) in pairs.items():
+                for sdk, (a, b) in pairs.items():
+                    before = await _cpu(a, b)
                     series = await a.call(
                         "rpc_series", to="b", method="echo", count=batch, timeout=batch * 2 + 30
                     )
                     results[sdk]["rpc_ms"] += series["latency_ms"]
+                    results[sdk]["rpc_cpu_us"].append((await _cpu(a, b) - before) / batch * 1e6)
             for _ in range(rounds):
                 for sdk, (a, b) in pairs.items():
                     results[sdk]["text_mb_s"].append(

@@ -20,6 +20,7 @@ from greenroom.codecs.packets import (
 )
 from greenroom.codecs.streams import (
     CHUNK_SIZE,
+    MIN_COMPRESSED,
     Data,
     Deflater,
     End,
@@ -115,6 +116,17 @@ def test_one_shot_inline_raw_or_compressed() -> None:
     [header] = one_shot(byte_header(), noise, (), inline_ok=True, compress_ok=True)
     assert isinstance(header, StreamHeader)
     assert (header.compression, header.inline_content) == (CompressionType.NONE, noise)
+
+
+def test_short_payloads_are_not_compressed() -> None:
+    """Below MIN_COMPRESSED bytes nothing is deflated, even what would shrink (an RPC's "ping")."""
+    for size, expected in (
+        (MIN_COMPRESSED - 1, CompressionType.NONE),
+        (MIN_COMPRESSED, CompressionType.DEFLATE_RAW),
+    ):
+        [header] = one_shot(text_header(), b"a" * size, (), inline_ok=True, compress_ok=True)
+        assert isinstance(header, StreamHeader)
+        assert header.compression is expected, size
 
 
 def test_one_shot_chunked_when_inline_is_not_allowed_or_too_big() -> None:

@@ -284,6 +284,10 @@ class Peer(E2eeOps):
     def _text(cmd: dict[str, Any]) -> str:
         return str(cmd["text"]) if "text" in cmd else str(cmd.get("unit", "é")) * int(cmd["repeat"])
 
+    async def op_cpu(self, cmd: dict[str, Any]) -> Any:
+        """This process's CPU time so far (every thread), in seconds."""
+        return {"cpu_s": time.process_time()}
+
     async def op_rpc_series(self, cmd: dict[str, Any]) -> Any:
         """``count`` calls one after another; each round trip (perform_rpc → its answer) in milliseconds."""
         latencies = []

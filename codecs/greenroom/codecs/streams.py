@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_BYTE_NAME",
     "DEFAULT_MAX_OPEN_PER_SENDER",
     "DEFAULT_MAX_PAYLOAD",
+    "MIN_COMPRESSED",
     "TEXT_MIME_TYPE",
     "Data",
     "Deflater",
@@ -162,6 +163,13 @@ def chunks(stream_id: str, pieces: Iterable[bytes], first_index: int = 0) -> Ite
         yield StreamChunk(stream_id=stream_id, chunk_index=index, content=piece)
 
 
+#: Payloads shorter than this are never compressed: raw DEFLATE seldom makes them smaller (its block header
+#: and Huffman-coded literals), and a compressor costs 30-80 µs to set up — most of an RPC's budget, since
+#: RPC payloads (v2: text streams) are usually a few bytes. Compression is optional for the sender
+#: (data-e2ee-formats.md §3.3: "only if strictly smaller"), so this changes no receiver.
+MIN_COMPRESSED: Final = 64
+
+
 def one_shot(
     header: StreamHeader,
     payload: bytes,
@@ -173,13 +181,15 @@ def one_shot(
     """Every packet value of a one-shot send (``send_text``/``send_bytes``), in order.
 
     ``header`` has everything but the content fields: ``total_length`` becomes the uncompressed length,
-    the payload is compressed when allowed and smaller, put inline when allowed and the header packet stays
-    within :data:`CHUNK_SIZE` (a text header listing attachments never goes inline), else chunked: text
-    uncompressed is cut on UTF-8 boundaries, anything compressed or bytes on raw boundaries.
+    the payload is compressed when allowed, at least :data:`MIN_COMPRESSED` bytes long and smaller, put
+    inline when allowed and the header packet stays within :data:`CHUNK_SIZE` (a text header listing
+    attachments never goes inline), else chunked: text uncompressed is cut on UTF-8 boundaries, anything
+    compressed or bytes on raw boundaries.
 
     Raises:
         HeaderTooLargeError: the chunked header alone is larger than :data:`CHUNK_SIZE`.
     """
+    compress_ok = compress_ok and len(payload) >= MIN_COMPRESSED
     compressed = deflate_raw(payload) if compress_ok else b""
     use_compression = compress_ok and len(compressed) < len(payload)
     content, compression = (

@@ -13,20 +13,22 @@ room's reducer (:meth:`RoomPort.report`), so that the view state still has exact
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from greenroom.actors.messages import Reply
 from greenroom.actors.room import ConnectFailedError
+from greenroom.codecs.errors import GreenroomError
 from greenroom.rtc._bridge import call
 from greenroom.runtime import loop as runtime
 
 if TYPE_CHECKING:
     from greenroom.actors.client import RoomClient
     from greenroom.actors.media import MediaRouter
-    from greenroom.actors.messages import Reply
     from greenroom.rtc._records import LocalChange
 
 __all__ = ["RoomPort"]
@@ -78,6 +80,27 @@ class RoomPort:
         """
         await call(self._live().request(make))
 
+    def post(self, make: Callable[[Reply[None]], Any], on_failure: Callable[[GreenroomError], None]) -> None:
+        """Send ``make(reply)`` to the RoomActor without waiting for the reply: only a failure comes back, as
+        ``on_failure(error)`` on the calling loop (at once when not connected).
+
+        :meth:`request` costs a round trip between the loops — a task on the runtime loop, a wake-up of each
+        loop — to learn that a packet was handed to the data channel; RPC's requests and answers do not need
+        that (their own timers cover a packet that never leaves), and that round trip was a fifth of an RPC's
+        CPU time (benchmarks/notes.md, P14). Must be called on the user's loop.
+        """
+        client = self._client
+        if client is None:
+            on_failure(ConnectFailedError("the room is not connected"))
+            return
+        loop = asyncio.get_running_loop()
+
+        def failed(error: GreenroomError) -> None:  # on the runtime loop
+            with contextlib.suppress(RuntimeError):  # the user's loop is closed: nobody is listening
+                loop.call_soon_threadsafe(on_failure, error)
+
+        runtime.call_soon(_post, client, make, failed)
+
     async def ask(self, make: Callable[[Reply[Any]], Any]) -> Any:
         """Like :meth:`request`, returning the reply's value (a ``TrackInfo`` for a publish)."""
         return await call(self._live().ask(make))
@@ -116,6 +139,26 @@ class RoomPort:
     def report(self, change: LocalChange) -> None:
         """Apply a change the local participant made to the room's view (emits its events now)."""
         self._report(change)
+
+
+def _post(
+    client: RoomClient, make: Callable[[Reply[None]], Any], failed: Callable[[GreenroomError], None]
+) -> None:
+    """On the runtime loop: tell the RoomActor, and report the reply only if it is a failure."""
+    reply: Reply[None] = Reply.new()
+
+    def done(future: asyncio.Future[None]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, GreenroomError):
+            failed(error)
+        elif error is not None:
+            failed(GreenroomError(str(error) or type(error).__name__))
+
+    reply.future.add_done_callback(done)
+    try:
+        client.ref.tell(make(reply))
+    except pykka.ActorDeadError:
+        reply.fail(ConnectFailedError("the room is closed"))
 
 
 def _tell(client: RoomClient, message: Any) -> None:

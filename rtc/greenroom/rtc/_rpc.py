@@ -58,8 +58,12 @@ __all__ = ["RpcEngine", "TextSender"]
 
 _log = logging.getLogger("greenroom.rtc.rpc")
 
-#: Sends ``text`` as a text stream: ``(text, topic, attributes, destinations)``; v2 requests and responses.
-TextSender = Callable[[str, str, packets.Attributes, tuple[str, ...]], Awaitable[None]]
+#: Sends ``text`` as a text stream: ``(text, topic, attributes, destinations, on_failure)``; v2 requests and
+#: responses. A single-packet stream is posted (not waited for); a failure to hand it over comes to
+#: ``on_failure`` later, on the user's loop.
+TextSender = Callable[
+    [str, str, packets.Attributes, tuple[str, ...], Callable[[ConnectionError], None]], Awaitable[None]
+]
 
 
 @dataclass(eq=False)
@@ -74,9 +78,9 @@ class _Call:
     acked: bool = False
     timer: asyncio.TimerHandle | None = field(default=None)
 
-    def fail(self, code: wire.ErrorCode) -> None:
+    def fail(self, code: wire.ErrorCode, data: str = "") -> None:
         if not self.answer.done():
-            self.answer.set_exception(RpcError._built_in(code))
+            self.answer.set_exception(RpcError._built_in(code, data))
 
     def ack(self) -> None:
         """The callee acknowledged: from now on the answer's own timer runs (Rust: after the ack)."""
@@ -158,12 +162,18 @@ class RpcEngine:
             _settle(pending.answer)
 
     async def _send_request(self, pending: _Call, call: RpcCallInfo, timeout_ms: int, v2: bool) -> None:
+        """Send the request; a single packet is posted and its failure fails the call later (1501 timer
+        or 1505 SEND_FAILED, whichever comes first)."""
         destinations = (pending.destination,)
+
+        def failed(exc: Exception) -> None:
+            pending.fail(wire.ErrorCode.SEND_FAILED, str(exc))
+
         try:
             if v2:
                 assert self._text_sender is not None
                 attributes = wire.v2_request_attributes(pending.request_id, call.method, timeout_ms)
-                await self._text_sender(call.payload, wire.REQUEST_TOPIC, attributes, destinations)
+                await self._text_sender(call.payload, wire.REQUEST_TOPIC, attributes, destinations, failed)
             else:
                 request = packets.RpcRequest(
                     id=pending.request_id,
@@ -172,7 +182,7 @@ class RpcEngine:
                     response_timeout_ms=timeout_ms,
                     version=wire.VERSION_V1,
                 )
-                await self._port.request(lambda r: PublishPacket(request, destinations, r))
+                self._port.post(lambda r: PublishPacket(request, destinations, r), failed)
         except (GreenroomError, ConnectionError) as exc:  # ConnectionError: a stream's StreamError
             raise RpcError._built_in(wire.ErrorCode.SEND_FAILED, str(exc)) from exc
 
@@ -353,20 +363,26 @@ class RpcEngine:
         return result
 
     async def _respond(self, caller: str, response: packets.RpcResponse) -> None:
-        try:
-            await self._port.request(lambda r: PublishPacket(response, (caller,), r))
-        except GreenroomError as exc:
+        """Post the answer (not waited for: the caller's timer covers one that never leaves)."""
+
+        def failed(exc: GreenroomError) -> None:
             _log.warning("could not answer RPC %s to %s: %s", response.request_id, caller, exc)
+
+        self._port.post(lambda r: PublishPacket(response, (caller,), r), failed)
 
     async def _respond_stream(self, caller: str, request_id: str, payload: str) -> None:
         assert self._text_sender is not None
         attributes = packets.freeze_attributes({wire.ATTR_REQUEST_ID: request_id})
-        try:
-            await self._text_sender(payload, wire.RESPONSE_TOPIC, attributes, (caller,))
-        except (GreenroomError, ConnectionError) as exc:
+
+        def failed(exc: Exception) -> None:
             _log.warning("could not stream the answer of RPC %s to %s: %s", request_id, caller, exc)
             error = wire.built_in(wire.ErrorCode.SEND_FAILED, str(exc))
-            await self._respond(caller, packets.RpcResponse(request_id, error=error))
+            self._spawn(self._respond(caller, packets.RpcResponse(request_id, error=error)))
+
+        try:
+            await self._text_sender(payload, wire.RESPONSE_TOPIC, attributes, (caller,), failed)
+        except (GreenroomError, ConnectionError) as exc:
+            failed(exc)
 
     # -- the end --------------------------------------------------------------------------------------------
 

@@ -100,14 +100,26 @@ class StreamSender:
             raise StreamError(str(exc) or type(exc).__name__) from exc
 
     async def send_all(
-        self, values: Iterator[packets.StreamValue], destinations: tuple[str, ...], identity: str
+        self,
+        values: Iterator[packets.StreamValue],
+        destinations: tuple[str, ...],
+        identity: str,
+        on_failure: Callable[[StreamError], None] | None = None,
     ) -> None:
         """Send ``values`` in order, up to :data:`WINDOW` in flight (each request reaches the RoomActor in the
-        order it was made), so a long stream is not one round trip per chunk."""
+        order it was made), so a long stream is not one round trip per chunk. With ``on_failure`` a single
+        packet is posted without waiting for its hand-over (:meth:`RoomPort.post`; RPC)."""
         first = next(values, None)
         if first is None:
             return
         following = next(values, None)
+        if following is None and on_failure is not None:
+            report = on_failure
+            self._port.post(
+                lambda r: PublishPacket(first, destinations, r, identity),
+                lambda exc: report(StreamError(str(exc) or type(exc).__name__)),
+            )
+            return
         if following is None:  # one packet (a single-packet stream): no window to keep
             await self.packet(first, destinations, identity)
             return
@@ -165,9 +177,11 @@ class StreamSender:
         compress: bool,
         stream_id: str | None = None,
         sender_identity: str = "",
+        on_failure: Callable[[StreamError], None] | None = None,
     ) -> TextStreamInfo:
         """``LocalParticipant.send_text``: a one-shot text stream (inline and compressed when eligible);
-        ``sender_identity`` names another participant it is sent on behalf of (transcriptions)."""
+        ``sender_identity`` names another participant it is sent on behalf of (transcriptions);
+        ``on_failure``: see :meth:`send_all`."""
         content = packets.TextHeader(reply_to_stream_id=reply_to_id or "")
         header = self._header(
             stream_id, topic=topic, mime_type=streams.TEXT_MIME_TYPE, attributes=attributes, content=content
@@ -175,7 +189,7 @@ class StreamSender:
         inline_ok, compress_ok = self.eligibility(destinations)
         values = self._plan(header, text.encode("utf-8"), destinations, inline_ok, compress_ok and compress)
         identity = sender_identity if sender_identity != self._identity() else ""
-        await self.send_all(iter(values), destinations, identity)
+        await self.send_all(iter(values), destinations, identity, on_failure)
         return text_info(_sent_header(values))
 
     async def send_bytes(

@@ -200,7 +200,11 @@ class RoomView:
     def apply(self, event: m.RoomEvent | LocalChange) -> list[Effect]:
         """Apply ``event`` to the view; return what the room must emit (and wake), in order."""
         out: list[Effect] = []
-        match event:
+        match event:  # the data path first: a match tries its cases in order (RPC, streams: P14)
+            case m.RpcPacketReceived(identity=identity, value=value):
+                out.append(Deliver(identity, value))
+            case m.StreamPacketReceived(identity=identity, value=value):
+                out.append(Deliver(identity, value))
             case LocalTrackPublished() | LocalTrackUnpublished():
                 self._local_change(event, out)
             case (
@@ -237,10 +241,6 @@ class RoomView:
                 self._track_event(event, out)
             case m.DataPacketReceived() | m.SipDtmfReceived() | m.TranscriptionReceived():
                 self._data_event(event, out)
-            case m.RpcPacketReceived(identity=identity, value=value):
-                out.append(Deliver(identity, value))
-            case m.StreamPacketReceived(identity=identity, value=value):
-                out.append(Deliver(identity, value))
             case _:
                 assert_never(event)
         return out

@@ -246,9 +246,15 @@ class LocalParticipant(Participant):
         self._rpc.use_streams(self._send_internal_text)
 
     async def _send_internal_text(
-        self, text: str, topic: str, attributes: tuple[tuple[str, str], ...], destinations: tuple[str, ...]
+        self,
+        text: str,
+        topic: str,
+        attributes: tuple[tuple[str, str], ...],
+        destinations: tuple[str, ...],
+        on_failure: Callable[[StreamError], None],
     ) -> None:
-        """RPC v2's transport: a text stream (inline when the callee reads single-packet streams)."""
+        """RPC v2's transport: a text stream (inline when the callee reads single-packet streams; then posted
+        without waiting for its hand-over, a failure reported to ``on_failure``)."""
         await self._streams.send_text(
             text,
             destinations=destinations,
@@ -256,6 +262,7 @@ class LocalParticipant(Participant):
             attributes=dict(attributes),
             reply_to_id=None,
             compress=True,
+            on_failure=on_failure,
         )
 
     @property
