@@ -72,6 +72,7 @@ from greenroom.actors.connection import (
 )
 from greenroom.actors.core import AsyncioActor
 from greenroom.actors.dataplane import DataPlane, DataPlaneStats
+from greenroom.actors.identity import join_params
 from greenroom.actors.link import CLOSE_TIMEOUT, Link, LinkSink, NotConnectedError
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
@@ -131,7 +132,6 @@ from greenroom.codecs.session import ClientState
 from greenroom.codecs.signalling import (
     Answer,
     ConnectionQualityUpdate,
-    JoinParams,
     JoinResponse,
     Leave,
     MuteTrack,
@@ -147,7 +147,6 @@ from greenroom.codecs.signalling import (
 )
 from greenroom.codecs.signalling import TrackPublished as TrackPublishedResponse
 from greenroom.codecs.signalling import TrackSubscribed as TrackSubscribedResponse
-from greenroom.codecs.streams import ANNOUNCED_CAPABILITIES, ANNOUNCED_PROTOCOL
 from greenroom.runtime.peer import (
     DataChannelClosed,
     DataChannelOpened,
@@ -180,9 +179,6 @@ PARTICIPANT_INTENSITY = Intensity(max_restarts=10, period=10.0)
 #: A lone crash restarts at once; a crash loop slows down: 10 ms doubling up to 0.5 s (± 20 %), counting the
 #: restarts of the last second (a crash more than 1 s after the previous restart is a lone crash again).
 PARTICIPANT_BACKOFF = Backoff(min_delay=0.01, max_delay=0.5, random_factor=0.2, reset_after=1.0, immediate=1)
-#: The SDK name and version greenroom reports in the join query.
-SDK_NAME = "python"
-SDK_VERSION = "1.2.1"
 
 __all__ += ["CLOSE_TIMEOUT", "HOLD_CAPACITY", "REQUEST_TIMEOUT", "TRACK_PUBLISH_TIMEOUT"]
 
@@ -456,8 +452,7 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
         link_ = Link(generation, self._url, self._token, self._options, policy, LinkSink(self.actor_ref))
         self._link = link_
         self._arm(link_, timeout, ConnectDeadline(generation))
-        params = JoinParams(auto_subscribe=self._options.auto_subscribe, sdk=SDK_NAME, version=SDK_VERSION)
-        params = replace(params, client_protocol=ANNOUNCED_PROTOCOL, capabilities=ANNOUNCED_CAPABILITIES)
+        params = join_params(auto_subscribe=self._options.auto_subscribe)
         link_.open(dict(urllib.parse.parse_qsl(params.to_query())))
 
     def _release_link(self, send_leave: bool) -> None:
