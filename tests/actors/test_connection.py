@@ -103,9 +103,28 @@ def connected(**options: Any) -> ConnectionMachine[str]:
 def reconnecting() -> ConnectionMachine[str]:
     machine = connected()
     actions = machine.handle(Lost(1, LOST, "signal closed"))
-    assert actions == [BeginReconnect(LOST), ReleaseLink(send_leave=True), ScheduleRetry(1, 0.0, 1)]
+    assert actions == [BeginReconnect(LOST), ReleaseLink(send_leave=False), ScheduleRetry(1, 0.0, 1)]
     assert machine.state is ConnState.RECONNECTING
     return machine
+
+
+def test_a_leave_goes_only_into_a_link_whose_signal_still_works() -> None:
+    """No ``leave`` on a link known dead (signal closed, ping timeout, the server's own leave): a real server
+    would record it as a deliberate leave; a failed peer connection leaves its signal working."""
+    media = DisconnectReason.MEDIA_FAILURE
+    for event, leave in (
+        (Lost(1, LOST, "ping timeout"), False),
+        (LeaveReceived(1, DisconnectReason.SERVER_SHUTDOWN, True, "leave"), False),
+        (Lost(1, media, "publisher failed"), True),
+    ):
+        actions = connected().handle(event)
+        assert actions[1] == ReleaseLink(send_leave=leave), event
+    machine = reconnecting()
+    machine.handle(RetryDue(1))
+    assert machine.handle(Lost(2, LOST, "ping timeout"))[0] == ReleaseLink(send_leave=False)
+    machine.handle(RetryDue(2))
+    assert machine.handle(Lost(3, media, "pc failed"))[0] == ReleaseLink(send_leave=True)
+    assert started().handle(Lost(1, LOST, "signal closed"))[0].send_leave is False  # type: ignore[union-attr]
 
 
 def test_connect_join_up_is_connected() -> None:
@@ -119,7 +138,7 @@ def test_a_failed_connect_closes_without_an_event() -> None:
         (Refused(1, "cannot reach the server"), "cannot reach the server"),
         (Deadline(1), "timed out after 10.0 s waiting for the room"),
         (Garbled(1, "bad frame"), "the server broke the protocol: bad frame"),
-        (Lost(1, LOST, "signal closed"), "signal closed"),
+        (Lost(1, DisconnectReason.MEDIA_FAILURE, "pc failed"), "pc failed"),
         (
             LeaveReceived(1, DisconnectReason.JOIN_FAILURE, False, "leave"),
             "the server refused the join: JOIN_FAILURE",
@@ -129,6 +148,8 @@ def test_a_failed_connect_closes_without_an_event() -> None:
         machine = started(timeout=10.0)
         assert machine.handle(event) == [Teardown(DisconnectReason.JOIN_FAILURE, True, False, (), why)]
         assert machine.state is ConnState.CLOSED
+    signal_lost = started(timeout=10.0).handle(Lost(1, LOST, "signal closed"))
+    assert signal_lost == [Teardown(DisconnectReason.JOIN_FAILURE, False, False, (), "signal closed")]
 
 
 def test_events_of_another_link_or_state_are_ignored() -> None:

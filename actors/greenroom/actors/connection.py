@@ -85,6 +85,7 @@ __all__ = [
     "ice_policy_for",
     "leave_reconnects",
     "reconnect_delay",
+    "signal_alive",
 ]
 
 #: Leave reasons that end the room even when the server says it could reconnect.
@@ -148,6 +149,14 @@ def ice_policy_for(url: str, options: ConnectOptions) -> IcePolicy:
             gather_addresses=("127.0.0.1",), ice_servers=servers, allowed_networks=("127.0.0.0/8", "::1/128")
         )
     return IcePolicy(ice_servers=servers)
+
+
+def signal_alive(event: Lost) -> bool:
+    """Whether a lost link's signal connection still works, so a ``leave`` can tell the server: only when a
+    peer connection failed (``MEDIA_FAILURE``). After a signal close or a ping timeout the link is known
+    dead — a ``leave{CLIENT_INITIATED}`` sent into it, arriving late at a real server, is recorded as the user
+    leaving on purpose (issue 14); the official SDKs send none then either."""
+    return event.reason is DisconnectReason.MEDIA_FAILURE
 
 
 def describe_refusal(exc: SignalConnectError) -> str:
@@ -487,11 +496,13 @@ class ConnectionMachine(Generic[T]):
         self._held.clear()
         return [Restored(replay)]
 
-    def _connect_failed(self, why: str, *, fatal: bool, sample: float) -> list[ConnAction]:
+    def _connect_failed(
+        self, why: str, *, fatal: bool, sample: float, send_leave: bool = True
+    ) -> list[ConnAction]:
         if self.state is ConnState.CONNECTING:
-            return self._teardown(DisconnectReason.JOIN_FAILURE, send_leave=True, emit=False, why=why)
+            return self._teardown(DisconnectReason.JOIN_FAILURE, send_leave=send_leave, emit=False, why=why)
         self._linked = False
-        actions: list[ConnAction] = [ReleaseLink(send_leave=True)]
+        actions: list[ConnAction] = [ReleaseLink(send_leave=send_leave)]
         if fatal or self.attempt >= self.options.reconnect_attempts:
             why = f"giving up reconnecting after {self.attempt} attempt(s): {why}"
             return actions + self._teardown(
@@ -515,9 +526,9 @@ class ConnectionMachine(Generic[T]):
         return self._connect_failed(f"the server broke the protocol: {event.why}", fatal=False, sample=sample)
 
     def _lost_connecting(self, event: Lost, sample: float) -> list[ConnAction]:
-        return self._connect_failed(event.why, fatal=False, sample=sample)
+        return self._connect_failed(event.why, fatal=False, sample=sample, send_leave=signal_alive(event))
 
-    def _lost(self, event: Lost, sample: float) -> list[ConnAction]:
+    def _lost(self, event: Lost, sample: float, *, send_leave: bool | None = None) -> list[ConnAction]:
         if self.options.reconnect_attempts <= 0:
             return self._teardown(event.reason, send_leave=False, emit=True)
         self.state, self._lost_reason, self.attempt = ConnState.RECONNECTING, event.reason, 0
@@ -526,14 +537,16 @@ class ConnectionMachine(Generic[T]):
         retry = [e.request for e in self._in_flight.values() if e.on_loss is OnLoss.RETRY]
         self._in_flight.clear()
         self._held.extendleft(reversed(retry))  # asked again first, in their order
-        actions: list[ConnAction] = [BeginReconnect(event.reason), ReleaseLink(send_leave=True)]
+        leave = signal_alive(event) if send_leave is None else send_leave
+        actions: list[ConnAction] = [BeginReconnect(event.reason), ReleaseLink(send_leave=leave)]
         if failed:
             actions.append(FailRequests(tuple(failed), "the connection was lost before the server answered"))
         return [*actions, self._schedule(sample)]
 
     def _leave(self, event: LeaveReceived, sample: float) -> list[ConnAction]:
         if self.state is ConnState.CONNECTED and event.again:
-            return self._lost(Lost(event.generation, event.reason, event.why), sample)
+            # the server ended this session itself: nothing to tell it
+            return self._lost(Lost(event.generation, event.reason, event.why), sample, send_leave=False)
         if self.state is ConnState.CONNECTING or (self.state is ConnState.RECONNECTING and event.again):
             return self._connect_failed(
                 f"the server refused the join: {event.reason.name}", fatal=False, sample=sample
