@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiortc import RTCIceTransportPolicy
 
 from greenroom.actors.connection import (
     TRANSITIONS,
@@ -35,11 +36,18 @@ from greenroom.actors.connection import (
     Up,
     describe_refusal,
     ice_policy_for,
+    ice_policy_joined,
     leave_reconnects,
     reconnect_delay,
 )
 from greenroom.actors.messages import ConnectOptions
-from greenroom.codecs.models import DisconnectReason, IceServer, LeaveAction
+from greenroom.codecs.models import (
+    ClientConfigSetting,
+    ClientConfiguration,
+    DisconnectReason,
+    IceServer,
+    LeaveAction,
+)
 from greenroom.codecs.signalling import Leave
 from greenroom.runtime.signal_transport import SignalConnectError
 
@@ -73,6 +81,28 @@ def test_ice_policy_follows_the_server_address() -> None:
     servers = (IceServer(urls=("turn:127.0.0.1:3478",), username="u", credential="c"),)
     policy = ice_policy_for("ws://[::1]:7880", ConnectOptions(ice_servers=servers))
     assert policy.ice_servers[0].username == "u"
+
+
+def test_the_join_response_completes_the_ice_policy() -> None:
+    """The join's ICE servers unless the user gave some; relay-only if the user or the server says so;
+    all of it in the RTCConfiguration aiortc gets."""
+    stun = (IceServer(urls=("stun:10.0.0.1:3478",)),)
+    turn = (IceServer(urls=("turn:10.0.0.2:3478?transport=udp",), username="u", credential="c"),)
+    forced = ClientConfiguration(force_relay=ClientConfigSetting.ENABLED)
+    plain = ConnectOptions()
+    joined = ice_policy_joined(ice_policy_for("ws://h", plain), plain, turn, None)
+    assert ([s.urls for s in joined.ice_servers], joined.relay_only) == ([turn[0].urls], False)
+    configuration = joined.rtc_configuration()
+    assert configuration.iceServers is not None
+    assert (configuration.iceServers[0].username, configuration.iceServers[0].credential) == ("u", "c")
+    assert configuration.iceTransportPolicy is RTCIceTransportPolicy.ALL
+    mine = ConnectOptions(ice_servers=stun)
+    joined = ice_policy_joined(ice_policy_for("ws://h", mine), mine, turn, forced)
+    assert ([s.urls for s in joined.ice_servers], joined.relay_only) == ([stun[0].urls], True)
+    assert joined.rtc_configuration().iceTransportPolicy is RTCIceTransportPolicy.RELAY
+    relay = ConnectOptions(relay_only=True)
+    disabled = ClientConfiguration(force_relay=ClientConfigSetting.DISABLED)
+    assert ice_policy_joined(ice_policy_for("ws://h", relay), relay, (), disabled).relay_only
 
 
 def test_refusals_are_described() -> None:

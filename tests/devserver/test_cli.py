@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from greenroom.codecs.models import DisconnectReason
+from greenroom.codecs.models import DisconnectReason, IceServer
 from greenroom.codecs.signalling import Leave
 from greenroom.codecs.tokens import Claims, VideoGrants, mint_token
 from greenroom.devserver import cli
@@ -135,6 +135,27 @@ def test_webhooks_from_flags_and_a_toml_config_file(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=word):
             cli._config(cli.build_parser().parse_args(["serve", "--config", str(config)]))
     assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_ice_servers_from_flags_and_the_toml_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "greenroom.toml"
+    config.write_text('[[ice_servers]]\nurls = ["stun:10.0.0.1:3478"]\n')
+    flags = ["--ice-server", "turn:10.0.0.2:3478", "--ice-credentials", "u:p:q", "--force-relay"]
+    built = cli._config(cli.build_parser().parse_args(["serve", "--config", str(config), *flags]))
+    assert built.ice_servers == (
+        IceServer(("stun:10.0.0.1:3478",)),
+        IceServer(("turn:10.0.0.2:3478",), "u", "p:q"),
+    )
+    assert built.force_relay
+    assert cli._config(cli.build_parser().parse_args(["serve"])).ice_servers == ()
+    for text in (
+        "ice_servers = 1\n",
+        "[[ice_servers]]\nurls = []\n",
+        '[[ice_servers]]\nurls = ["x"]\nusername = 1\n',
+    ):
+        config.write_text(text)
+        with pytest.raises(ConfigError, match="ice_servers"):
+            cli._config(cli.build_parser().parse_args(["serve", "--config", str(config)]))
 
 
 def test_limits_from_the_toml_config_file(tmp_path: Path) -> None:

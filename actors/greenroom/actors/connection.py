@@ -35,6 +35,7 @@ Policies decided here (each a documented decision, see docs/architecture.md):
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import ipaddress
 import urllib.parse
@@ -45,7 +46,8 @@ from typing import Any, Generic, TypeAlias, TypeVar
 from greenroom.actors.messages import ConnectOptions
 from greenroom.actors.supervision import Backoff, backoff_delay
 from greenroom.codecs.errors import GreenroomError
-from greenroom.codecs.models import DisconnectReason, LeaveAction
+from greenroom.codecs.models import ClientConfigSetting, ClientConfiguration, DisconnectReason, LeaveAction
+from greenroom.codecs.models import IceServer as WireIceServer
 from greenroom.codecs.signalling import Leave
 from greenroom.runtime.ice import IcePolicy, IceServer
 from greenroom.runtime.signal_transport import SignalConnectError
@@ -83,6 +85,7 @@ __all__ = [
     "Up",
     "describe_refusal",
     "ice_policy_for",
+    "ice_policy_joined",
     "leave_reconnects",
     "reconnect_delay",
     "signal_alive",
@@ -133,12 +136,13 @@ def reconnect_delay(attempt: int, options: ConnectOptions, sample: float) -> flo
 
 
 def ice_policy_for(url: str, options: ConnectOptions) -> IcePolicy:
-    """The ICE policy for a connection to ``url``.
+    """The ICE policy for a connection to ``url``, before the join response.
 
     Loopback-only gathering when the server is on loopback (aioice skips 127.0.0.1 otherwise); aioice's
-    defaults (every non-loopback interface) otherwise; the user's ICE servers when given.
+    defaults (every non-loopback interface) otherwise; the user's ICE servers when given; relayed candidates
+    only when the user asked (``RtcConfiguration.ice_transport_type=TRANSPORT_RELAY``).
     """
-    servers = tuple(IceServer(s.urls, s.username or None, s.credential or None) for s in options.ice_servers)
+    servers = _runtime_servers(options.ice_servers)
     host = urllib.parse.urlsplit(url).hostname or ""
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -146,9 +150,32 @@ def ice_policy_for(url: str, options: ConnectOptions) -> IcePolicy:
         loopback = False
     if loopback:
         return IcePolicy(
-            gather_addresses=("127.0.0.1",), ice_servers=servers, allowed_networks=("127.0.0.0/8", "::1/128")
+            gather_addresses=("127.0.0.1",),
+            ice_servers=servers,
+            allowed_networks=("127.0.0.0/8", "::1/128"),
+            relay_only=options.relay_only,
         )
-    return IcePolicy(ice_servers=servers)
+    return IcePolicy(ice_servers=servers, relay_only=options.relay_only)
+
+
+def ice_policy_joined(
+    policy: IcePolicy,
+    options: ConnectOptions,
+    servers: tuple[WireIceServer, ...],
+    configuration: ClientConfiguration | None,
+) -> IcePolicy:
+    """The policy once the join response is in: its ``ice_servers`` unless the user gave some (the user's
+    ``RtcConfiguration.ice_servers`` win, as in the Rust SDK's ``rtc_engine``), and relayed candidates only
+    if the user or the server's ``client_configuration.force_relay`` says so. Peer connections made from now
+    on use it (greenroom creates both after the join)."""
+    if not options.ice_servers and servers:
+        policy = dataclasses.replace(policy, ice_servers=_runtime_servers(servers))
+    forced = configuration is not None and configuration.force_relay is ClientConfigSetting.ENABLED
+    return dataclasses.replace(policy, relay_only=policy.relay_only or forced)
+
+
+def _runtime_servers(servers: tuple[WireIceServer, ...]) -> tuple[IceServer, ...]:
+    return tuple(IceServer(s.urls, s.username or None, s.credential or None) for s in servers)
 
 
 def signal_alive(event: Lost) -> bool:

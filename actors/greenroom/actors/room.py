@@ -67,6 +67,7 @@ from greenroom.actors.connection import (
     Teardown,
     Up,
     ice_policy_for,
+    ice_policy_joined,
     leave_reconnects,
     reconnect_delay,
 )
@@ -565,6 +566,9 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
             await self._feed(Garbled(link_.generation, "the join response has no room or participant"))
             return
         self._join = join
+        link_.policy = ice_policy_joined(
+            link_.policy, self._options, join.ice_servers, join.client_configuration
+        )
         try:
             await self._feed(Joined(link_.generation))
         finally:

@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import fields
 
+from greenroom.codecs.models import IceServer
 from greenroom.devserver.config import DEFAULT_BIND, DEFAULT_PORT, ConfigError, ServerConfig, parse_keys
 from greenroom.devserver.limits import Limits
 from greenroom.devserver.server import DevServer
@@ -47,10 +48,25 @@ def add_serve_arguments(serve_cmd: argparse.ArgumentParser) -> None:
         help="POST webhook events here (repeatable), signed with the first API key",
     )
     serve_cmd.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN/TURN URL handed to clients in the join (repeatable), e.g. turn:10.0.0.2:3478",
+    )
+    serve_cmd.add_argument(
+        "--ice-credentials",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="the TURN username and password sent with every --ice-server",
+    )
+    serve_cmd.add_argument("--force-relay", action="store_true", help="tell clients to use TURN relays only")
+    serve_cmd.add_argument(
         "--config",
         default=None,
         metavar="FILE",
-        help="a TOML file: [webhook] urls = [...], api_key = '...'; [limits] any server limit (see README)",
+        help="a TOML file: [webhook] urls = [...], api_key = '...'; [limits] any server limit; "
+        "[[ice_servers]] urls = [...], username = '...', credential = '...' (see README)",
     )
     serve_cmd.add_argument(
         "--log-level",
@@ -98,6 +114,7 @@ async def serve(config: ServerConfig) -> int:
 def _config(args: argparse.Namespace) -> ServerConfig:
     keys = parse_keys(args.keys) if args.keys else None
     urls, webhook_key, limits = list(args.webhook), None, None
+    servers: tuple[IceServer, ...] = ()
     if args.config is not None:
         table = _read_toml(args.config)
         limits = _limits(args.config, table.get("limits"))
@@ -108,10 +125,16 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         if not isinstance(file_urls, list) or not all(isinstance(u, str) for u in file_urls):
             raise ConfigError(f"{args.config}: webhook.urls must be a list of URLs")
         urls = [*file_urls, *urls]
+        servers = _ice_servers(args.config, table.get("ice_servers"))
         webhook_key = webhook.get("api_key")
         if webhook_key is not None and not isinstance(webhook_key, str):
             raise ConfigError(f"{args.config}: webhook.api_key must be a string")
+    if args.ice_server:
+        user, _, password = (args.ice_credentials or "").partition(":")
+        servers = (*servers, IceServer(tuple(args.ice_server), user, password))
     return ServerConfig.from_env(
+        ice_servers=servers or None,
+        force_relay=args.force_relay or None,
         bind=args.bind,
         port=args.port,
         keys=keys,
@@ -121,6 +144,23 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         webhook_api_key=webhook_key,
         limits=limits,
     )
+
+
+def _ice_servers(path: str, entries: object) -> tuple[IceServer, ...]:
+    """The ``[[ice_servers]]`` tables: ``urls`` (a list), optional ``username`` and ``credential``."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{path}: ice_servers must be an array of tables ([[ice_servers]])")
+    servers = []
+    for entry in entries:
+        urls, user, credential = entry.get("urls"), entry.get("username", ""), entry.get("credential", "")
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise ConfigError(f"{path}: ice_servers.urls must be a non-empty list of URLs")
+        if not isinstance(user, str) or not isinstance(credential, str):
+            raise ConfigError(f"{path}: ice_servers.username and .credential must be strings")
+        servers.append(IceServer(tuple(urls), user, credential))
+    return tuple(servers)
 
 
 def _limits(path: str, table: object) -> Limits | None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from greenroom.codecs.errors import GreenroomError
+from greenroom.codecs.models import IceServer
 from greenroom.devserver.limits import Limits
 from greenroom.devserver.webhooks import WebhookPolicy
 
@@ -88,6 +89,11 @@ class ServerConfig:
         webhook_policy: queue bound, retries and time-outs of webhook delivery.
         limits: every per-session bound, the signal rate limit, the join deadline, the connect limit per
             address and the header size (``limits.py`` gives each one's policy and source).
+        ice_servers: STUN/TURN servers handed to every client in ``JoinResponse.ice_servers``
+            (livekit-server's ``rtc.turn_servers``/``rtc.stun_servers``); none by default. The server itself
+            never uses them.
+        force_relay: ``client_configuration.force_relay=ENABLED`` in every join: clients gather only relayed
+            candidates (livekit-server sets it per client; here for all, to test TURN deployments).
     """
 
     bind: str = DEFAULT_BIND
@@ -105,6 +111,8 @@ class ServerConfig:
     webhook_api_key: str | None = None
     webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
     limits: Limits = field(default_factory=Limits)
+    ice_servers: tuple[IceServer, ...] = ()
+    force_relay: bool = False
 
     def __post_init__(self) -> None:
         if not self.keys:

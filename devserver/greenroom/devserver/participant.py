@@ -33,6 +33,8 @@ from websockets.exceptions import ConnectionClosed
 
 from greenroom.codecs.errors import CodecError, GreenroomError, LocalProtocolError, RemoteProtocolError
 from greenroom.codecs.models import (
+    ClientConfigSetting,
+    ClientConfiguration,
     DisconnectReason,
     LeaveAction,
     ParticipantInfo,
@@ -469,6 +471,8 @@ class ParticipantSession(SessionMedia):
                 subscriber_primary=True,
                 ping_interval=cfg.ping_interval,
                 ping_timeout=cfg.ping_timeout,
+                ice_servers=cfg.ice_servers,
+                client_configuration=_client_configuration(cfg),
             )
         )
         # The evicted session's leave goes to everyone who could see it, whatever the newcomer's visibility:
@@ -672,6 +676,13 @@ def broadcast(sessions: Iterable[ParticipantSession], message: SignalResponseMes
         encoded = encode_response(message)
         for session in sessions:
             session.signal(message, encoded=encoded)
+
+
+def _client_configuration(config: ServerConfig) -> ClientConfiguration | None:
+    """``force_relay`` when configured; nothing otherwise (livekit-server leaves the message out too)."""
+    if not config.force_relay:
+        return None
+    return ClientConfiguration(force_relay=ClientConfigSetting.ENABLED)
 
 
 def _reason(name: str) -> DisconnectReason:

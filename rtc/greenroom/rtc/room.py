@@ -105,8 +105,11 @@ class IceServer:
 class RtcConfiguration:
     """WebRTC settings: ICE transport type, gathering policy and explicit ICE servers.
 
-    ``ice_transport_type=TRANSPORT_RELAY`` is honoured only with TURN servers (aiortc has no relay-only
-    filter; greenroom refuses to fall back silently: the servers given are the only ones used).
+    ``ice_servers`` replace the ones the server sends in its join response (as the official SDKs do);
+    ``ice_transport_type=TRANSPORT_RELAY`` gathers relayed candidates only (aiortc's ``iceTransportPolicy``),
+    so it needs a TURN server, given here or by the server. aiortc uses one STUN and one TURN URL: the first
+    of each it can use (``turn:`` over UDP/TCP, ``turns:`` over TCP), in the order listed.
+    ``TRANSPORT_NOHOST`` and ``continual_gathering_policy`` have no aiortc counterpart and are ignored.
     """
 
     ice_transport_type: int = IceTransportType.TRANSPORT_ALL

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 
 from greenroom.runtime import aioice_seams
 
@@ -136,12 +136,15 @@ class IcePolicy:
             (``aiortc/rtcpeerconnection.py`` ``__createTransceiver``); ``max-bundle`` fixes that but needs the
             first negotiated m-line to own the transport (so a first offer must not put media before data).
             The dev server, which adds many tracks per round, sets it.
+        relay_only: gather only relayed candidates (``RTCIceTransportPolicy.RELAY``: the user's
+            ``ice_transport_type=TRANSPORT_RELAY`` or the server's ``force_relay``); needs a TURN server.
     """
 
     gather_addresses: tuple[str, ...] | None = None
     ice_servers: tuple[IceServer, ...] = ()
     allowed_networks: tuple[str, ...] | None = None
     max_bundle: bool = False
+    relay_only: bool = False
 
     def __post_init__(self) -> None:
         for address in self.gather_addresses or ():
@@ -166,7 +169,13 @@ class IcePolicy:
         return cls(gather_addresses=tuple(addresses), allowed_networks=allowed_networks)
 
     def rtc_configuration(self) -> RTCConfiguration:
-        """An ``RTCConfiguration`` with an explicit server list (never aiortc's default STUN server)."""
+        """An ``RTCConfiguration`` with an explicit server list (never aiortc's default STUN server).
+
+        aiortc hands aioice **one** STUN and **one** TURN server: the first URL of each scheme it can use
+        (``turn:`` over UDP or TCP, ``turns:`` over TCP, password credentials), in the order given
+        (``aiortc/rtcicetransport.py`` ``connection_kwargs``) — so the server's or the user's order decides,
+        and a TURN server over TLS listed after a UDP one is never tried (the official SDKs try them all).
+        """
         servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in self.ice_servers
@@ -174,6 +183,8 @@ class IcePolicy:
         config = RTCConfiguration(iceServers=servers)
         if self.max_bundle:
             config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+        if self.relay_only:
+            config.iceTransportPolicy = RTCIceTransportPolicy.RELAY
         return config
 
     def allows(self, candidate: str) -> bool:

@@ -1,0 +1,179 @@
+"""Interop scenarios for ICE servers and TURN: greenroom clients that may use relayed candidates only, through
+a real coturn (the OS package), started here on 127.0.0.1 inside the private network namespace.
+
+With relay-only gathering a client has no host candidate at all, so if it connects, every packet went
+through the TURN server — and coturn's own log counts the allocations and the bytes relayed. Runs inside
+:func:`tests.interop.netns.run_in_netns`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from greenroom import rtc
+from greenroom.codecs.models import IceServer
+from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.server import DevServer
+from tests.interop.netns import HOST_IP
+from tests.waiting import wait_until
+
+__all__ = ["relayed"]
+
+USER, PASSWORD, REALM = "greenroom", "s3cret", "greenroom.test"
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Coturn:
+    """``turnserver`` on 127.0.0.1 with one long-term credential; its log is kept for the proof."""
+
+    def __init__(self) -> None:
+        self.port = _free_udp_port()
+        self.url = f"turn:127.0.0.1:{self.port}?transport=udp"
+        self.log = ""
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Coturn:
+        self._proc = await asyncio.create_subprocess_exec(
+            "turnserver",
+            "-n",  # no configuration file
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            f"--listening-port={self.port}",
+            "--min-port=49152",
+            "--max-port=49252",
+            "--lt-cred-mech",
+            f"--user={USER}:{PASSWORD}",
+            f"--realm={REALM}",
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--allow-loopback-peers",
+            "--log-file=stdout",
+            "--simple-log",
+            "--verbose",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        await wait_until(
+            lambda: "listener opened on" in self.log or "Total General servers" in self.log,
+            timeout=15,
+            what=f"coturn listening; log: {self.log[-2000:]}",
+        )
+        return self
+
+    async def _read(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        async for line in self._proc.stdout:
+            self.log += line.decode(errors="replace")
+
+    def count(self, pattern: str) -> int:
+        return len(re.findall(pattern, self.log))
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            await self._proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)
+
+
+def _allocations(turn: Coturn) -> int:
+    return turn.count(r"ALLOCATE processed, success")
+
+
+def _relay_only(server: IceServer | None) -> rtc.RoomOptions:
+    servers = [] if server is None else [rtc.IceServer(list(server.urls), server.username, server.credential)]
+    config = rtc.RtcConfiguration(
+        ice_transport_type=rtc.IceTransportType.TRANSPORT_RELAY, ice_servers=servers
+    )
+    return rtc.RoomOptions(rtc_config=config)
+
+
+@contextlib.asynccontextmanager
+async def _rooms(server: DevServer, *options: rtc.RoomOptions) -> AsyncIterator[list[rtc.Room]]:
+    rooms: list[rtc.Room] = []
+    try:
+        for index, option in enumerate(options):
+            room = rtc.Room()
+            rooms.append(room)
+            await room.connect(server.url, server.mint_token(f"p{index}", "turn"), option)
+        yield rooms
+    finally:
+        for room in rooms:
+            await room.disconnect()
+
+
+async def _exchange(a: rtc.Room, b: rtc.Room) -> list[str]:
+    """a → b and b → a, one reliable packet each way; what arrived."""
+    got: list[str] = []
+    for room in (a, b):
+        room.on("data_received", lambda packet: got.append(packet.data.decode()))
+    await wait_until(
+        lambda: len(a.remote_participants) == 1 and len(b.remote_participants) == 1, what="peers"
+    )
+    await a.local_participant.publish_data(b"via turn from a")
+    await b.local_participant.publish_data(b"via turn from b")
+    await wait_until(lambda: len(got) == 2, timeout=20, what="both packets")
+    return sorted(got)
+
+
+async def relayed() -> dict[str, Any]:
+    """Three rooms' worth of evidence, each through the same coturn:
+
+    * ``from_server``: the dev server hands out the TURN server and ``force_relay``; clients use defaults;
+    * ``from_user``: the server says nothing; each client's ``RtcConfiguration`` names the TURN server and
+      asks for relayed candidates only;
+    * ``bad_password``: as ``from_user`` with a wrong password — relay-only must then fail to connect.
+    """
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    result: dict[str, Any] = {}
+    async with Coturn() as turn:
+        good = IceServer((turn.url,), USER, PASSWORD)
+        config = ServerConfig(bind=HOST_IP, port=0, ice_servers=(good,), force_relay=True)
+        async with DevServer(config) as server, _rooms(server, rtc.RoomOptions(), rtc.RoomOptions()) as rooms:
+            result["from_server"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
+        async with DevServer(ServerConfig(bind=HOST_IP, port=0)) as server:
+            async with _rooms(server, _relay_only(good), _relay_only(good)) as rooms:
+                result["from_user"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
+            bad = IceServer((turn.url,), USER, "wrong")
+            room = rtc.Room()
+            options = _relay_only(bad)
+            options.connect_timeout = 6
+            try:
+                await room.connect(server.url, server.mint_token("lonely", "turn"), options)
+                result["bad_password"] = "connected"
+            except rtc.ConnectError as exc:
+                result["bad_password"] = str(exc)
+            finally:
+                await room.disconnect()
+        # each allocation reports what it relayed when it is deleted (the clients refresh it to lifetime 0)
+        await wait_until(lambda: turn.count(r"peer usage:") >= 8, timeout=30, what="coturn's usage reports")
+        result["relayed"] = [
+            {"peer": peer, "bytes_from_peer": int(rb), "bytes_to_peer": int(sb)}
+            for rb, sb, peer in _usage(turn.log)
+        ]
+        result["refused_credentials"] = turn.count(r"user greenroom credentials are incorrect")
+    return result
+
+
+def _usage(log: str) -> list[tuple[str, str, str]]:
+    """``(bytes received from peers, bytes sent to peers, the peer)`` of each deleted allocation."""
+    sessions = re.findall(r"session (\d+): peer usage: .*?rb=(\d+), sp=\d+, sb=(\d+)", log)
+    peers = dict(re.findall(r"session (\d+): peer ([\d.]+):\d+ deleted", log))
+    return [(rb, sb, peers.get(session, "?")) for session, rb, sb in sessions]
