@@ -8,6 +8,7 @@ import pytest
 from aiortc import RTCIceTransportPolicy
 
 from greenroom.actors.connection import (
+    PING_TICK_SLACK,
     TRANSITIONS,
     Admission,
     BeginReconnect,
@@ -38,6 +39,7 @@ from greenroom.actors.connection import (
     ice_policy_for,
     ice_policy_joined,
     leave_reconnects,
+    next_ping_tick,
     reconnect_delay,
 )
 from greenroom.actors.messages import ConnectOptions
@@ -81,6 +83,13 @@ def test_ice_policy_follows_the_server_address() -> None:
     servers = (IceServer(urls=("turn:127.0.0.1:3478",), username="u", credential="c"),)
     policy = ice_policy_for("ws://[::1]:7880", ConnectOptions(ice_servers=servers))
     assert policy.ice_servers[0].username == "u"
+
+
+def test_the_ping_tick_fires_at_the_silence_deadline() -> None:
+    assert next_ping_tick(100.0, 5.0, None) == 5.0
+    assert next_ping_tick(100.0, 5.0, 115.0) == 5.0  # the next ping first
+    assert next_ping_tick(100.0, 5.0, 103.0) == pytest.approx(3.0 + PING_TICK_SLACK)  # the deadline first
+    assert next_ping_tick(100.0, 5.0, 99.0) == PING_TICK_SLACK  # overdue: at once
 
 
 def test_the_join_response_completes_the_ice_policy() -> None:

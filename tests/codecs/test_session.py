@@ -230,6 +230,8 @@ def test_zero_ping_interval_disables_pings_and_timeouts() -> None:
     client.receive_data(sig.encode_response(replace(JOIN, ping_interval=0, ping_timeout=0)), 0.0)
     assert not client.ping_due(100.0)
     assert not client.timed_out(1e9)
+    assert client.silence_deadline() is None
+    assert ClientSignalSession(ping_timeout=15).silence_deadline() is None  # nothing received yet
 
 
 def test_client_times_out_after_ping_timeout_of_silence() -> None:
@@ -240,6 +242,7 @@ def test_client_times_out_after_ping_timeout_of_silence() -> None:
     assert pair.client.timed_out(15.1)
     pair.to_client(sig.RefreshToken("t"), now=15.1)  # any message counts as life
     assert not pair.client.timed_out(30.0)
+    assert pair.client.silence_deadline() == pytest.approx(30.1)
 
 
 def test_server_times_out_from_accept_and_from_the_last_request() -> None:

@@ -69,6 +69,7 @@ from greenroom.actors.connection import (
     ice_policy_for,
     ice_policy_joined,
     leave_reconnects,
+    next_ping_tick,
     reconnect_delay,
 )
 from greenroom.actors.core import AsyncioActor
@@ -619,7 +620,9 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
             with contextlib.suppress(GreenroomError):
                 link_.post_frame(link_.session.make_ping(now))
         interval = link_.session.ping_interval or 5.0
-        self._arm(link_, min(interval, max(link_.session.ping_timeout / 3, 0.5)), PingTick(generation))
+        self._arm(
+            link_, next_ping_tick(now, interval, link_.session.silence_deadline()), PingTick(generation)
+        )
 
     # -- peer connections -----------------------------------------------------------------------------------
 

@@ -160,6 +160,14 @@ class _Session(Generic[_S, _E]):
             return False
         return now - self._last_received > self.ping_timeout
 
+    def silence_deadline(self) -> float | None:
+        """When the link counts as dead if nothing else arrives (``None``: no check yet, or disabled) — so a
+        timer can fire at the deadline itself instead of polling (the official SDKs give up at
+        ``ping_timeout`` exactly)."""
+        if self._last_received is None or self.ping_timeout <= 0:
+            return None
+        return self._last_received + self.ping_timeout
+
     def _advance(self, table: Transitions[_S], msg: object, *, remote: bool, leave_reason: str) -> None:
         new = table[self.state].get(type(msg))
         if new is None:
