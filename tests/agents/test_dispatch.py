@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import gc
 import threading
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from greenroom.agents import (
     LoopBlockedError,
     SupervisionOptions,
 )
+from greenroom.agents.dispatch import _arities, _arity
 from greenroom.devserver.server import DevServer
 from tests.agents.support import AGENT, Inbox, agent_in, finished, start
 from tests.rtc.support import Recorder, connect, run_with_server
@@ -265,3 +267,29 @@ def test_a_message_to_a_job_that_ended_is_refused_not_silently_dropped() -> None
             handle.tell("anyone there?")
 
     run_with_server(scenario)
+
+
+def test_arity_is_cached_weakly_and_a_bound_method_is_not_taken_for_its_function() -> None:
+    class Handler:
+        def on(self, a: object, b: object) -> None: ...
+
+        def __call__(self, a: object) -> None: ...
+
+    def make() -> Any:
+        def callback(a: object) -> None: ...
+
+        return callback
+
+    callback = make()
+    assert _arity(callback) == 1
+    assert _arity(callback) == 1  # from the cache
+    assert callback in _arities
+    assert _arity(Handler().on) == 2
+    assert _arity(Handler.on) == 3  # the function itself takes self too
+    assert _arity(Handler().on) == 2
+    assert _arity(Handler()) == 1
+    assert _arity(lambda *args: None) is None
+    count = len(_arities)
+    del callback
+    gc.collect()
+    assert len(_arities) < count  # an ended job's closures are not kept alive by the cache
