@@ -161,7 +161,11 @@ def test_the_stash_is_bounded_and_what_it_drops_is_counted_and_logged() -> None:
         with recorded_logs("greenroom.agents.job") as logs:
             async with testing.stall(handle, testing.agent_supervisor()):
                 await send(observer, "poison", *numbers(12))
-                await wait_until(lambda: handle.stash_stats().dropped == 7, what="7 events dropped")
+                await wait_until(
+                    lambda: handle.stash_stats().dropped == 7,
+                    timeout=15,  # 13 packets and a restart on a loaded machine
+                    what=lambda: f"7 events dropped ({handle.stash_stats()})",
+                )
             # (a marker sent before the replay would find the stash still full, and be dropped too)
             await wait_until(lambda: handle.stash_stats().live, what="the restarted logic takes events")
             await send(observer, "marker")
