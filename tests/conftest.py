@@ -22,3 +22,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--chaos-cut", type=float, default=2.0, help="seconds each signal outage lasts (default 2)"
     )
     group.addoption("--chaos-cuts", type=int, default=1, help="signal outages (default 1)")
+    faults = parser.getgroup("faults", "the reliable-data fault tests (tests/faults)")
+    faults.addoption(
+        "--faults-long", action="store_true", help="5 cycles of each fault, 100 packets/s (default: 1, 50/s)"
+    )

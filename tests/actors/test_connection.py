@@ -25,8 +25,10 @@ from greenroom.actors.connection import (
     Lost,
     OnLoss,
     OpenLink,
+    RecipientsBack,
     Refused,
     ReleaseLink,
+    Replay,
     Restored,
     RetryDue,
     ScheduleRetry,
@@ -149,12 +151,14 @@ def reconnecting() -> ConnectionMachine[str]:
 
 def test_a_leave_goes_only_into_a_link_whose_signal_still_works() -> None:
     """No ``leave`` on a link known dead (signal closed, ping timeout, the server's own leave): a real server
-    would record it as a deliberate leave; a failed peer connection leaves its signal working."""
+    would record it as a deliberate leave. Once connected, not either when only a peer connection failed: the
+    others would hear a deliberate leave, not a fault (their senders would not report what was in flight);
+    while an attempt connects, a failed peer connection leaves its signal working and it says goodbye."""
     media = DisconnectReason.MEDIA_FAILURE
     for event, leave in (
         (Lost(1, LOST, "ping timeout"), False),
         (LeaveReceived(1, DisconnectReason.SERVER_SHUTDOWN, True, "leave"), False),
-        (Lost(1, media, "publisher failed"), True),
+        (Lost(1, media, "publisher failed"), False),
     ):
         actions = connected().handle(event)
         assert actions[1] == ReleaseLink(send_leave=leave), event
@@ -210,8 +214,15 @@ def test_a_lost_link_reconnects_and_replays_held_requests() -> None:
     assert machine.handle(RetryDue(1)) == [OpenLink(2, ConnectOptions().timeout)]
     assert machine.handle(RetryDue(2)) == []  # a link is open already
     assert machine.handle(Joined(2)) == [StartSession(rejoin=True)]
-    assert machine.handle(Up(2)) == [Restored(("a", "b"))]
-    assert (machine.state, machine.attempt, machine.held) == (ConnState.CONNECTED, 0, 0)
+    assert machine.handle(Up(2)) == [Restored()]
+    assert (machine.state, machine.attempt, machine.held) == (ConnState.CONNECTED, 0, 2)
+    assert machine.recovering  # connected, but the held wait for their recipients (and new ones join them)
+    assert machine.admit("d") is Admission.REFUSED
+    assert machine.handle(RecipientsBack(1)) == []  # of an earlier link
+    assert machine.handle(RecipientsBack(2)) == [Replay(("a", "b"))]
+    assert machine.handle(RecipientsBack(2)) == []  # once: the grace timer after the roster said so
+    assert (machine.recovering, machine.held) == (False, 0)
+    assert machine.admit("e") is Admission.PROCESS
 
 
 def test_failed_attempts_back_off_then_give_up() -> None:

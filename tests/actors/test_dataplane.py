@@ -4,11 +4,14 @@ tests/testing/test_faults.py and every data test of tests/rtc)."""
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import cast
 
 from greenroom.actors import messages as m
 from greenroom.actors.dataplane import DataPlane, OutboxFullError, packet_for, receive_packet
+from greenroom.actors.reliable import IdentityDeduplicator, Sent
 from greenroom.codecs import packets
-from greenroom.runtime.peer import LOSSY, RELIABLE
+from greenroom.runtime.peer import LOSSY, RELIABLE, PeerTransport
 
 
 def test_publish_commands_become_packets() -> None:
@@ -34,7 +37,7 @@ def test_publish_commands_become_packets() -> None:
 
 
 def test_received_packets_are_decoded_and_reliable_duplicates_dropped() -> None:
-    dedup = packets.ReliableDeduplicator()
+    dedup = IdentityDeduplicator()
     packet = packets.SequenceCounter().stamp(
         packets.DataPacket(
             packets.UserPacket(payload=b"hi"), participant_identity="a", participant_sid="PA_a"
@@ -69,5 +72,54 @@ def test_a_full_outbox_refuses_and_counts_and_closing_fails_what_waits() -> None
         late: m.Reply[None] = m.Reply.new()
         plane.put(RELIABLE, b"z", late)
         assert isinstance(late.future.exception(), OutboxFullError)
+
+    asyncio.run(main())
+
+
+class FakePublisher:
+    """Just enough of a PeerTransport for the plane: its channel is open, sends are recorded."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def channel_labels(self) -> set[str]:
+        return {RELIABLE, LOSSY}
+
+    async def send(self, _label: str, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def test_a_held_plane_sends_nothing_then_resends_first_and_keeps_what_leaves() -> None:
+    async def main() -> None:
+        plane = DataPlane(capacity=1)
+        publisher = FakePublisher()
+        plane.hold()
+        plane.attach(cast(PeerTransport, publisher))
+        first, second = (
+            packets.DataPacket(packets.UserPacket(b"1"), sequence=7),
+            packets.DataPacket(packets.UserPacket(b"2"), sequence=8),
+        )
+        replies: list[m.Reply[None]] = [m.Reply.new() for _ in range(3)]
+        plane.put(RELIABLE, b"q1", replies[0], (first, frozenset({"bob"})))
+        plane.replaying = True  # replayed after a reconnect: admitted past the capacity
+        plane.put(RELIABLE, b"q2", replies[1], (second, frozenset({"bob", "carol"})))
+        plane.replaying = False
+        plane.put(RELIABLE, b"q3", replies[2])
+        assert isinstance(replies[2].future.exception(), OutboxFullError)
+        await asyncio.sleep(0.01)
+        assert publisher.sent == []  # held
+        assert plane.queued_recipients() == [frozenset({"bob"}), frozenset({"bob", "carol"})]
+        plane.resend([(b"r6", Sent(first, frozenset({"bob"}), 0.0))])
+        plane.release()
+        await asyncio.wait_for(asyncio.gather(replies[0].future, replies[1].future), 5)
+        assert publisher.sent == [b"r6", b"q1", b"q2"]
+        stats = plane.stats()
+        assert (stats.sent, stats.resent, stats.retained, stats.queued) == (3, 1, 2, 0)  # 7 kept once
+        assert [e.recipients for e in plane.retention.since(0.0, time.monotonic())] == [
+            frozenset({"bob"}),
+            frozenset({"bob", "carol"}),
+        ]
+        await plane.close(OutboxFullError("closed"))
+        plane.resend([(b"late", Sent(first, frozenset({"bob"}), 0.0))])  # closed: queued, never sent
 
     asyncio.run(main())

@@ -13,7 +13,7 @@ late events of an earlier link carry an older ``generation`` and are ignored in 
 
     IDLE --Start--> CONNECTING --Up--> CONNECTED --Stop, Leave(not again)--> CLOSED
                        |                  |   ^
-      Refused, Lost,   |           Lost,  |   |  Up (republish, replay held)
+      Refused, Lost,   |           Lost,  |   |  Up (republish; the held wait for RecipientsBack)
       Deadline, Leave  v     Leave(again) v   |
                      CLOSED           RECONNECTING --attempts exhausted, 401/403, Leave(not again)--> CLOSED
                                       (RetryDue opens a new link: a new generation; Refused/Lost/Deadline
@@ -23,8 +23,10 @@ Policies decided here (each a documented decision, see docs/architecture.md):
 
 * **Held requests** — while RECONNECTING, holdable requests (publish data/DTMF/transcription, metadata
   updates, publish track, subscription changes) wait in order, at most ``hold_capacity``; beyond it a request
-  is refused (:attr:`Admission.REFUSED`, counted). They are replayed in order once connected again and
-  failed if the room closes instead.
+  is refused (:attr:`Admission.REFUSED`, counted). Once connected again they still wait — and new ones
+  join them — until the members the data was meant for are back (:class:`RecipientsBack`: the actor says
+  so, or its grace timer does; :mod:`greenroom.actors.reliable`); then they are replayed in order
+  (:class:`Replay`). They are failed if the room closes instead.
 * **Requests in flight** — each has a key (the signal ``request_id``, or a publish's ``cid``), a deadline
   and a loss policy: :attr:`OnLoss.FAIL` (metadata updates: sent on the dead session, never answered) or
   :attr:`OnLoss.RETRY` (a publish not yet acknowledged: asked again after the reconnect, ahead of the held).
@@ -73,8 +75,10 @@ __all__ = [
     "Lost",
     "OnLoss",
     "OpenLink",
+    "RecipientsBack",
     "Refused",
     "ReleaseLink",
+    "Replay",
     "Restored",
     "RetryDue",
     "ScheduleRetry",
@@ -321,6 +325,14 @@ class Expired:
 
 
 @dataclass(frozen=True, slots=True)
+class RecipientsBack:
+    """After a full reconnect: the members the held and unconfirmed data was meant for are back (or the
+    grace for them ended) — release the held requests."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Close: the user disconnects, the tree gave up, the actor stops."""
 
@@ -330,7 +342,17 @@ class Stop:
 
 
 ConnEvent: TypeAlias = (
-    Start | Refused | Joined | Up | Lost | Garbled | LeaveReceived | Deadline | RetryDue | Stop
+    Start
+    | Refused
+    | Joined
+    | Up
+    | Lost
+    | Garbled
+    | LeaveReceived
+    | Deadline
+    | RetryDue
+    | RecipientsBack
+    | Stop
 )
 
 # Actions (what the RoomActor must do, in order).
@@ -385,8 +407,15 @@ class ScheduleRetry:
 
 
 @dataclass(frozen=True, slots=True)
-class Restored(Generic[T]):
-    """Connected again: say so, republish the local tracks, then handle ``replay`` (held) in order."""
+class Restored:
+    """Connected again: say so, republish the local tracks, then wait for the members the held and
+    unconfirmed data was meant for (feed :class:`RecipientsBack` once they are back or the grace ends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replay(Generic[T]):
+    """The recipients are back (or the grace ended): send the unconfirmed again, then handle ``replay``
+    (the held requests) in order."""
 
     replay: tuple[T, ...]
 
@@ -421,7 +450,8 @@ ConnAction: TypeAlias = (
     | Connected
     | BeginReconnect
     | ScheduleRetry
-    | Restored[Any]
+    | Restored
+    | Replay[Any]
     | FailRequests[Any]
     | Teardown[Any]
 )
@@ -452,6 +482,8 @@ class ConnectionMachine(Generic[T]):
         """Requests ever held while reconnecting."""
         self.refused_total = 0
         """Requests refused because ``hold_capacity`` were already held."""
+        self.recovering = False
+        """After a full reconnect, until :class:`RecipientsBack`: the held requests keep waiting."""
         self._lost_reason = DisconnectReason.UNKNOWN_REASON
         self._linked = False
         self._held: collections.deque[T] = collections.deque()
@@ -466,8 +498,11 @@ class ConnectionMachine(Generic[T]):
         return len(self._held)
 
     def admit(self, request: T) -> Admission:
-        """Decide for a holdable request: handle it now, hold it (reconnecting), or refuse it (hold full)."""
-        if self.state is not ConnState.RECONNECTING:
+        """Decide for a holdable request: handle it now, hold it (reconnecting, or connected again while the
+        recipients are awaited), or refuse it (hold full)."""
+        if not (
+            self.state is ConnState.RECONNECTING or (self.state is ConnState.CONNECTED and self.recovering)
+        ):
             return Admission.PROCESS
         if len(self._held) >= self.hold_capacity:
             self.refused_total += 1
@@ -534,9 +569,15 @@ class ConnectionMachine(Generic[T]):
             self.state = ConnState.CONNECTED
             return [Connected()]
         self.state, self.attempt = ConnState.CONNECTED, 0
+        return [Restored()]
+
+    def _recipients_back(self, _event: RecipientsBack, _sample: float) -> list[ConnAction]:
+        if not self.recovering:
+            return []
+        self.recovering = False
         replay = tuple(self._held)
         self._held.clear()
-        return [Restored(replay)]
+        return [Replay(replay)]
 
     def _connect_failed(
         self, why: str, *, fatal: bool, sample: float, send_leave: bool = True
@@ -570,17 +611,20 @@ class ConnectionMachine(Generic[T]):
     def _lost_connecting(self, event: Lost, sample: float) -> list[ConnAction]:
         return self._connect_failed(event.why, fatal=False, sample=sample, send_leave=signal_alive(event))
 
-    def _lost(self, event: Lost, sample: float, *, send_leave: bool | None = None) -> list[ConnAction]:
+    def _lost(self, event: Lost, sample: float) -> list[ConnAction]:
         if self.options.reconnect_attempts <= 0:
             return self._teardown(event.reason, send_leave=False, emit=True)
         self.state, self._lost_reason, self.attempt = ConnState.RECONNECTING, event.reason, 0
-        self._linked = False
+        self._linked, self.recovering = False, True
         failed = [e.request for e in self._in_flight.values() if e.on_loss is OnLoss.FAIL]
         retry = [e.request for e in self._in_flight.values() if e.on_loss is OnLoss.RETRY]
         self._in_flight.clear()
         self._held.extendleft(reversed(retry))  # asked again first, in their order
-        leave = signal_alive(event) if send_leave is None else send_leave
-        actions: list[ConnAction] = [BeginReconnect(event.reason), ReleaseLink(send_leave=leave)]
+        # No leave on the lost link, even when only a peer connection failed (``signal_alive``): a leave makes the
+        # others hear "left by its own choice" (CLIENT_INITIATED) instead of a fault, and their senders would
+        # not report what was in flight to us (greenroom.actors.delivery). The new join replaces the old
+        # session if the server still has it (DUPLICATE_IDENTITY).
+        actions: list[ConnAction] = [BeginReconnect(event.reason), ReleaseLink(send_leave=False)]
         if failed:
             actions.append(FailRequests(tuple(failed), "the connection was lost before the server answered"))
         return [*actions, self._schedule(sample)]
@@ -588,7 +632,7 @@ class ConnectionMachine(Generic[T]):
     def _leave(self, event: LeaveReceived, sample: float) -> list[ConnAction]:
         if self.state is ConnState.CONNECTED and event.again:
             # the server ended this session itself: nothing to tell it
-            return self._lost(Lost(event.generation, event.reason, event.why), sample, send_leave=False)
+            return self._lost(Lost(event.generation, event.reason, event.why), sample)
         if self.state is ConnState.CONNECTING or (self.state is ConnState.RECONNECTING and event.again):
             return self._connect_failed(
                 f"the server refused the join: {event.reason.name}", fatal=False, sample=sample
@@ -604,7 +648,7 @@ class ConnectionMachine(Generic[T]):
     def _teardown(
         self, reason: DisconnectReason, *, send_leave: bool, emit: bool, stop: bool = False, why: str = ""
     ) -> list[ConnAction]:
-        was, self.state, self._linked = self.state, ConnState.CLOSED, False
+        was, self.state, self._linked, self.recovering = self.state, ConnState.CLOSED, False, False
         requests = (*(e.request for e in self._in_flight.values()), *self._held)
         self._in_flight.clear()
         self._held.clear()
@@ -630,6 +674,7 @@ TRANSITIONS: dict[tuple[ConnState, type[Any]], _Step] = {
     (_S.CONNECTING, Stop): _M._stop,
     (_S.CONNECTED, Lost): _M._lost,
     (_S.CONNECTED, LeaveReceived): _M._leave,
+    (_S.CONNECTED, RecipientsBack): _M._recipients_back,
     (_S.CONNECTED, Stop): _M._stop,
     (_S.RECONNECTING, RetryDue): _M._retry_due,
     (_S.RECONNECTING, Joined): _M._joined,

@@ -16,7 +16,11 @@ order. Policy and counters:
   **refused** at once with :class:`OutboxFullError` (the caller sees it; nothing is dropped silently) and
   counted in :attr:`DataPlaneStats.refused`;
 * a packet the transport refuses (too large for the peer, channel closed for good) fails its reply and is
-  counted in ``failed``; sent packets in ``sent``.
+  counted in ``failed``; sent packets in ``sent``;
+* every reliable packet sent is kept in the plane's :class:`~greenroom.actors.reliable.Retention` with the
+  recipients it was meant for, so that it can be sent again after a fault (:meth:`DataPlane.resend`: ahead
+  of what waits); while a full reconnect waits for its recipients the plane is :meth:`held
+  <DataPlane.hold>` (nothing goes out, even on a new publisher).
 
 Also here: decoding and de-duplicating what arrives (:func:`receive_packet`), the other half of the path.
 """
@@ -27,9 +31,11 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from greenroom.actors.messages import PublishData, PublishDtmf, PublishPacket, PublishTranscription, Reply
+from greenroom.actors.reliable import IdentityDeduplicator, Retention, Sent
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError
 from greenroom.runtime.peer import LOSSY, RELIABLE, ChannelNotOpenError, PeerTransport
@@ -63,12 +69,19 @@ class DataPlaneStats:
     failed: int
     refused: int
     capacity: int
+    retained: int = 0
+    """Reliable packets sent and kept for a resend after a fault."""
+    resent: int = 0
+    """Reliable packets sent again after a fault."""
 
 
 @dataclass(slots=True)
 class _Outgoing:
     data: bytes
-    reply: Reply[None]
+    reply: Reply[None] | None
+    kept: Sent | None = None
+    """What to keep once sent (reliable packets): the packet and its recipients (``at`` is the queuing)."""
+    retained: bool = False
 
 
 def packet_for(
@@ -103,7 +116,7 @@ def packet_for(
 
 
 def receive_packet(
-    label: str, data: bytes, dedup: packets.ReliableDeduplicator, now: float
+    label: str, data: bytes, dedup: IdentityDeduplicator, now: float
 ) -> tuple[packets.DataPacket, bool] | None:
     """Decode a received data message; ``None`` when it is undecodable (logged) or a reliable duplicate.
 
@@ -132,26 +145,63 @@ class DataPlane:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._publisher: PeerTransport | None = None
-        self._sent = self._failed = self._refused = 0
-        self._closed = False
+        self._sent = self._failed = self._refused = self._resent = 0
+        self._closed = self._held = False
+        self.retention = Retention()
+        self.replaying = False
+        """Requests held through a reconnect are being replayed: admitted past ``capacity`` (they were
+        counted against the hold's capacity already; refusing them now would fail what was accepted)."""
 
     def stats(self) -> DataPlaneStats:
         """A snapshot of the counters."""
         queued = sum(len(q) for q in self._outboxes.values())
-        return DataPlaneStats(queued, self._sent, self._failed, self._refused, self.capacity)
+        return DataPlaneStats(
+            queued, self._sent, self._failed, self._refused, self.capacity, len(self.retention), self._resent
+        )
 
-    def put(self, label: str, data: bytes, reply: Reply[None]) -> None:
-        """Queue an encoded packet; its reply completes once it is sent (or fails)."""
+    def put(
+        self,
+        label: str,
+        data: bytes,
+        reply: Reply[None],
+        keep: tuple[packets.DataPacket, frozenset[str]] | None = None,
+    ) -> None:
+        """Queue an encoded packet; its reply completes once it is sent (or fails). ``keep``: the packet and
+        its recipients, retained when it leaves (reliable packets)."""
         if self._closed:
             reply.fail(OutboxFullError("the room is closed"))
             return
         outbox = self._outboxes[label]
-        if len(outbox) >= self.capacity:
+        if len(outbox) >= self.capacity and not self.replaying:
             self._refused += 1
             reply.fail(OutboxFullError(f"the {label} outbox holds {self.capacity} packets already"))
             return
-        outbox.append(_Outgoing(data, reply))
+        kept = None if keep is None else Sent(keep[0], keep[1], 0.0)
+        outbox.append(_Outgoing(data, reply, kept))
         self._kick(label)
+
+    def queued_recipients(self) -> list[frozenset[str]]:
+        """The recipients of each reliable packet waiting in the outbox (to count what an absentee misses)."""
+        return [item.kept.recipients for item in self._outboxes[RELIABLE] if item.kept is not None]
+
+    def resend(self, resends: list[tuple[bytes, Sent]]) -> None:
+        """Send these (encoded, what to keep) again on ``_reliable``, ahead of what waits, in this order.
+
+        Not bounded by the capacity: they are at most the :class:`Retention`'s capacity."""
+        outbox = self._outboxes[RELIABLE]
+        outbox.extendleft(_Outgoing(data, None, kept) for data, kept in reversed(resends))
+        self._resent += len(resends)
+        if resends and not self._closed:
+            self._kick(RELIABLE)
+
+    def hold(self) -> None:
+        """Send nothing until :meth:`release` (a full reconnect waits for the recipients to be back)."""
+        self._held = True
+
+    def release(self) -> None:
+        """Send again."""
+        self._held = False
+        self.channel_changed()
 
     def attach(self, publisher: PeerTransport) -> None:
         """A (new) publisher PC: senders use it from now on."""
@@ -178,7 +228,9 @@ class DataPlane:
         await asyncio.gather(*tasks, return_exceptions=True)
         for outbox in self._outboxes.values():
             while outbox:
-                outbox.popleft().reply.fail(error)
+                reply = outbox.popleft().reply
+                if reply is not None:
+                    reply.fail(error)
 
     def _kick(self, label: str) -> None:
         wake = self._wake.get(label)
@@ -193,7 +245,12 @@ class DataPlane:
 
     def _ready(self, label: str) -> PeerTransport | None:
         publisher = self._publisher
-        if publisher is None or not self._outboxes[label] or label not in publisher.channel_labels():
+        if (
+            self._held
+            or publisher is None
+            or not self._outboxes[label]
+            or label not in publisher.channel_labels()
+        ):
             return None
         return publisher
 
@@ -208,8 +265,9 @@ class DataPlane:
                 await wake.wait()
                 continue
             item = outbox[0]
+            data = self._wire(item)
             try:
-                await publisher.send(label, item.data)
+                await publisher.send(label, data)
             except ChannelNotOpenError as exc:
                 if publisher is not self._publisher:
                     continue  # the link changed while it waited: send it on the new one
@@ -219,12 +277,23 @@ class DataPlane:
             else:
                 self._finish(outbox, item, None)
 
+    def _wire(self, item: _Outgoing) -> bytes:
+        """What to send for ``item``; a reliable packet is kept *before* it is sent, so that a resend
+        decided while it is on its way includes it (:mod:`greenroom.actors.delivery`)."""
+        kept = item.kept
+        if kept is not None and not item.retained:
+            item.retained = True
+            self.retention.add(Sent(kept.packet, kept.recipients, time.monotonic()))
+        return item.data
+
     def _finish(self, outbox: collections.deque[_Outgoing], item: _Outgoing, error: Exception | None) -> None:
         with contextlib.suppress(ValueError):
             outbox.remove(item)
         if error is None:
             self._sent += 1
-            item.reply.ok(None)
+            if item.reply is not None:
+                item.reply.ok(None)
         else:
             self._failed += 1
-            item.reply.fail(error)
+            if item.reply is not None:
+                item.reply.fail(error)

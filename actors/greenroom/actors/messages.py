@@ -20,6 +20,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
+from greenroom.actors.reliable import DataUndelivered
 from greenroom.codecs import packets
 from greenroom.codecs.models import (
     DisconnectReason,
@@ -43,6 +44,7 @@ __all__ = [
     "ConnectionStateChanged",
     "Crash",
     "DataPacketReceived",
+    "DataUndelivered",
     "DeliverPacket",
     "Disconnect",
     "Disconnected",
@@ -683,6 +685,7 @@ RoomEvent: TypeAlias = (
     | LocalTrackSubscribed
     | ActiveSpeakersChanged
     | ConnectionQualityChanged
+    | DataUndelivered
 )
 """Everything the actor tree reports to the facade."""
 

@@ -58,6 +58,7 @@ from greenroom.actors.connection import (
     OpenLink,
     Refused,
     ReleaseLink,
+    Replay,
     Restored,
     RetryDue,
     ScheduleRetry,
@@ -75,12 +76,12 @@ from greenroom.actors.connection import (
 from greenroom.actors.core import AsyncioActor
 from greenroom.actors.dataplane import DataPlane, DataPlaneStats
 from greenroom.actors.identity import join_params
+from greenroom.actors.delivery import DeliveryDue, DeliveryHandlers
 from greenroom.actors.link import CLOSE_TIMEOUT, Link, LinkSink, NotConnectedError
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
     Connect,
     ConnectDeadline,
-    ConnectionStateChanged,
     ConnectOptions,
     Crash,
     Disconnect,
@@ -95,8 +96,6 @@ from greenroom.actors.messages import (
     PublishPacket,
     PublishTrack,
     PublishTranscription,
-    Reconnected,
-    Reconnecting,
     ReconnectTick,
     Reply,
     RequestExpired,
@@ -111,6 +110,7 @@ from greenroom.actors.messages import (
     UpdateLocalInfo,
 )
 from greenroom.actors.participant import stall
+from greenroom.actors.reliable import IdentityDeduplicator, sequence_base
 from greenroom.actors.room_media import TRACK_PUBLISH_TIMEOUT, MediaHandlers, RequestFailedError
 from greenroom.actors.room_members import REQUEST_TIMEOUT, Members
 from greenroom.actors.roster import LOCAL, Roster
@@ -230,6 +230,7 @@ RoomMessage: TypeAlias = (
     | Crash
     | Stall
     | Simulate
+    | DeliveryDue
 )
 _ROOM_MESSAGES = typing.get_args(RoomMessage)
 #: What waits while the room reconnects (each is replayed once the room is connected again).
@@ -237,7 +238,7 @@ _PUBLISH = (PublishData, PublishDtmf, PublishTranscription, PublishPacket)
 _HELD = (*_PUBLISH, UpdateLocalInfo, PublishTrack, SetSubscribed)
 
 
-class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
+class RoomActor(Members, MediaHandlers, Simulations, DeliveryHandlers, AsyncioActor):
     """One room connection and its state; the supervisor of the room's ParticipantActors.
 
     Args:
@@ -271,8 +272,10 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
             ask_timeout=self.ask_timeout,
         )
         self._plane = DataPlane()
-        self._sequence = packets.SequenceCounter()
-        self._dedup = packets.ReliableDeduplicator()
+        self._sequence = packets.SequenceCounter(sequence_base(time.time()))  # kept across full reconnects
+        self._dedup = IdentityDeduplicator()
+        self._away: dict[str, float] = {}
+        self._alive_at = time.monotonic()
         self._log = logging.LoggerAdapter(_log, {"room": "?"})
 
     def __str__(self) -> str:
@@ -350,6 +353,8 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
                 await self._feed(RetryDue(generation))
             case RequestExpired(key=key, ticket=ticket):
                 await self._perform_all(self._machine.expire(Expired(key, ticket)))
+            case DeliveryDue():
+                await self._on_delivery_due(message)
             case GetState():
                 return self.snapshot()
             case GetTree():
@@ -408,7 +413,7 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
         for action in actions:
             await self._perform(action)
 
-    async def _perform(self, action: ConnAction) -> None:
+    async def _perform(self, action: ConnAction) -> None:  # noqa: C901 - one line per action
         match action:
             case OpenLink(generation=generation, timeout=timeout):
                 self._open_link(generation, timeout)
@@ -427,8 +432,10 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
                 self._log.info("reconnect attempt %d/%d in %.2f s", attempt, attempts, delay)
                 loop = asyncio.get_running_loop()
                 self._retry = loop.call_later(delay, self._tell_self, ReconnectTick(generation))
-            case Restored(replay=replay):
-                await self._reconnected(replay)
+            case Restored():
+                await self._reconnected()
+            case Replay(replay=replay):
+                await self._replay(replay)
             case FailRequests(requests=requests, why=why, timed_out=timed_out):
                 error = RequestFailedError(why) if timed_out else NotConnectedError(why)
                 for request in requests:
@@ -479,43 +486,13 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
         if connect is not None:
             connect.reply.ok(RoomJoined(self._room, local, self._roster.remotes()))
 
-    # -- full reconnect -------------------------------------------------------------------------------------
-
-    async def _begin_reconnect(self, reason: DisconnectReason) -> None:
-        self._log.warning("connection lost (%s): reconnecting", reason.name)
-        self._sink.emit(ConnectionStateChanged(2))  # CONN_RECONNECTING
-        self._sink.emit(Reconnecting())
-        self._plane.detach()  # accepted packets stay queued for the next publisher
-        await self._detach_all_media()
-
-    async def _reconnected(self, replay: tuple[Any, ...]) -> None:
-        """The new link's primary PC is up: connected again; republish, then replay what waited."""
-        local = self._roster.local
-        assert self._room is not None
-        assert local is not None
-        self._log.info("reconnected")
-        self._sink.emit(ConnectionStateChanged(1))  # CONN_CONNECTED
-        self._sink.emit(Reconnected(self._room, local))
-        published, self._published = self._published, {}
-        for cid, request in published.items():
-            previous, new_cid = self._media.sid_of(cid), self._media.regate(cid)
-            if previous is not None and new_cid is not None:
-                self._republishing[new_cid] = previous
-                self._on_publish_track(replace(request, cid=new_cid, reply=Reply.new()))
-        for message in replay:
-            reply = getattr(message, "reply", None)
-            if isinstance(reply, Reply) and reply.done:
-                continue  # the caller gave up meanwhile
-            await self.on_receive(message)  # held again if the link is lost once more
-        if self._plane.stats().queued and self._state is ConnState.CONNECTED:  # accepted before the loss
-            self._ensure_publisher()
-
     # -- signal ---------------------------------------------------------------------------------------------
 
     async def _on_signal_bytes(self, data: bytes) -> None:
         link_ = self._link
         if link_ is None:
             return
+        self._alive_at = time.monotonic()  # a frame from a live server (a leave included)
         try:
             link_.session.receive_data(data, time.time())
         except ProtocolError as exc:
@@ -539,6 +516,7 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
                 self._negotiate(link_.trickle, msg)
             case ParticipantUpdate(participants=infos):  # SignalResponse.update
                 self._on_participant_update(infos)
+                await self._check_recipients()
             case RoomUpdate(room=room):  # SignalResponse.room_update
                 self._on_room_update(room)
             case Leave():  # SignalResponse.leave
@@ -606,6 +584,7 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
         if message.local or link_ is None:
             return
         why = f"the server closed the signal connection ({message.code} {message.reason})"
+        self._alive_at = time.monotonic()  # a close: the path worked until now
         await self._feed(Lost(link_.generation, DisconnectReason.SIGNAL_CLOSE, why))
 
     async def _on_ping_tick(self, generation: int) -> None:
@@ -672,6 +651,7 @@ class RoomActor(Members, MediaHandlers, Simulations, AsyncioActor):
             self._retry = None
         self._published.clear()
         self._republishing.clear()
+        self._away.clear()
         link_, self._link = self._link, None
         if link_ is not None:
             await link_.release(action.send_leave)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
@@ -47,6 +47,7 @@ from greenroom.actors.messages import DataPacketReceived as DataEvent
 from greenroom.actors.messages import SipDtmfReceived as DtmfEvent
 from greenroom.actors.messages import TranscriptionReceived as TranscriptionEvent
 from greenroom.actors.participant import ParticipantActor
+from greenroom.actors.reliable import IdentityDeduplicator
 from greenroom.actors.roster import LOCAL, Joined, Roster, Updated
 from greenroom.actors.supervision import ChildSpec, ChildTable, RestartType
 from greenroom.codecs import packets, rpc
@@ -88,7 +89,7 @@ class Members:
     _local_tracks: dict[str, TrackInfo]
     _plane: DataPlane
     _sequence: packets.SequenceCounter
-    _dedup: packets.ReliableDeduplicator
+    _dedup: IdentityDeduplicator
     _log: logging.LoggerAdapter[logging.Logger]
     _join: JoinResponse | None
     _room: RoomInfo | None
@@ -104,6 +105,14 @@ class Members:
 
     async def _close(self, reason: DisconnectReason, *, send_leave: bool, emit: bool = True) -> None:
         raise NotImplementedError
+
+    if TYPE_CHECKING:  # DeliveryHandlers' (declared only: a stub here would shadow them)
+
+        def _recipient_left(
+            self, info: ParticipantInfo, reason: DisconnectReason, ping_timeout: float
+        ) -> None: ...
+
+        def _meant_for(self, packet: packets.DataPacket) -> frozenset[str]: ...
 
     # -- data out: the user's publish commands -> the data plane ---------------------------------------------
 
@@ -127,14 +136,18 @@ class Members:
         max_size = packets.MAX_MESSAGE_SIZE
         if publisher is not None and publisher.max_message_size is not None:
             max_size = min(max_size, publisher.max_message_size)
-        if reliable:
+        keep = None
+        if (
+            reliable
+        ):  # kept, with whom it is meant for, for a resend after a fault (greenroom.actors.delivery)
             packet = self._sequence.stamp(packet)
+            keep = (packet, self._meant_for(packet))
         try:
             data = packets.encode_packet(packet, max_size=max_size)
         except GreenroomError as exc:  # too large: refused before queuing (a sequence gap is harmless)
             message.reply.fail(exc)
             return
-        self._plane.put(RELIABLE if reliable else LOSSY, data, message.reply)
+        self._plane.put(RELIABLE if reliable else LOSSY, data, message.reply, keep)
         if publisher is None:
             self._ensure_publisher()
 
@@ -262,6 +275,7 @@ class Members:
             case Joined(key=key, replaced=replaced):
                 if replaced is not None:  # same identity, new session: the old one left
                     self._say_goodbye(replaced.sid, replaced, DisconnectReason.DUPLICATE_IDENTITY)
+                    self._recipient_left(replaced, DisconnectReason.DUPLICATE_IDENTITY, 0.0)
                 self._start_child(key, announce=True)
             case Updated(key=key):
                 self._tell_child(key, ApplyParticipantInfo(info))
@@ -271,9 +285,10 @@ class Members:
     def _participant_left(self, key: str, info: ParticipantInfo, reason: DisconnectReason) -> None:
         if self._roster.remove(key) is not None:
             self._say_goodbye(key, info, reason)
+            ping_timeout = self._link.session.ping_timeout if self._link is not None else 0.0
+            self._recipient_left(info, reason, ping_timeout)
 
     def _say_goodbye(self, key: str, info: ParticipantInfo, reason: DisconnectReason) -> None:
-        self._dedup.forget(info.sid)
         self._leaving[key] = info
         self._tell_child(key, ParticipantLeft(info, reason))
 

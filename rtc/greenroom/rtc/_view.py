@@ -80,6 +80,7 @@ EventTypes = Literal[
     "participant_encryption_status_changed",
     "participant_permissions_changed",
     "data_received",
+    "data_undelivered",
     "sip_dtmf_received",
     "transcription_received",
     "e2ee_state_changed",
@@ -241,6 +242,8 @@ class RoomView:
                 self._track_event(event, out)
             case m.DataPacketReceived() | m.SipDtmfReceived() | m.TranscriptionReceived():
                 self._data_event(event, out)
+            case m.DataUndelivered(identity=identity, count=count, reason=reason):
+                out.append(Emit("data_undelivered", (identity, count, reason)))
             case _:
                 assert_never(event)
         return out

@@ -255,6 +255,13 @@ class Room(EventEmitter[EventTypes]):
         return self._view.remotes
 
     @property
+    def dropped_events(self) -> int:
+        """Data events (``data_received``, ``transcription_received``, ``sip_dtmf_received``) dropped since
+        ``connect`` because this room's callbacks fell behind by more than ``MAX_PENDING_DATA_EVENTS``
+        (drop-oldest; state events are never dropped)."""
+        return self._sink.dropped if self._sink is not None else 0
+
+    @property
     def connection_state(self) -> ConnectionState:
         """Connected, reconnecting or disconnected."""
         return self._view.state
