@@ -19,7 +19,7 @@ from greenroom.codecs.models import DisconnectReason, LeaveAction
 from greenroom.devserver.server import DevServer
 from greenroom.rtc.room import ReconnectPolicy
 from tests.faults.stream import Outcome, Stream, counting_resends
-from tests.rtc.support import connect, run_with_server
+from tests.rtc.support import run_with_server
 from tests.rtc.test_reconnect import FAST, join, kill, server_process
 from tests.waiting import wait_until
 
@@ -28,7 +28,9 @@ CONN = rtc.ConnectionState
 #: what the previous one had just sent again (correct — it is in doubt — but not what a fault test measures).
 SPACING = 2.5
 #: Quick retries for a long time: a restarted server process may take seconds to listen on a loaded machine.
-PATIENT = ReconnectPolicy(attempts=60, max_delay=0.5)
+PATIENT = ReconnectPolicy(attempts=60, max_delay=0.5, resend=True)
+#: greenroom only on both ends: the doubtful window is sent again (ReconnectPolicy.resend).
+RESENDING = ReconnectPolicy(max_delay=0.5, resend=True)
 
 
 def scale(config: pytest.Config) -> tuple[int, float]:
@@ -50,9 +52,14 @@ async def connected_again(*rooms: rtc.Room) -> None:
     )
 
 
-async def pair(server: DevServer) -> tuple[rtc.Room, rtc.Room]:
-    a, b = await connect(server, "alice"), await connect(server, "bob")
-    a.reconnect_policy = b.reconnect_policy = FAST
+async def pair(server: DevServer, policy: ReconnectPolicy = RESENDING) -> tuple[rtc.Room, rtc.Room]:
+    rooms = []
+    for identity in ("alice", "bob"):
+        room = rtc.Room()
+        room.reconnect_policy = policy  # read by connect
+        await room.connect(server.url, server.mint_token(identity, "r1"))
+        rooms.append(room)
+    a, b = rooms
     await wait_until(lambda: "bob" in a.remote_participants and "alice" in b.remote_participants, timeout=10)
     return a, b
 
@@ -146,3 +153,37 @@ def test_a_fault_on_either_side(fault: str, side: str, pytestconfig: pytest.Conf
         outcome = run_with_server(scenario)
     outcome.resent = sum(resends)
     check(outcome, f"{fault} ({side})")
+
+
+@pytest.mark.timeout(120)
+def test_without_resend_what_was_in_doubt_is_reported() -> None:
+    """The default (official SDKs may be in the room): the sender's own fault sends nothing twice; what was
+    sent in the doubtful window is counted in ``data_undelivered`` instead."""
+
+    async def scenario(server: DevServer) -> Outcome:
+        a, b = await pair(server, FAST)
+        stream = Stream(a, b, rate=50.0)
+        stream.start()
+        await stream.received_at_least(20)
+        old = a.local_participant.sid
+        await inject(server, "leave{RECONNECT}", "alice")
+        await wait_until(
+            lambda: (
+                a.local_participant.sid != old
+                and b.remote_participants.get("alice") is not None
+                and b.remote_participants["alice"].sid == a.local_participant.sid
+            ),
+            timeout=30,
+            what="alice rejoined and is seen again",
+        )
+        await stream.received_at_least(20)
+        outcome = await stream.finish()
+        await a.disconnect()
+        await b.disconnect()
+        return outcome
+
+    with counting_resends() as resends:
+        outcome = run_with_server(scenario)
+    assert sum(resends) == 0
+    check(outcome, "leave{RECONNECT} (sender), no resend")
+    assert outcome.reported > 0  # the packets of the last ~2 s before the fault: in doubt, said so

@@ -4,7 +4,10 @@ unit-level, and a real room whose ``data_received`` callback blocks under a floo
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -15,6 +18,8 @@ from greenroom.rtc import _bridge
 from greenroom.rtc._bridge import LoopSink
 from tests.rtc.support import connect, run_with_server
 from tests.waiting import recorded_logs, wait_until
+
+T = TypeVar("T")
 
 
 def data(n: int) -> m.DataPacketReceived:
@@ -52,31 +57,52 @@ def test_the_oldest_data_events_are_dropped_and_state_events_kept() -> None:
 def test_a_blocking_callback_under_a_flood_holds_a_bounded_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_bridge, "MAX_PENDING_DATA_EVENTS", 50)
     total = 400
+    other = asyncio.new_event_loop()  # alice lives on another loop: she floods while bob's loop is blocked
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+
+    def on_other(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, other))
 
     async def scenario(server: DevServer) -> None:
-        a, b = await connect(server, "alice"), await connect(server, "bob")
+        async def bob_joins() -> rtc.Room:
+            room = rtc.Room()  # on the other loop: its callbacks run there (the server's loop stays free)
+            await room.connect(server.url, server.mint_token("bob", "r1"))
+            return room
+
+        a = await connect(server, "alice")
+        b = await on_other(bob_joins())
         await wait_until(lambda: "alice" in b.remote_participants, timeout=10)
         got: list[int] = []
         peak = [0]
 
         def slow(packet: rtc.DataPacket) -> None:
-            time.sleep(0.005)  # a callback that blocks the user's loop
+            sink = b._sink
+            assert sink is not None
+            if not got:  # a callback that blocks bob's loop until the flood has overflowed the bound
+                deadline = time.monotonic() + 60
+                while not (sink.dropped and sink.pending >= 50) and time.monotonic() < deadline:
+                    time.sleep(0.01)
             got.append(int(packet.data))
-            assert b._sink is not None
-            peak[0] = max(peak[0], b._sink.pending)
+            peak[0] = max(peak[0], sink.pending)
 
         b.on("data_received", slow)
-        left = asyncio.Event()
+        left = threading.Event()
         b.on("participant_disconnected", lambda _p: left.set())
         await asyncio.gather(*(a.local_participant.publish_data(str(n)) for n in range(total)))
         await wait_until(
             lambda: len(got) + b.dropped_events == total, timeout=60, what="all delivered or dropped"
         )
         assert b.dropped_events > 0
-        await a.disconnect()
-        await asyncio.wait_for(left.wait(), 60)  # a state event after the flood: delivered
         assert got == sorted(got)  # what arrived is in order
-        assert peak[0] <= 50 + 1  # the queue held at most the bound (plus the state event)
-        await b.disconnect()
+        assert peak[0] <= 50  # the queue held at most the bound
+        await a.disconnect()
+        await wait_until(left.is_set, timeout=60, what="participant_disconnected")  # a state event: delivered
+        await on_other(b.disconnect())
 
-    run_with_server(scenario)
+    try:
+        run_with_server(scenario)
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(10)
+        other.close()

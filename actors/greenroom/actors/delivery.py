@@ -147,7 +147,19 @@ class DeliveryHandlers:
         be, release the plane, then handle the held requests in order."""
         present = self._present()
         away, self._away = self._away, {}
-        missed = self._resend(away, present)
+        if self._machine.options.resend:
+            missed = self._resend(away, present)
+        else:  # reported instead: official receivers would get them twice (they key by the sender's sid)
+            now = time.monotonic()
+            _again, missed = resend_plan(
+                self._plane.retention.since(min(away.values(), default=now), now), frozenset(), away
+            )
+            self._report(
+                collections.Counter({i: n for i, n in missed.items() if i in present}),
+                {},
+                "sent shortly before our connection failed; not sent again (ReconnectPolicy.resend is off)",
+            )
+            missed = collections.Counter({i: n for i, n in missed.items() if i not in present})
         for identity in set(away) - present:
             queued = sum(identity in r for r in self._plane.queued_recipients())
             held = sum(_meant_for(m, identity) for m in replay)

@@ -160,6 +160,7 @@ class ConnectOptions:
         reconnect_min_delay: the back-off before the second attempt (the first is immediate), doubled for
             each further one.
         reconnect_max_delay: the back-off's cap (before up to +50 % jitter).
+        resend: after our own full rejoin, send again what may not have arrived (greenroom.actors.delivery).
     """
 
     auto_subscribe: bool = True
@@ -169,6 +170,7 @@ class ConnectOptions:
     reconnect_attempts: int = 10
     reconnect_min_delay: float = 0.3
     reconnect_max_delay: float = 7.0
+    resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)

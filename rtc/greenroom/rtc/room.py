@@ -162,11 +162,16 @@ class ReconnectPolicy:
             0 turns reconnecting off: a lost link disconnects at once).
         min_delay: the wait before the second attempt (the first is immediate), doubled for each further one.
         max_delay: the cap of that wait, before up to +50 % jitter (default 7 s; about 40 s in all).
+        resend: after a full reconnect of this room, send again the reliable packets of the last seconds
+            before the fault (same sequence numbers: greenroom receivers drop those they had) instead of
+            reporting them with ``data_undelivered``. Only for rooms whose receivers are all greenroom: the
+            official SDKs de-duplicate by the sender's sid, which a rejoin changes, and would get them twice.
     """
 
     attempts: int = 10
     min_delay: float = 0.3
     max_delay: float = 7.0
+    resend: bool = False
 
 
 def _connect_options(options: RoomOptions, policy: ReconnectPolicy) -> m.ConnectOptions:
@@ -180,6 +185,7 @@ def _connect_options(options: RoomOptions, policy: ReconnectPolicy) -> m.Connect
         reconnect_attempts=policy.attempts,
         reconnect_min_delay=policy.min_delay,
         reconnect_max_delay=policy.max_delay,
+        resend=policy.resend,
     )
 
 
