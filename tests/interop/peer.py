@@ -99,6 +99,8 @@ class Peer(E2eeOps):
         on("disconnected", lambda reason: {"reason": int(reason)})
         on("reconnecting", lambda: {})
         on("reconnected", lambda: {})
+        if hasattr(room, "dropped_events"):  # greenroom's report of reliable packets that may be lost
+            on("data_undelivered", lambda identity, count, reason: {"identity": identity, "count": count})
         on(
             "local_track_republished",
             lambda pub, previous_sid: {"sid": pub.sid, "previous_sid": previous_sid},
@@ -143,6 +145,39 @@ class Peer(E2eeOps):
             )
             await asyncio.sleep(cmd.get("interval", 0.002))  # pacing of the series (benchmarks)
         return {"sent": cmd["count"]}
+
+    async def op_stream_start(self, cmd: dict[str, Any]) -> Any:
+        """Publish ``0, 1, 2 …`` (text, reliable, ``topic``) every ``1/rate`` s, each in its own task so that
+        publishing goes on while the room reconnects, until ``stream_stop``."""
+        self._stream: dict[str, list[int]] = {"ok": [], "failed": []}
+
+        async def send(n: int) -> None:
+            try:
+                await self.room.local_participant.publish_data(str(n), reliable=True, topic=cmd["topic"])
+            except Exception:
+                self._stream["failed"].append(n)
+            else:
+                self._stream["ok"].append(n)
+
+        async def pump() -> None:
+            n = 0
+            sends: set[asyncio.Task[None]] = set()
+            self._stream_sends = sends
+            while True:
+                task = asyncio.create_task(send(n))
+                sends.add(task)
+                task.add_done_callback(sends.discard)
+                n += 1
+                await asyncio.sleep(1 / cmd["rate"])
+
+        self._stream_pump = asyncio.create_task(pump())
+
+    async def op_stream_stop(self, cmd: dict[str, Any]) -> Any:
+        """Stop the stream, wait for every send to be answered: ``{"ok": [...], "failed": [...]}``."""
+        self._stream_pump.cancel()
+        await asyncio.gather(self._stream_pump, return_exceptions=True)
+        await asyncio.gather(*self._stream_sends, return_exceptions=True)
+        return self._stream
 
     async def op_set_metadata(self, cmd: dict[str, Any]) -> Any:
         await self.room.local_participant.set_metadata(cmd["metadata"])
