@@ -620,10 +620,10 @@ class ConnectionMachine(Generic[T]):
         retry = [e.request for e in self._in_flight.values() if e.on_loss is OnLoss.RETRY]
         self._in_flight.clear()
         self._held.extendleft(reversed(retry))  # asked again first, in their order
-        # No leave on the lost link, even when only a peer connection failed (``signal_alive``): a leave makes the
-        # others hear "left by its own choice" (CLIENT_INITIATED) instead of a fault, and their senders would
-        # not report what was in flight to us (greenroom.actors.delivery). The new join replaces the old
-        # session if the server still has it (DUPLICATE_IDENTITY).
+        # No leave on the lost link, even when only a peer connection failed (``signal_alive``): a leave makes
+        # the others hear "left by its own choice" (CLIENT_INITIATED) instead of a fault, and their senders
+        # would not report what was in flight to us (greenroom.actors.delivery). The new join replaces the
+        # old session if the server still has it (DUPLICATE_IDENTITY).
         actions: list[ConnAction] = [BeginReconnect(event.reason), ReleaseLink(send_leave=False)]
         if failed:
             actions.append(FailRequests(tuple(failed), "the connection was lost before the server answered"))

@@ -32,7 +32,7 @@ import time
 import typing
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeAlias, assert_never
 
 import pykka
@@ -75,8 +75,8 @@ from greenroom.actors.connection import (
 )
 from greenroom.actors.core import AsyncioActor
 from greenroom.actors.dataplane import DataPlane, DataPlaneStats
-from greenroom.actors.identity import join_params
 from greenroom.actors.delivery import DeliveryDue, DeliveryHandlers
+from greenroom.actors.identity import join_params
 from greenroom.actors.link import CLOSE_TIMEOUT, Link, LinkSink, NotConnectedError
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
