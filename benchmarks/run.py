@@ -82,6 +82,12 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   in the same room sending numbered reliable packets one at a time: the pair's p99 from the flood's start
   until it delivered 20 packets after the bound applied, and the server process's `tracemalloc` peak and
   final value above the baseline taken before the flood.
+- **R1** reliable data across faults (`benchmarks/reliable_faults.py`, the harness of
+  `tests/interop/scenarios_faults.py`): numbered reliable packets at 50/s between greenroom and the official
+  SDK, the server's `leave{RECONNECT}` to the sender or to the receiver; per fault kind, packets lost
+  silently (answered, never arrived, beyond greenroom's `data_undelivered` counts — the official SDK reports
+  nothing), with greenroom (ours) and the official SDK (theirs) as the sender; duplicated and reordered in
+  the note. 3 runs each (1 with `--quick`).
 - **P8** the dev server runs as its own process; its CPU (`/proc/<pid>/stat` utime+stime) is read around
   each P3 flood: relayed packets per server CPU-second (= per core), and the 15 KB A→B MB/s.
 - **P14/P15** `benchmarks/suite/streams_rpc.py`: two peers of one SDK in a room of `greenroom serve` (its
@@ -169,6 +175,7 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
             400,
         ),
         "floods": ("benchmarks.server_floods:scenario", {"quick": q}, 1200),
+        "reliable": ("benchmarks.reliable_faults:scenario", {"rounds": 1 if q else 3}, 900),
         "cluster": (
             "benchmarks.fleet_cluster:scenario",
             {"bots": 20 if q else 100, "nodes": 2, "window": 4.0 if q else 10.0},
@@ -192,6 +199,7 @@ _FIGURES = {
     "agents_livekit": "P10/P11",
     "rpc_streams": "P14/P15",
     "floods": "S1",
+    "reliable": "R1",
     "cluster": "P13",
 }
 

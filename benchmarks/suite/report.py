@@ -350,6 +350,41 @@ def _s1(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _r1(r: dict[str, Any]) -> list[Row]:
+    """Per fault kind: packets lost silently with greenroom as sender (ours) and the official SDK (theirs)."""
+    out = []
+    for victim in ("sender", "receiver"):
+        runs = {
+            s: [x for x in r["runs"] if x["sender"] == s and x["victim"] == victim]
+            for s in ("greenroom", "livekit")
+        }
+
+        def silent(xs: list[dict[str, Any]]) -> float | None:
+            return sum(max(0, len(x["lost"]) - x["reported"]) for x in xs) if xs else None
+
+        def detail(xs: list[dict[str, Any]]) -> str:
+            sent, lost = sum(x["sent"] for x in xs), sum(len(x["lost"]) for x in xs)
+            dup, reorder = sum(x["duplicated"] for x in xs), sum(x["reordered"] for x in xs)
+            told = sum(x["reported"] for x in xs)
+            return f"sent {sent}, lost {lost} (reported {told}), duplicated {dup}, reordered {reorder}"
+
+        out.append(
+            Row(
+                f"R1 leave{{RECONNECT}} to the {victim}: lost silently",
+                silent(runs["greenroom"]),
+                silent(runs["livekit"]),
+                "packets",
+                "0 (ours)",
+                silent(runs["greenroom"]) == 0 if runs["greenroom"] else None,
+                note=f"greenroom sender: {detail(runs['greenroom'])}; "
+                f"official sender: {detail(runs['livekit'])}",
+            )
+        )
+    for case, error in r.get("errors", {}).items():
+        out.append(Row(f"R1 {case} (failed)", None, None, "", note=str(error)[:300]))
+    return out
+
+
 def _p13(r: dict[str, Any]) -> list[Row]:
     """Bots per node at the measured latency, and the time to reschedule a lost node's bots."""
     if r.get("failed"):
@@ -389,6 +424,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P10/P11", lambda: _p10_p11(results["agents_greenroom"], results["agents_livekit"])),
         ("P14/P15", lambda: _p14_p15(results["rpc_streams"])),
         ("S1", lambda: _s1(results["floods"])),
+        ("R1", lambda: _r1(results["reliable"])),
         ("P13", lambda: _p13(results["cluster"])),
     ]
     out: list[Row] = []
