@@ -22,6 +22,7 @@ from greenroom.codecs.models import IceServer
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.server import DevServer
 from tests.interop.netns import HOST_IP
+from tests.rtc.test_media import RATE, collect, heard, pitch, play, subscribed
 from tests.waiting import wait_until
 
 __all__ = ["relayed"]
@@ -133,10 +134,32 @@ async def _exchange(a: rtc.Room, b: rtc.Room) -> list[str]:
     return sorted(got)
 
 
+async def _tone(a: rtc.Room, b: rtc.Room) -> float:
+    """a publishes a 440 Hz tone, b subscribes: the pitch b hears (0 if nothing loud arrived)."""
+    source = rtc.AudioSource(RATE, 1)
+    track = rtc.LocalAudioTrack.create_audio_track("tone", source)
+    await a.local_participant.publish_track(
+        track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    )
+    publication = await subscribed(b, a.local_participant.identity, timeout=20)
+    frames: list[Any] = []
+    reader = asyncio.ensure_future(collect(rtc.AudioStream(publication.track), frames))
+    try:
+        position = 0
+        for _ in range(20):  # up to 10 s of tone, until b hears it
+            position = await play(source, 440.0, 0.5, position)
+            if heard(frames) and abs(pitch(frames) - 440.0) < 10:
+                break
+        return round(pitch(frames)) if heard(frames) else 0.0
+    finally:
+        reader.cancel()
+
+
 async def relayed() -> dict[str, Any]:
     """Three rooms' worth of evidence, each through the same coturn:
 
     * ``from_server``: the dev server hands out the TURN server and ``force_relay``; clients use defaults;
+      data both ways and a tone;
     * ``from_user``: the server says nothing; each client's ``RtcConfiguration`` names the TURN server and
       asks for relayed candidates only;
     * ``bad_password``: as ``from_user`` with a wrong password — relay-only must then fail to connect.
@@ -147,7 +170,12 @@ async def relayed() -> dict[str, Any]:
         good = IceServer((turn.url,), USER, PASSWORD)
         config = ServerConfig(bind=HOST_IP, port=0, ice_servers=(good,), force_relay=True)
         async with DevServer(config) as server, _rooms(server, rtc.RoomOptions(), rtc.RoomOptions()) as rooms:
-            result["from_server"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
+            data = await _exchange(*rooms)
+            result["from_server"] = {
+                "data": data,
+                "audio_hz": await _tone(*rooms),
+                "allocations": _allocations(turn),
+            }
         async with DevServer(ServerConfig(bind=HOST_IP, port=0)) as server:
             async with _rooms(server, _relay_only(good), _relay_only(good)) as rooms:
                 result["from_user"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
@@ -163,7 +191,7 @@ async def relayed() -> dict[str, Any]:
             finally:
                 await room.disconnect()
         # each allocation reports what it relayed when it is deleted (the clients refresh it to lifetime 0)
-        await wait_until(lambda: turn.count(r"peer usage:") >= 8, timeout=30, what="coturn's usage reports")
+        await wait_until(lambda: turn.count(r"peer usage:") >= 9, timeout=30, what="coturn's usage reports")
         result["relayed"] = [
             {"peer": peer, "bytes_from_peer": int(rb), "bytes_to_peer": int(sb)}
             for rb, sb, peer in _usage(turn.log)
