@@ -114,6 +114,13 @@ class Peer(E2eeOps):
             self.listen_e2ee(self.room)
             options["encryption"] = encryption_options(self.rtc, options["encryption"])
         options = self.rtc.RoomOptions(**options)
+        if "relay_via" in cmd:  # relayed candidates only, through this TURN server (same API on both SDKs)
+            turn = cmd["relay_via"]
+            server = self.rtc.IceServer(
+                urls=[turn["url"]], username=turn["username"], password=turn["password"]
+            )
+            relay = self.rtc.IceTransportType.TRANSPORT_RELAY
+            options.rtc_config = self.rtc.RtcConfiguration(ice_transport_type=relay, ice_servers=[server])
         started = time.monotonic()
         await self.room.connect(cmd["url"], cmd["token"], options)
         return {

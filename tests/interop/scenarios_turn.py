@@ -22,6 +22,7 @@ from greenroom.codecs.models import IceServer
 from greenroom.devserver.config import ServerConfig
 from greenroom.devserver.server import DevServer
 from tests.interop.netns import HOST_IP
+from tests.interop.scenarios_greenroom import V0, _named, _peers
 from tests.rtc.test_media import RATE, collect, heard, pitch, play, subscribed
 from tests.waiting import wait_until
 
@@ -155,6 +156,31 @@ async def _tone(a: rtc.Room, b: rtc.Room) -> float:
         reader.cancel()
 
 
+async def _official_pair(turn: Coturn, host: str) -> dict[str, Any]:
+    """The reference: the official SDK (alice) and greenroom (bob) in their own processes, both relay-only
+    through the same coturn by their ``RtcConfiguration``; one packet each way."""
+    relay = {"url": turn.url, "username": USER, "password": PASSWORD}
+    async with (
+        DevServer(ServerConfig(bind=host, port=0)) as server,
+        _peers(("livekit", "alice"), ("greenroom", "bob")) as (alice, bob),
+    ):
+        for peer in (alice, bob):
+            options = V0 if peer.sdk == "livekit" else {}
+            token = server.mint_token(peer.label, "turn-official")
+            await peer.call(
+                "connect", url=server.url, token=token, options=options, relay_via=relay, timeout=40
+            )
+        await alice.wait_event(_named("participant_connected", identity="bob"))
+        await alice.send_data(b"from the official SDK")
+        await bob.send_data(b"from greenroom")
+        await bob.wait_event(_named("data_received", **{"from": "alice"}), timeout=30)
+        await alice.wait_event(_named("data_received", **{"from": "bob"}), timeout=30)
+        got = sorted(e["from"] for p in (alice, bob) for e in p.received("data_received"))
+        for peer in (alice, bob):
+            await peer.call("disconnect")
+        return {"data_from": got}
+
+
 async def relayed() -> dict[str, Any]:
     """Three rooms' worth of evidence, each through the same coturn:
 
@@ -190,18 +216,17 @@ async def relayed() -> dict[str, Any]:
                 result["bad_password"] = str(exc)
             finally:
                 await room.disconnect()
+        before = _allocations(turn)
+        result["official"] = await _official_pair(turn, HOST_IP)
+        result["official"]["allocations"] = _allocations(turn) - before
         # each allocation reports what it relayed when it is deleted (the clients refresh it to lifetime 0)
-        await wait_until(lambda: turn.count(r"peer usage:") >= 9, timeout=30, what="coturn's usage reports")
-        result["relayed"] = [
-            {"peer": peer, "bytes_from_peer": int(rb), "bytes_to_peer": int(sb)}
-            for rb, sb, peer in _usage(turn.log)
-        ]
+        await wait_until(lambda: turn.count(r"peer usage:") >= 13, timeout=30, what="coturn's usage reports")
+        result["relayed"] = [[int(rb), int(sb)] for rb, sb in _usage(turn.log)]
+        result["peers"] = sorted(set(re.findall(r"peer (\d+\.\d+\.\d+\.\d+)", turn.log)))
         result["refused_credentials"] = turn.count(r"user greenroom credentials are incorrect")
     return result
 
 
-def _usage(log: str) -> list[tuple[str, str, str]]:
-    """``(bytes received from peers, bytes sent to peers, the peer)`` of each deleted allocation."""
-    sessions = re.findall(r"session (\d+): peer usage: .*?rb=(\d+), sp=\d+, sb=(\d+)", log)
-    peers = dict(re.findall(r"session (\d+): peer ([\d.]+):\d+ deleted", log))
-    return [(rb, sb, peers.get(session, "?")) for session, rb, sb in sessions]
+def _usage(log: str) -> list[tuple[str, str]]:
+    """``(bytes received from peers, bytes sent to peers)`` of each deleted allocation."""
+    return re.findall(r"session \d+: peer usage: .*?rb=(\d+), sp=\d+, sb=(\d+)", log)

@@ -1,7 +1,8 @@
 """ICE servers reach aiortc and TURN relays carry the room: greenroom clients limited to relayed candidates
 connect through a real coturn, whether the dev server hands the TURN server out (with ``force_relay``) or
-the user's ``RtcConfiguration`` names it; with a wrong password they cannot connect at all
-(:mod:`tests.interop.scenarios_turn`). Runs in a private network namespace; never skipped."""
+the user's ``RtcConfiguration`` names it; with a wrong password they cannot connect at all; the official SDK
+does the same beside greenroom as the reference (:mod:`tests.interop.scenarios_turn`). Runs in a private
+network namespace; never skipped."""
 
 from __future__ import annotations
 
@@ -35,11 +36,16 @@ def test_the_users_ice_servers_and_relay_policy_carry_the_room(relayed: dict[str
 
 
 def test_coturn_relayed_the_traffic_to_the_dev_server(relayed: dict[str, Any]) -> None:
-    usage = relayed["relayed"]
-    used = [u for u in usage if u["peer"] != "?"]  # "?": the audio m-line's allocation, never used
-    assert len(used) == 8
-    assert {u["peer"] for u in used} == {HOST_IP}  # every relay's peer is the dev server
-    assert all(u["bytes_from_peer"] > 0 and u["bytes_to_peer"] > 0 for u in used)  # DTLS, SCTP, data
+    assert relayed["peers"] == [HOST_IP]  # every relay's peer is the dev server
+    usage = relayed["relayed"]  # [bytes from the peer, bytes to it] per allocation
+    assert len(usage) == 13
+    assert usage.count([0, 0]) == 1  # the audio m-line's allocation, never used
+    assert all(rb > 0 and sb > 0 for rb, sb in usage if [rb, sb] != [0, 0])  # DTLS, SCTP, data, audio
+
+
+def test_the_official_sdk_as_the_reference_through_the_same_relay(relayed: dict[str, Any]) -> None:
+    """The official SDK and greenroom, each relay-only by its own ``RtcConfiguration``, in one room."""
+    assert relayed["official"] == {"data_from": ["alice", "bob"], "allocations": 4}
 
 
 def test_relay_only_with_a_wrong_password_does_not_connect(relayed: dict[str, Any]) -> None:
