@@ -120,6 +120,37 @@ def test_participant_events_and_metadata_name_attributes() -> None:
     run_with_server(scenario)
 
 
+def test_fast_publish_opens_the_publisher_at_join() -> None:
+    """With ``JoinResponse.fast_publish`` (livekit-server sends it to publishers) the publisher peer
+    connection comes up right after the join, before anything is published; without it, only on first use."""
+
+    async def scenario(server: DevServer) -> None:
+        fast = await connect(server, "fast")
+        slow = await connect(server, "slow", can_publish=False)  # no fast_publish for who cannot publish
+        sessions = server._sessions  # the dev server's view: a publisher PC exists once the client offers
+        await wait_until(lambda: sessions["r1", "fast"]._publisher is not None, what="fast's publisher offer")
+        await slow.local_participant.publish_data(b"barrier")  # slow's first use opens its publisher now
+        await wait_until(lambda: sessions["r1", "slow"]._publisher is not None, what="slow's publisher")
+        for room in (fast, slow):
+            await room.disconnect()
+
+    run_with_server(scenario, fast_publish=True)
+
+    # and without the flag nothing is opened before the first use
+    async def plain(server: DevServer) -> None:
+        room = await connect(server, "plain")
+        other = await connect(server, "other")
+        await other.local_participant.publish_data(b"to plain")
+        await wait_until(
+            lambda: server._sessions["r1", "other"]._publisher is not None, what="other's publisher"
+        )
+        assert server._sessions["r1", "plain"]._publisher is None
+        for r in (room, other):
+            await r.disconnect()
+
+    run_with_server(plain)
+
+
 def test_dtmf_and_transcription() -> None:
     async def scenario(server: DevServer) -> None:
         bob = await connect(server, "bob")

@@ -231,7 +231,7 @@ class Members:
         remotes = self._roster.remotes()
         self._sink.emit(RoomJoined(join.room, join.participant, remotes, join.server_version))
         self._arm(link_, 0.0, PingTick(link_.generation))
-        if not join.subscriber_primary:
+        if not join.subscriber_primary or join.fast_publish:  # fast_publish: open it now, as the SDKs do
             self._ensure_publisher()
 
     async def _rejoined(self) -> None:
@@ -255,7 +255,7 @@ class Members:
             # them); the same identity with a new sid is a leave + a join, as in the Rust SDK
             self._participant_seen(info, any_version=True)
         self._arm(link_, 0.0, PingTick(link_.generation))
-        if not join.subscriber_primary:
+        if not join.subscriber_primary or join.fast_publish:  # fast_publish: open it now, as the SDKs do
             self._ensure_publisher()
 
     def _on_participant_update(self, infos: tuple[ParticipantInfo, ...]) -> None:

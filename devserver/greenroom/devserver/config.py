@@ -94,6 +94,9 @@ class ServerConfig:
             never uses them.
         force_relay: ``client_configuration.force_relay=ENABLED`` in every join: clients gather only relayed
             candidates (livekit-server sets it per client; here for all, to test TURN deployments).
+        fast_publish: ``JoinResponse.fast_publish`` for participants who may publish: clients open their
+            publisher peer connection at once (livekit-server sends it to every publisher; off here, so a bot
+            that never publishes costs one peer connection, not two).
     """
 
     bind: str = DEFAULT_BIND
@@ -113,6 +116,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     ice_servers: tuple[IceServer, ...] = ()
     force_relay: bool = False
+    fast_publish: bool = False
 
     def __post_init__(self) -> None:
         if not self.keys:

@@ -473,6 +473,7 @@ class ParticipantSession(SessionMedia):
                 ping_timeout=cfg.ping_timeout,
                 ice_servers=cfg.ice_servers,
                 client_configuration=_client_configuration(cfg),
+                fast_publish=cfg.fast_publish and self.member.permission.can_publish,
             )
         )
         # The evicted session's leave goes to everyone who could see it, whatever the newcomer's visibility:
