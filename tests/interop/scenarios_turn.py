@@ -182,13 +182,15 @@ async def _official_pair(turn: Coturn, host: str) -> dict[str, Any]:
 
 
 async def relayed() -> dict[str, Any]:
-    """Three rooms' worth of evidence, each through the same coturn:
+    """Five rooms' worth of evidence, each through the same coturn:
 
     * ``from_server``: the dev server hands out the TURN server and ``force_relay``; clients use defaults;
       data both ways and a tone;
     * ``from_user``: the server says nothing; each client's ``RtcConfiguration`` names the TURN server and
       asks for relayed candidates only;
-    * ``bad_password``: as ``from_user`` with a wrong password — relay-only must then fail to connect.
+    * ``over_tcp``: as ``from_user``, one client reaching coturn over TCP (``?transport=tcp``);
+    * ``bad_password``: as ``from_user`` with a wrong password — relay-only must then fail to connect;
+    * ``official``: the official SDK beside greenroom, both relay-only, as the reference.
     """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     result: dict[str, Any] = {}
@@ -205,6 +207,9 @@ async def relayed() -> dict[str, Any]:
         async with DevServer(ServerConfig(bind=HOST_IP, port=0)) as server:
             async with _rooms(server, _relay_only(good), _relay_only(good)) as rooms:
                 result["from_user"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
+            tcp = IceServer((turn.url.replace("transport=udp", "transport=tcp"),), USER, PASSWORD)
+            async with _rooms(server, _relay_only(tcp), _relay_only(good)) as rooms:
+                result["over_tcp"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
             bad = IceServer((turn.url,), USER, "wrong")
             room = rtc.Room()
             options = _relay_only(bad)
@@ -220,10 +225,11 @@ async def relayed() -> dict[str, Any]:
         result["official"] = await _official_pair(turn, HOST_IP)
         result["official"]["allocations"] = _allocations(turn) - before
         # each allocation reports what it relayed when it is deleted (the clients refresh it to lifetime 0)
-        await wait_until(lambda: turn.count(r"peer usage:") >= 13, timeout=30, what="coturn's usage reports")
+        await wait_until(lambda: turn.count(r"peer usage:") >= 17, timeout=30, what="coturn's usage reports")
         result["relayed"] = [[int(rb), int(sb)] for rb, sb in _usage(turn.log)]
         result["peers"] = sorted(set(re.findall(r"peer (\d+\.\d+\.\d+\.\d+)", turn.log)))
         result["refused_credentials"] = turn.count(r"user greenroom credentials are incorrect")
+        result["tcp_clients"] = turn.count(r"tcp or tls connected to")
     return result
 
 

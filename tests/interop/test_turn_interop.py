@@ -35,10 +35,17 @@ def test_the_users_ice_servers_and_relay_policy_carry_the_room(relayed: dict[str
     assert phase["allocations"] == 9  # four more
 
 
+def test_turn_over_tcp(relayed: dict[str, Any]) -> None:
+    phase = relayed["over_tcp"]
+    assert phase["data"] == ["via turn from a", "via turn from b"]
+    assert phase["allocations"] == 13  # four more
+    assert relayed["tcp_clients"] == 2  # the TCP client's two peer connections, each its own TCP connection
+
+
 def test_coturn_relayed_the_traffic_to_the_dev_server(relayed: dict[str, Any]) -> None:
     assert relayed["peers"] == [HOST_IP]  # every relay's peer is the dev server
     usage = relayed["relayed"]  # [bytes from the peer, bytes to it] per allocation
-    assert len(usage) == 13
+    assert len(usage) == 17
     assert usage.count([0, 0]) == 1  # the audio m-line's allocation, never used
     assert all(rb > 0 and sb > 0 for rb, sb in usage if [rb, sb] != [0, 0])  # DTLS, SCTP, data, audio
 
