@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from greenroom import rtc
+from greenroom.devserver.config import SERVER_VERSION
 from greenroom.devserver.server import DevServer
 from greenroom.rtc.participant import PublishDataError, PublishTranscriptionError
 from tests.helpers import assert_eventually_async
@@ -149,6 +150,19 @@ def test_fast_publish_opens_the_publisher_at_join() -> None:
             await r.disconnect()
 
     run_with_server(plain)
+
+
+def test_the_server_info_of_the_join_is_exposed() -> None:
+    async def scenario(server: DevServer) -> None:
+        room = rtc.Room()
+        assert room.server_info is None
+        await room.connect(server.url, server.mint_token("alice", "r1"))
+        info = room.server_info
+        assert info is not None
+        assert (info.version, info.node_id, info.protocol) == (SERVER_VERSION, "greenroom-dev", 16)
+        await room.disconnect()
+
+    run_with_server(scenario)
 
 
 def test_dtmf_and_transcription() -> None:

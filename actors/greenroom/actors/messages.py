@@ -27,6 +27,7 @@ from greenroom.codecs.models import (
     IceServer,
     ParticipantInfo,
     RoomInfo,
+    ServerInfo,
     StringPairs,
     TrackInfo,
     TrackSource,
@@ -443,6 +444,7 @@ class RoomJoined:
     local: ParticipantInfo
     remotes: tuple[ParticipantInfo, ...]
     server_version: str = ""
+    server_info: ServerInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

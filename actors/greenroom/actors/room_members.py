@@ -229,7 +229,9 @@ class Members:
                 if isinstance(seen, Joined):
                     self._start_child(seen.key, announce=False)
         remotes = self._roster.remotes()
-        self._sink.emit(RoomJoined(join.room, join.participant, remotes, join.server_version))
+        self._sink.emit(
+            RoomJoined(join.room, join.participant, remotes, join.server_version, join.server_info)
+        )
         self._arm(link_, 0.0, PingTick(link_.generation))
         if not join.subscriber_primary or join.fast_publish:  # fast_publish: open it now, as the SDKs do
             self._ensure_publisher()

@@ -26,7 +26,7 @@ from typing import Any, Literal, assert_never
 
 from greenroom.actors import messages as m
 from greenroom.codecs import packets
-from greenroom.codecs.models import DisconnectReason, ParticipantInfo, RoomInfo, TrackInfo
+from greenroom.codecs.models import DisconnectReason, ParticipantInfo, RoomInfo, ServerInfo, TrackInfo
 from greenroom.rtc._enums import ConnectionQuality, ConnectionState, DataPacketKind, TrackKind, track_kind
 from greenroom.rtc._port import RoomPort
 from greenroom.rtc._records import (
@@ -176,6 +176,7 @@ class RoomView:
         """The room's latest ``RoomInfo`` (sid, name, metadata, counts)."""
         self.state = ConnectionState.CONN_DISCONNECTED
         self.server_version = ""
+        self.server_info: ServerInfo | None = None
         """The server's version from the join (RPC needs ≥ 1.8.0)."""
         self._me: tuple[LocalParticipant, ParticipantRecord] | None = None
         self._remote_views: dict[str, RemoteParticipant] = {}
@@ -263,8 +264,10 @@ class RoomView:
         out: list[Effect],
     ) -> None:
         match event:
-            case m.RoomJoined(room=room, local=local, remotes=remotes, server_version=version):
-                self.info, self.server_version = room, version
+            case m.RoomJoined(
+                room=room, local=local, remotes=remotes, server_version=version, server_info=server
+            ):
+                self.info, self.server_version, self.server_info = room, version, server
                 record = ParticipantRecord(local)
                 self._me = LocalParticipant(record, self._port, self._remotes, version), record
                 self._remotes.clear()

@@ -37,6 +37,7 @@ from greenroom.actors.simulate import Simulate
 from greenroom.codecs import packets
 from greenroom.codecs.errors import GreenroomError
 from greenroom.codecs.models import IceServer as _WireIceServer
+from greenroom.codecs.models import ServerInfo
 from greenroom.rtc._bridge import LoopSink, call, call_to_end
 from greenroom.rtc._enums import (
     ConnectionState,
@@ -237,6 +238,13 @@ class Room(EventEmitter[EventTypes]):
     def metadata(self) -> str:
         """The room's metadata."""
         return self._view.info.metadata
+
+    @property
+    def server_info(self) -> ServerInfo | None:
+        """What the server said about itself in the join (``version``, ``edition``, ``protocol``, ``region``,
+        ``node_id`` …); ``None`` before the join or from a server that sends none. greenroom's addition:
+        ``livekit.rtc`` keeps it internal."""
+        return self._view.server_info
 
     @property
     def num_participants(self) -> int:
