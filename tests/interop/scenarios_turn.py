@@ -28,7 +28,9 @@ from tests.waiting import wait_until
 
 __all__ = ["relayed"]
 
-USER, PASSWORD, REALM = "greenroom", "s3cret", "greenroom.test"
+PASSWORD, REALM = "s3cret", "greenroom.test"
+#: One TURN user per phase, so coturn's log says which phase made each allocation, whenever the line arrives.
+PHASES = ("server", "user", "tcp", "official")
 
 
 def _free_udp_port() -> int:
@@ -57,7 +59,7 @@ class Coturn:
             "--min-port=49152",
             "--max-port=49252",
             "--lt-cred-mech",
-            f"--user={USER}:{PASSWORD}",
+            *(f"--user={name}:{PASSWORD}" for name in PHASES),
             f"--realm={REALM}",
             "--no-tls",
             "--no-dtls",
@@ -95,8 +97,8 @@ class Coturn:
                 await asyncio.wait_for(self._reader, 5)
 
 
-def _allocations(turn: Coturn) -> int:
-    return turn.count(r"ALLOCATE processed, success")
+def _allocations(turn: Coturn, user: str) -> int:
+    return turn.count(rf"user <{user}>: incoming packet ALLOCATE processed, success")
 
 
 def _relay_only(server: IceServer | None) -> rtc.RoomOptions:
@@ -159,7 +161,7 @@ async def _tone(a: rtc.Room, b: rtc.Room) -> float:
 async def _official_pair(turn: Coturn, host: str) -> dict[str, Any]:
     """The reference: the official SDK (alice) and greenroom (bob) in their own processes, both relay-only
     through the same coturn by their ``RtcConfiguration``; one packet each way."""
-    relay = {"url": turn.url, "username": USER, "password": PASSWORD}
+    relay = {"url": turn.url, "username": "official", "password": PASSWORD}
     async with (
         DevServer(ServerConfig(bind=host, port=0)) as server,
         _peers(("livekit", "alice"), ("greenroom", "bob")) as (alice, bob),
@@ -195,22 +197,20 @@ async def relayed() -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     result: dict[str, Any] = {}
     async with Coturn() as turn:
-        good = IceServer((turn.url,), USER, PASSWORD)
-        config = ServerConfig(bind=HOST_IP, port=0, ice_servers=(good,), force_relay=True)
+        handed_out = IceServer((turn.url,), "server", PASSWORD)
+        config = ServerConfig(bind=HOST_IP, port=0, ice_servers=(handed_out,), force_relay=True)
         async with DevServer(config) as server, _rooms(server, rtc.RoomOptions(), rtc.RoomOptions()) as rooms:
             data = await _exchange(*rooms)
-            result["from_server"] = {
-                "data": data,
-                "audio_hz": await _tone(*rooms),
-                "allocations": _allocations(turn),
-            }
+            result["from_server"] = {"data": data, "audio_hz": await _tone(*rooms)}
         async with DevServer(ServerConfig(bind=HOST_IP, port=0)) as server:
+            good = IceServer((turn.url,), "user", PASSWORD)
             async with _rooms(server, _relay_only(good), _relay_only(good)) as rooms:
-                result["from_user"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
-            tcp = IceServer((turn.url.replace("transport=udp", "transport=tcp"),), USER, PASSWORD)
-            async with _rooms(server, _relay_only(tcp), _relay_only(good)) as rooms:
-                result["over_tcp"] = {"data": await _exchange(*rooms), "allocations": _allocations(turn)}
-            bad = IceServer((turn.url,), USER, "wrong")
+                result["from_user"] = {"data": await _exchange(*rooms)}
+            tcp_url = turn.url.replace("transport=udp", "transport=tcp")
+            by_tcp, by_udp = IceServer((tcp_url,), "tcp", PASSWORD), IceServer((turn.url,), "tcp", PASSWORD)
+            async with _rooms(server, _relay_only(by_tcp), _relay_only(by_udp)) as rooms:
+                result["over_tcp"] = {"data": await _exchange(*rooms)}
+            bad = IceServer((turn.url,), "user", "wrong")
             room = rtc.Room()
             options = _relay_only(bad)
             options.connect_timeout = 6
@@ -221,14 +221,16 @@ async def relayed() -> dict[str, Any]:
                 result["bad_password"] = str(exc)
             finally:
                 await room.disconnect()
-        before = _allocations(turn)
         result["official"] = await _official_pair(turn, HOST_IP)
-        result["official"]["allocations"] = _allocations(turn) - before
-        # each allocation reports what it relayed when it is deleted (the clients refresh it to lifetime 0)
+        # each allocation reports what it relayed when it is deleted (the clients refresh it to lifetime 0);
+        # once all have, the log is complete and each phase's allocations are counted by their user
         await wait_until(lambda: turn.count(r"peer usage:") >= 17, timeout=30, what="coturn's usage reports")
+        keys = dict(zip(PHASES, ("from_server", "from_user", "over_tcp", "official"), strict=True))
+        for user, phase in keys.items():
+            result[phase]["allocations"] = _allocations(turn, user)
         result["relayed"] = [[int(rb), int(sb)] for rb, sb in _usage(turn.log)]
         result["peers"] = sorted(set(re.findall(r"peer (\d+\.\d+\.\d+\.\d+)", turn.log)))
-        result["refused_credentials"] = turn.count(r"user greenroom credentials are incorrect")
+        result["refused_credentials"] = turn.count(r"user user credentials are incorrect")
         result["tcp_clients"] = turn.count(r"tcp or tls connected to")
     return result
 
