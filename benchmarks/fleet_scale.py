@@ -8,17 +8,21 @@ worker process and per bot, and the restarts. Then it drains (SIGTERM's path) an
 
     python benchmarks/fleet_scale.py --bots 200 --processes 2
 
-Not in ``make bench`` yet; the figures it printed are in docs/architecture.md ("Fleets").
+In ``make bench`` as P12 (group ``fleet``: :func:`scenario`, 500 → 1,000 → 2,000 bots at one message per 10 s
+each, up to the first count that does not all get in); figures in docs/architecture.md ("Fleets").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 from greenroom.devserver.config import ServerConfig
+from greenroom.devserver.limits import Limits
 from greenroom.devserver.server import DevServer
 from greenroom.fleet.pool import Host, HostOptions
 from greenroom.fleet.spec import BotSpec, ServerSpec
@@ -57,39 +61,76 @@ async def _until(predicate: object, timeout: float) -> bool:
     return True
 
 
-async def main(args: argparse.Namespace) -> None:
-    async with DevServer(ServerConfig(port=0)) as server:
+async def step(
+    bots: int, processes: int, *, per_room: int, interval: float, window: float, join_timeout: float
+) -> dict[str, Any]:
+    """One fleet of ``bots`` bots on a fresh dev server: what P12 reports (JSON-able)."""
+    limits = Limits(connect_rate=10_000, connect_burst=100_000)  # every bot connects from this machine
+    async with DevServer(ServerConfig(port=0, limits=limits)) as server:
         key = server.config.api_key
-        options = HostOptions(processes=args.processes, report_interval=0.5, drain_timeout=30)
+        options = HostOptions(processes=processes, report_interval=0.5, drain_timeout=60)
         host = Host(
-            _bots(args.bots, args.per_room, args.interval),
-            ServerSpec(server.url, key, server.config.keys[key]),
-            options,
+            _bots(bots, per_room, interval), ServerSpec(server.url, key, server.config.keys[key]), options
         )
         started = time.monotonic()
         running = asyncio.create_task(host.run(install_signals=False))
-        joined = await _until(lambda: host.view.running() >= args.bots, args.join_timeout)
-        join_time = time.monotonic() - started
-        where = "all" if joined else f"only {host.view.running()}"
-        print(f"{args.bots} bots over {args.processes} procs: {where} in their rooms after {join_time:.1f} s")
-        await asyncio.sleep(args.window)  # the measurement window itself
-        view = host.view
-        p50, p99 = merged_percentiles(sv.window("latency") for sv in view.slots.values())
-        rss = {slot: _rss_mib(pid) for slot, pid in host.pids().items()}
-        total_rss = sum(rss.values())
-        print(
-            f"one-way latency over the last report window: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms "
-            f"(worst process); messages/s {sum(sv.rate() for sv in view.slots.values()):.0f}"
+        out: dict[str, Any] = {"bots": bots, "processes": processes, "interval_s": interval}
+        try:
+            joined = await _until(lambda: host.view.running() >= bots, join_timeout)
+            out["joined_s"] = time.monotonic() - started
+            out["running"] = host.view.running()
+            if not joined:
+                out["failed"] = f"only {host.view.running()} of {bots} running after {join_timeout:.0f} s"
+                return out
+            await asyncio.sleep(window)  # the measurement window itself
+            view = host.view
+            p50, p99 = merged_percentiles(sv.window("latency") for sv in view.slots.values())
+            out["p50_ms"], out["p99_ms"] = p50 * 1e3, p99 * 1e3
+            rss = [_rss_mib(pid) for pid in host.pids().values()]
+            out["rss_mib"] = rss
+            out["rss_kib_per_bot"] = sum(rss) / bots * 1024
+            out["messages_per_s"] = sum(sv.rate() for sv in view.slots.values())
+            out["restarts"] = view.restarts()
+        finally:
+            drain_started = time.monotonic()
+            host.request_stop()
+            await asyncio.wait_for(running, 180)
+            out["drain_s"] = time.monotonic() - drain_started
+        return out
+
+
+async def scenario(
+    steps: list[int] | None = None,
+    processes: int = 2,
+    *,
+    per_room: int = 10,
+    interval: float = 10.0,
+    window: float = 10.0,
+    join_timeout: float = 300.0,
+) -> dict[str, Any]:
+    """``make bench``'s P12: growing fleets (default 500, 1,000, 2,000 bots), each on a fresh server, up to
+    the first that does not get every bot running within ``join_timeout``."""
+    out: dict[str, Any] = {"steps": []}
+    for bots in steps or [500, 1000, 2000]:
+        result = await step(
+            bots, processes, per_room=per_room, interval=interval, window=window, join_timeout=join_timeout
         )
-        print(
-            f"worker RSS: {', '.join(f'{s}: {m:.0f} MiB' for s, m in sorted(rss.items()))}; "
-            f"{total_rss / args.bots * 1024:.0f} KiB per bot (processes' RSS / bots)"
-        )
-        print(f"restarts: {view.restarts() or 'none'}; bots by state: {view.by_state()}")
-        drain_started = time.monotonic()
-        host.request_stop()
-        await running
-        print(f"drain: every process exited after {time.monotonic() - drain_started:.1f} s")
+        out["steps"].append(result)
+        if result.get("failed"):
+            break
+    return out
+
+
+async def main(args: argparse.Namespace) -> None:
+    result = await step(
+        args.bots,
+        args.processes,
+        per_room=args.per_room,
+        interval=args.interval,
+        window=args.window,
+        join_timeout=args.join_timeout,
+    )
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

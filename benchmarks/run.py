@@ -98,6 +98,12 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   ASCII text and `send_file`s 5 MB of random bytes to B, 3 rounds each; MB/s from A's call to B's handler
   having read the whole stream (system-wide monotonic clock), median. The dev server relays the announced
   capabilities, so both SDKs compress the text (the random file does not shrink).
+- **P12** greenroom only, `benchmarks/fleet_scale.py`: `greenroom fleet`'s host with two worker processes
+  and a dev server in the driver, `Chatter` bots in rooms of 10, one message per 10 s each; 500, then
+  1,000, then 2,000 bots, each count on a fresh server, up to the first whose bots are not all running
+  within 300 s: the time until they are, the one-way p50/p99 over 10 s (the worst process's last report
+  window), the workers' RSS per bot, restarts by level, the drain. livekit's SDK has no fleet runner to
+  compare with (P4 holds its bots-per-process figure).
 - **P13** greenroom only, `benchmarks/fleet_cluster.py`: a local Ray cluster (a head with no CPUs and two
   worker nodes of one logical CPU each, on 127.0.0.1 in the namespace), one host actor per node, 100
   `Chatter` bots (1 msg/s, rooms of 10) against a dev server in the driver: the time until all run, the
@@ -176,6 +182,11 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
         ),
         "floods": ("benchmarks.server_floods:scenario", {"quick": q}, 1200),
         "reliable": ("benchmarks.reliable_faults:scenario", {"rounds": 1 if q else 3}, 900),
+        "fleet": (
+            "benchmarks.fleet_scale:scenario",
+            {"steps": [50, 100] if q else [500, 1000, 2000], "window": 4.0 if q else 10.0},
+            1800,
+        ),
         "cluster": (
             "benchmarks.fleet_cluster:scenario",
             {"bots": 20 if q else 100, "nodes": 2, "window": 4.0 if q else 10.0},
@@ -200,6 +211,7 @@ _FIGURES = {
     "rpc_streams": "P14/P15",
     "floods": "S1",
     "reliable": "R1",
+    "fleet": "P12",
     "cluster": "P13",
 }
 

@@ -385,6 +385,28 @@ def _r1(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _p12(r: dict[str, Any]) -> list[Row]:
+    """One row per fleet size: time until all run, with latency, memory and restarts in the note."""
+    out = []
+    for st in r["steps"]:
+        if st.get("failed"):
+            out.append(Row(f"P12 fleet of {st['bots']} (not all in)", None, None, "", note=st["failed"]))
+            continue
+        rss = " + ".join(f"{m:.0f}" for m in st["rss_mib"])
+        out.append(
+            Row(
+                f"P12 fleet of {st['bots']}: all running after",
+                st["joined_s"],
+                None,
+                "s",
+                note=f"{st['processes']} processes; one-way p50 {st['p50_ms']:.0f} ms, "
+                f"p99 {st['p99_ms']:.0f} ms; RSS {st['rss_kib_per_bot']:.0f} KiB per bot ({rss} MiB); "
+                f"restarts {st['restarts'] or 'none'}; drain {st['drain_s']:.1f} s",
+            )
+        )
+    return out
+
+
 def _p13(r: dict[str, Any]) -> list[Row]:
     """Bots per node at the measured latency, and the time to reschedule a lost node's bots."""
     if r.get("failed"):
@@ -425,6 +447,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P14/P15", lambda: _p14_p15(results["rpc_streams"])),
         ("S1", lambda: _s1(results["floods"])),
         ("R1", lambda: _r1(results["reliable"])),
+        ("P12", lambda: _p12(results["fleet"])),
         ("P13", lambda: _p13(results["cluster"])),
     ]
     out: list[Row] = []
