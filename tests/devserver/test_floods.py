@@ -81,9 +81,11 @@ def test_unknown_subscription_sids_are_answered_up_to_the_bound_and_never_kept()
     assert outcome.stats["unknown_sids_dropped"] == 29_900
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(240)
 def test_data_for_a_member_whose_channel_never_opens_is_bounded_and_freed_on_leave() -> None:
-    limits = Limits(data_queue_bytes=1 << 20)
+    # the member never brings its peer connection up: under load the flood can outlast the default 60 s join
+    # deadline, which ends that session and frees its queue mid-count (seen: "queued 0, dropped 41")
+    limits = Limits(data_queue_bytes=1 << 20, join_deadline=600)
     outcome = _flood("undeliverable data", floods.undeliverable_data, limits, packets=60, size=60_000)
     assert outcome.observed["queued"] == 17  # 17 × 60,000 B ≤ 1 MiB < 18 × 60,000 B
     assert outcome.stats["data_dropped"] == 42  # the one more is held by the pump, waiting for the channel
