@@ -85,8 +85,12 @@ VIDEO_FORMATS: dict[str, tuple[int, ...]] = {
 _VIDEO_CLOCK_RATE = 90_000
 _VIDEO_TIME_BASE = fractions.Fraction(1, _VIDEO_CLOCK_RATE)
 _MAX_LAG_S = 0.2
-#: How late (in output chunks) the next decoded frame may be before :class:`PcmSink` fills the gap.
+#: How late (in output chunks) the next decoded frame may be before :class:`PcmSink` fills the gap ...
 _GAP_GRACE_CHUNKS = 2
+#: ... and at least this long (s): two 20 ms Opus frames of network jitter. With 10 ms output chunks (the
+#: ``AudioStream`` default, as the official SDK's) two chunks were 20 ms, and ordinary jitter under load
+#: put silence between real frames (a tone's pitch and level then read wrong: tests/examples/test_tone_bots).
+_MIN_GAP_GRACE_S = 0.04
 
 
 class MediaError(GreenroomError):
@@ -375,8 +379,9 @@ class PcmSink:
 
     **Gap filling** (``fill_silence=True``): a per-sink clock tracks when the audio delivered so far runs out
     (it starts at construction, so a track that is muted from the start yields silence too). When the next
-    decoded frame is more than two chunk durations late, the sink yields zero chunks (``frame_size_ms`` long,
-    else 20 ms; ``timestamp`` ``None``) covering the elapsed gap, then one per chunk duration in real time,
+    decoded frame is more than two chunk durations (and at least 40 ms) late, the sink yields zero chunks
+    (``frame_size_ms`` long, else 20 ms; ``timestamp`` ``None``) covering the elapsed gap, then one per chunk
+    duration in real time,
     until audio arrives again — which is delivered at once, with the clock restarting from it (no burst of
     stale silence; at most one chunk of time overlaps). A stall of the loop longer than 200 ms is not made up
     (the clock restarts). The silence goes through the same queue (``capacity``, drop-oldest) and stops when
@@ -465,7 +470,7 @@ class PcmSink:
         none once filling has started (silence then runs ahead of the clock by at most one chunk)."""
         chunk = self._silence_samples / self.sample_rate
         now = asyncio.get_running_loop().time()
-        grace = 0.0 if self._filling else _GAP_GRACE_CHUNKS * chunk
+        grace = 0.0 if self._filling else max(_GAP_GRACE_CHUNKS * chunk, _MIN_GAP_GRACE_S)
         return max(0.0, self._runs_out + grace - now)
 
     def _fill_gap(self) -> None:
