@@ -2,13 +2,17 @@
 three worker nodes, each its own raylet with its own worker processes; everything on 127.0.0.1, no
 dashboard, 1 logical CPU and 80 MiB of object store per node): a killed host actor's bots come back in a
 new actor, a removed node's bots are rescheduled on the nodes left, and the counts stay exact throughout —
-every bot in the room exactly once, no actor holding more than its admission limit."""
+every bot in the room exactly once, no actor holding more than its admission limit; and the command
+(``greenroom fleet run --ray``) runs a spec there."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 # Before ray is imported: every address Ray uses is 127.0.0.1 (by default a node names itself by the
@@ -24,9 +28,10 @@ from greenroom.devserver.server import DevServer
 from greenroom.fleet.cluster import RayOptions, RayWorker, ray_launcher
 from greenroom.fleet.pool import Host, HostOptions
 from greenroom.fleet.spec import BotSpec
+from tests.cli.test_fleet import Lines, _fleet, _healthy
 from tests.fleet.test_runner import ROOM, server_spec
 from tests.rtc.support import Recorder, connect, run_with_server
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_sync
 
 BOTS = 6
 #: Each node's share: one logical CPU (one host actor) and the smallest object store Ray accepts.
@@ -153,3 +158,34 @@ def test_bots_come_back_after_a_host_actor_is_killed_and_after_a_node_is_removed
             await observer.disconnect()
 
     run_with_server(scenario)
+
+
+@pytest.mark.timeout(180)
+def test_the_command_runs_a_spec_on_the_cluster_and_drains_on_sigterm(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """``greenroom fleet run SPEC --ray ADDRESS`` from another process (a second driver of the cluster):
+    ``--processes auto`` is the cluster's CPUs, every bot runs in a host actor (``/healthz`` 200), SIGTERM
+    drains every actor and exits 0."""
+    spec = tmp_path / "fleet.toml"
+    spec.write_text(
+        '[[bots]]\nname = "idle"\nagent = "greenroom.fleet.bots:Idle"\nroom = "lobby"\ncount = 4\n'
+    )
+    cpus = int(ray.cluster_resources()["CPU"])  # type: ignore[no-untyped-call]
+    proc = _fleet("run", str(spec), "--ray", cluster.address, "--processes", "auto", "--metrics-port", "0")
+    out = Lines(proc)
+    try:
+        out.wait(rf"fleet: 4 bots over {cpus} host actors on {re.escape(cluster.address)}", timeout=60)
+        metrics = out.wait(r"metrics at (http://\S+)/metrics")[1]
+        body = wait_until_sync(
+            lambda: _healthy(metrics + "/healthz"), timeout=90, what="/healthz 200", interval=0.1
+        )
+        assert '"running": 4' in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        stderr = out.close()
+    assert out.text.count("exited (drained)") == cpus, f"{out.text}\n{stderr[-3000:]}"
