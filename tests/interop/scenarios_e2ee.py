@@ -17,6 +17,7 @@ import base64
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -187,5 +188,156 @@ async def official_through_greenroom_crypto(video_codec: str = "VP8") -> dict[st
                 (e["identity"], e["encrypted"]) for e in bob.received("participant_encryption_status_changed")
             ],
             "cryptors_at_bob": cryptors,
+            "decoders": attempts,
+        }
+
+
+# -- greenroom's own client against the official SDK (no re-encrypting server) ------------------------------
+
+
+async def _frames_of(tap: rtp_forward.RtpTap, count: int) -> list[bytes]:
+    """The next ``count`` frames the server taps (as they arrived: encrypted)."""
+    seen: list[bytes] = []
+    remove = tap.add_listener(lambda frame: seen.append(frame.data))
+    try:
+        await wait_until(lambda: len(seen) >= count, timeout=5, what=f"{count} tapped frames")
+    finally:
+        remove()
+    return seen
+
+
+def _encryption(key: bytes, **options: Any) -> dict[str, Any]:
+    return {"encryption": {"shared_key": _b64(key), **options}, **V0}
+
+
+def _windows(peer: PeerProcess, sid: str, since: float = 0.0) -> list[dict[str, Any]]:
+    return [e for e in peer.received("audio_window") if e["sid"] == sid and e["t"] >= since]
+
+
+def _states(peer: PeerProcess) -> list[tuple[str, int]]:
+    return [(e["identity"], e["state"]) for e in peer.received("e2ee_state_changed")]
+
+
+async def greenroom_and_official_both_ways() -> dict[str, Any]:
+    """alice (official) and bob (greenroom), one shared key: each hears the other's tone and reads the
+    other's data; the server only ever forwards LiveKit-encrypted frames."""
+    key = b"both-ways-key"
+    async with _server() as (server, attempts), contextlib.AsyncExitStack() as stack:
+        alice, bob = PeerProcess("livekit", "alice"), PeerProcess("greenroom", "bob")
+        for peer in (alice, bob):
+            await peer.start()
+            stack.push_async_callback(peer.stop)
+        await alice.call(
+            "connect", url=server.url, token=server.mint_token("alice", "r"), options=_encryption(key)
+        )
+        await bob.call(
+            "connect", url=server.url, token=server.mint_token("bob", "r"), options=_encryption(key)
+        )
+        official = await alice.call("publish_tone", frequencies=[440.0], seconds=30.0, lead=0.3)
+        ours = await bob.call("publish_tone", frequencies=[660.0], seconds=30.0, lead=0.3)
+        await bob.call("listen_audio", identity="alice", timeout=15)
+        await alice.call("listen_audio", identity="bob", timeout=15)
+        await wait_until(
+            lambda: (
+                _heard(_windows(bob, official["sid"]))[-1:] == [440.0]
+                and _heard(_windows(alice, ours["sid"]))[-1:] == [660.0]
+            ),
+            timeout=20,
+            what=lambda: (
+                f"both tones (bob heard {_heard(_windows(bob, official['sid']))}, "
+                f"alice heard {_heard(_windows(alice, ours['sid']))})"
+            ),
+        )
+        await alice.send_data(b"official to greenroom", topic="e2ee")
+        await bob.send_data(b"greenroom to official", topic="e2ee")
+        await wait_until(
+            lambda: bob.received("data_received") and alice.received("data_received"), timeout=10, what="data"
+        )
+        room = server.rooms["r"]
+        trailers: dict[str, list[str]] = {}
+        for identity, published in (("alice", official), ("bob", ours)):
+            session = server.session_of(room, identity)
+            assert session is not None
+            seen = await _frames_of(session.publications[published["sid"]].tap, 10)
+            trailers[identity] = sorted({frame[-2:].hex() for frame in seen})
+        return {
+            "bob_heard": _heard(_windows(bob, official["sid"])),
+            "alice_heard": _heard(_windows(alice, ours["sid"])),
+            "data_at_bob": [base64.b64decode(e["data"]).decode() for e in bob.received("data_received")],
+            "data_at_alice": [base64.b64decode(e["data"]).decode() for e in alice.received("data_received")],
+            "trailers": trailers,
+            "states_at_bob": _states(bob),
+            "states_at_alice": _states(alice),
+            "status_at_bob": [
+                (e["identity"], e["encrypted"]) for e in bob.received("participant_encryption_status_changed")
+            ],
+            "status_at_alice": [
+                (e["identity"], e["encrypted"])
+                for e in alice.received("participant_encryption_status_changed")
+            ],
+            "cryptors_at_bob": await bob.call("e2ee", call="frame_cryptors"),
+            "decoders": attempts,
+        }
+
+
+async def wrong_key_then_right_key_then_ratchet() -> dict[str, Any]:
+    """alice (official) publishes a tone; bob (greenroom) and carol (official) start with a wrong key
+    (failure tolerance 3, ratchet window 2): both drop alice's frames and report the same states; the right
+    key set late brings the tone; alice ratchets her key and both follow."""
+    key = b"the-right-key"
+    wrong = _encryption(b"a-wrong-key", failure_tolerance=3, ratchet_window_size=2)
+    async with _server() as (server, attempts), contextlib.AsyncExitStack() as stack:
+        alice = PeerProcess("livekit", "alice")
+        bob, carol = PeerProcess("greenroom", "bob"), PeerProcess("livekit", "carol")
+        for peer in (alice, bob, carol):
+            await peer.start()
+            stack.push_async_callback(peer.stop)
+        await alice.call(
+            "connect", url=server.url, token=server.mint_token("alice", "r"), options=_encryption(key)
+        )
+        for peer in (bob, carol):
+            await peer.call(
+                "connect", url=server.url, token=server.mint_token(peer.label, "r"), options=wrong
+            )
+        published = await alice.call("publish_tone", frequencies=[440.0], seconds=60.0, lead=0.0)
+        sid = published["sid"]
+        for peer in (bob, carol):
+            await peer.call("listen_audio", identity="alice", timeout=15)
+        failed = ("alice", 3)
+        await wait_until(
+            lambda: failed in _states(bob) and failed in _states(carol) and len(_windows(bob, sid)) >= 20,
+            timeout=20,
+            what=lambda: f"DECRYPTION_FAILED at both (bob {_states(bob)}, carol {_states(carol)})",
+        )
+        wrong_phase = {p.label: _windows(p, sid) for p in (bob, carol)}
+        mark = time.monotonic()
+        for peer in (bob, carol):
+            await peer.call("e2ee", call="set_shared_key", key=_b64(key), index=0)
+        await wait_until(
+            lambda: all(_heard(_windows(p, sid, mark))[-1:] == [440.0] for p in (bob, carol)),
+            timeout=20,
+            what="the tone at bob and carol once the right key is set",
+        )
+        before_ratchet = {p.label: len(_states(p)) for p in (bob, carol)}
+        ratcheted = await alice.call("e2ee", call="ratchet_shared_key", index=0)
+        await wait_until(
+            lambda: all(("alice", 5) in _states(p)[before_ratchet[p.label] :] for p in (bob, carol)),
+            timeout=20,
+            what=lambda: f"KEY_RATCHETED at both (bob {_states(bob)}, carol {_states(carol)})",
+        )
+        mark = time.monotonic()
+        await wait_until(
+            lambda: all(len(_windows(p, sid, mark)) >= 10 for p in (bob, carol)), timeout=10, what="1 s more"
+        )
+        exported = {p.label: await p.call("e2ee", call="export_shared_key", index=0) for p in (bob, carol)}
+        return {
+            "states": {p.label: _states(p) for p in (bob, carol)},
+            "wrong_phase_loud": {label: sum(w["rms"] > 500 for w in ws) for label, ws in wrong_phase.items()},
+            "wrong_phase_windows": {label: len(ws) for label, ws in wrong_phase.items()},
+            "after_ratchet_loud": {
+                p.label: sum(w["rms"] > 500 for w in _windows(p, sid, mark)) for p in (bob, carol)
+            },
+            "ratcheted": ratcheted,
+            "exported": exported,
             "decoders": attempts,
         }

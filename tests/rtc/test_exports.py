@@ -49,6 +49,9 @@ def test_enum_names_and_numbers_match() -> None:
         "EncodedFrameType",
         "FrameMetadataFeature",
         "SimulateScenarioKind",
+        "EncryptionType",
+        "EncryptionState",
+        "KeyDerivationFunction",
     ):
         ours = {member.name: int(member) for member in getattr(rtc, name)}
         assert ours == dict(getattr(official, name).items()), name

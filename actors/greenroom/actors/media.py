@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
 from av.packet import Packet
 
+from greenroom.codecs.e2ee import EncryptionState
+from greenroom.runtime.e2ee_media import EncryptingEncoder, ReceiveCryptor, SendCryptor
 from greenroom.runtime.media import DropOldestQueue, MediaError, PcmSink, VideoSink
 from greenroom.runtime.media_path import GatedTrack
 
@@ -113,11 +116,21 @@ class MediaRouter:
         self._local_sids: dict[str, str] = {}
         self._remote: dict[str, _Remote] = {}
         self._closed = False
+        # End-to-end encryption: the cryptors the TrackActors install keys into (they outlive the actors).
+        self._send_cryptors: dict[str, SendCryptor] = {}  # cid ->
+        self._receive_cryptors: dict[str, ReceiveCryptor] = {}  # track sid ->
+        self.encrypt_local = False
+        """Whether local tracks are encrypted (the RoomActor sets it from ``RoomOptions.encryption``)."""
+        self.cryptor_reports: Callable[[str, EncryptionState], None] = lambda sid, state: None
+        """Where a cryptor's state changes go (the RoomActor sets it: a ``tell``), by track sid."""
 
     # -- local publications ---------------------------------------------------------------------------
 
-    def add_local(self, source: MediaStreamTrack) -> str:
+    def add_local(self, source: MediaStreamTrack, *, encrypt: bool | None = None) -> str:
         """Register a gate in front of ``source``; returns its id (the publication's ``cid``).
+
+        ``encrypt``: the gate encodes and encrypts (end-to-end encryption; its cryptor has no key until
+        the publication's TrackActor installs one); default: :attr:`encrypt_local`.
 
         Raises:
             MediaError: the room's media path is closed.
@@ -126,7 +139,44 @@ class MediaRouter:
             raise MediaError("the room is disconnected")
         gate = GatedTrack(source)
         self._local[gate.id] = gate
+        if self.encrypt_local if encrypt is None else encrypt:
+            self._encrypt(gate, SendCryptor(lambda state: self._report_local(str(gate.id), state)))
         return str(gate.id)
+
+    def _encrypt(self, gate: GatedTrack, cryptor: SendCryptor) -> None:
+        gate.transform = EncryptingEncoder(gate.kind, cryptor)
+        self._send_cryptors[str(gate.id)] = cryptor
+
+    def _report_local(self, cid: str, state: EncryptionState) -> None:
+        sid = self.sid_of(cid)
+        if sid is not None:
+            self.cryptor_reports(sid, state)
+
+    def send_cryptor(self, sid: str) -> SendCryptor | None:
+        """The sending cryptor of the local publication ``sid`` (``None``: not encrypted)."""
+        return self._send_cryptors.get(self._local_sids.get(sid, ""))
+
+    def receive_cryptor(self, track_sid: str) -> ReceiveCryptor | None:
+        """The receiving cryptor of the remote publication ``track_sid`` (``None``: not encrypted)."""
+        return self._receive_cryptors.get(track_sid)
+
+    def cryptors(self) -> list[tuple[str, bool, int, bool]]:
+        """``(track sid, local, key index, enabled)`` of every cryptor (``E2EEManager.frame_cryptors``)."""
+        found = [
+            (sid, True, c.encryptor.key_index, c.encryptor.enabled)
+            for sid, cid in self._local_sids.items()
+            if (c := self._send_cryptors.get(cid)) is not None
+        ]
+        found += [(sid, False, 0, c.decryptor.enabled) for sid, c in self._receive_cryptors.items()]
+        return found
+
+    def add_receive_cryptor(self, track_sid: str, sif_trailer: bytes = b"") -> ReceiveCryptor:
+        """A receiving cryptor for ``track_sid`` (the same one again if it has one)."""
+        cryptor = self._receive_cryptors.get(track_sid)
+        if cryptor is None:
+            cryptor = ReceiveCryptor(lambda state: self.cryptor_reports(track_sid, state), sif_trailer)
+            self._receive_cryptors[track_sid] = cryptor
+        return cryptor
 
     def local(self, cid: str) -> GatedTrack | None:
         """The gate registered as ``cid``."""
@@ -159,15 +209,20 @@ class MediaRouter:
         old = self._local.get(cid)
         if old is None or self._closed:
             return None
+        cryptor = self._send_cryptors.get(cid)
         self.drop_local(cid)
         gate = GatedTrack(old.source)
         gate.muted = old.muted
         self._local[gate.id] = gate
+        if cryptor is not None:  # same keys and state; the encoder is new (a new sender)
+            self._encrypt(gate, cryptor)
+            cryptor.report = lambda state: self._report_local(str(gate.id), state)
         return str(gate.id)
 
     def drop_local(self, cid: str) -> None:
         """Forget the gate ``cid`` and stop it (its source keeps running)."""
         gate = self._local.pop(cid, None)
+        self._send_cryptors.pop(cid, None)
         for sid in [s for s, c in self._local_sids.items() if c == cid]:
             del self._local_sids[sid]
         if gate is not None:
@@ -248,6 +303,7 @@ class MediaRouter:
             Whether it was attached.
         """
         remote = self._remote.pop(track_sid, None)
+        self._receive_cryptors.pop(track_sid, None)
         if remote is None:
             return False
         await self._end(remote)

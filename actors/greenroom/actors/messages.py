@@ -20,6 +20,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
+from greenroom.actors.e2ee_messages import E2eeConfig, EncryptionStateChanged, EncryptionStatusChanged
 from greenroom.actors.reliable import DataUndelivered
 from greenroom.codecs import packets
 from greenroom.codecs.models import (
@@ -172,6 +173,7 @@ class ConnectOptions:
     reconnect_min_delay: float = 0.3
     reconnect_max_delay: float = 7.0
     resend: bool = False
+    e2ee: E2eeConfig | None = None  # RoomOptions.encryption (greenroom.actors.e2ee_messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +356,7 @@ class DeliverPacket:
 
     packet: packets.DataPacket
     reliable: bool
+    encrypted: bool = False  # it arrived as an EncryptedPacket (the sender's encryption status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -690,6 +693,8 @@ RoomEvent: TypeAlias = (
     | ActiveSpeakersChanged
     | ConnectionQualityChanged
     | DataUndelivered
+    | EncryptionStateChanged
+    | EncryptionStatusChanged
 )
 """Everything the actor tree reports to the facade."""
 

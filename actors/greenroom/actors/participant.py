@@ -31,6 +31,7 @@ from typing import Any, TypeAlias, assert_never
 import pykka
 
 from greenroom.actors.core import AsyncioActor
+from greenroom.actors.e2ee_messages import NO_KEYS, CryptorControl, CryptorReport, Keys, KeysChanged
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
     ApplyParticipantInfo,
@@ -74,6 +75,7 @@ from greenroom.actors.supervision import (
     Intensity,
     RestartType,
 )
+from greenroom.actors.track_crypto import EncryptionStatus, TrackCryptor
 from greenroom.codecs import packets
 from greenroom.codecs.models import ParticipantInfo, ParticipantState, TrackInfo, frozen_map
 
@@ -126,6 +128,9 @@ class TrackState:
 
 TrackMessage: TypeAlias = (
     ApplyTrackInfo
+    | KeysChanged
+    | CryptorControl
+    | CryptorReport
     | TrackRemoved
     | MediaAttached
     | MediaDetached
@@ -136,6 +141,9 @@ TrackMessage: TypeAlias = (
 )
 _TRACK_MESSAGES = (
     ApplyTrackInfo,
+    KeysChanged,
+    CryptorControl,
+    CryptorReport,
     TrackRemoved,
     MediaAttached,
     MediaDetached,
@@ -165,6 +173,7 @@ class TrackActor(AsyncioActor):
         *,
         media: MediaRouter | None = None,
         local: bool = False,
+        keys: Keys = NO_KEYS,
     ) -> None:
         super().__init__()
         self._identity = identity
@@ -172,6 +181,7 @@ class TrackActor(AsyncioActor):
         self._sink = sink
         self._media = media
         self._local = local
+        self._crypto = TrackCryptor(identity, info.sid, local=local, keys=keys, media=media, sink=sink)
         # A restarted incarnation finds the media where its predecessor left it (it outlives the actor).
         self._subscribed = media is not None and media.is_attached(info.sid)
 
@@ -189,10 +199,13 @@ class TrackActor(AsyncioActor):
         match message:
             case ApplyTrackInfo(info=info):
                 self._apply(info)
+            case KeysChanged() | CryptorControl() | CryptorReport():
+                self._crypto.on(message)
             case TrackRemoved(silent=silent):
                 await self._detach(emit=not silent)
                 self.stop()
             case MediaAttached():
+                self._crypto.install()  # the receiving cryptor exists now
                 self._attached()
             case MediaDetached():
                 await self._detach(emit=True)
@@ -242,6 +255,9 @@ class TrackActor(AsyncioActor):
 
 ParticipantMessage: TypeAlias = (
     ApplyParticipantInfo
+    | KeysChanged
+    | CryptorControl
+    | CryptorReport
     | DeliverPacket
     | ParticipantLeft
     | LocalTrackAdded
@@ -255,6 +271,9 @@ ParticipantMessage: TypeAlias = (
 )
 _PARTICIPANT_MESSAGES = (
     ApplyParticipantInfo,
+    KeysChanged,
+    CryptorControl,
+    CryptorReport,
     DeliverPacket,
     ParticipantLeft,
     LocalTrackAdded,
@@ -290,9 +309,12 @@ class ParticipantActor(AsyncioActor):
         announce: bool = True,
         media: MediaRouter | None = None,
         local_tracks: tuple[TrackInfo, ...] = (),
+        keys: Keys = NO_KEYS,
     ) -> None:
         super().__init__()
         self._media = media
+        self._keys = keys
+        self._status = EncryptionStatus(info.identity, sink)
         self._info = info
         self._sink = sink
         self._local = local
@@ -322,6 +344,8 @@ class ParticipantActor(AsyncioActor):
             self._start_track(track)
             if self._announce and not self._local:
                 self._sink.emit(TrackPublished(self._info, track))
+        if not self._local:
+            self._status.update(list(self._track_infos.values()), enabled=self._keys.enabled)
 
     async def on_stop(self) -> None:
         """Stop the TrackActors, newest first (their media is not touched: see the module docstring)."""
@@ -350,7 +374,12 @@ class ParticipantActor(AsyncioActor):
         match message:
             case ApplyParticipantInfo(info=info):
                 self._apply(info)
-            case DeliverPacket():
+            case KeysChanged() | CryptorControl() | CryptorReport():
+                self._on_crypto(message)
+            case DeliverPacket(encrypted=encrypted):
+                self._status.update(
+                    list(self._track_infos.values()), enabled=self._keys.enabled, data=encrypted
+                )
                 self._deliver(message)
             case ParticipantLeft(info=info, reason=reason):
                 self._left(info, reason)
@@ -371,6 +400,15 @@ class ParticipantActor(AsyncioActor):
             case _:
                 assert_never(message)
         return None
+
+    def _on_crypto(self, message: KeysChanged | CryptorControl | CryptorReport) -> None:
+        """Keys for every TrackActor of the participant; a cryptor's control or report for its one."""
+        if isinstance(message, KeysChanged):
+            self._keys = message.keys
+            for sid in self._track_infos:
+                self._tell_track(sid, message)
+        else:
+            self._tell_track(message.track_sid, message)
 
     def _tree(self) -> TreeState:
         children = tuple((c.id, c.id, c.ref) for c in self._tracks.which_children())
@@ -412,6 +450,8 @@ class ParticipantActor(AsyncioActor):
                 self._remove_track(sid, silent=False)
                 if not self._local:
                     self._sink.emit(TrackUnpublished(info, track))
+        if not self._local:
+            self._status.update(list(after.values()), enabled=self._keys.enabled)
 
     def _left(self, info: ParticipantInfo, reason: Any) -> None:
         self._info = info
@@ -454,9 +494,9 @@ class ParticipantActor(AsyncioActor):
         )
 
         def start() -> pykka.ActorRef[Any]:
-            # A restart comes from this participant's own, latest TrackInfo of the publication.
+            # A restart comes from this participant's own, latest TrackInfo of the publication (and keys).
             info = self._track_infos.get(sid, track)
-            return TrackActor.start(identity, info, sink, media=media, local=local)
+            return TrackActor.start(identity, info, sink, media=media, local=local, keys=self._keys)
 
         self._tracks.start_child_now(
             ChildSpec(sid, start, restart=RestartType.TRANSIENT, shutdown_timeout=1.0)

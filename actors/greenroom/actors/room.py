@@ -76,6 +76,13 @@ from greenroom.actors.connection import (
 from greenroom.actors.core import AsyncioActor
 from greenroom.actors.dataplane import DataPlane, DataPlaneStats
 from greenroom.actors.delivery import DeliveryDue, DeliveryHandlers
+from greenroom.actors.e2ee_messages import (
+    CryptorCommand,
+    CryptorReport,
+    KeyCommand,
+    ListCryptors,
+    SetE2eeEnabled,
+)
 from greenroom.actors.identity import join_params
 from greenroom.actors.link import CLOSE_TIMEOUT, Link, LinkSink, NotConnectedError
 from greenroom.actors.media import MediaRouter
@@ -111,6 +118,7 @@ from greenroom.actors.messages import (
 )
 from greenroom.actors.participant import stall
 from greenroom.actors.reliable import IdentityDeduplicator, sequence_base
+from greenroom.actors.room_e2ee import E2eeHandlers, E2eeMessage
 from greenroom.actors.room_media import TRACK_PUBLISH_TIMEOUT, MediaHandlers, RequestFailedError
 from greenroom.actors.room_members import REQUEST_TIMEOUT, Members
 from greenroom.actors.roster import LOCAL, Roster
@@ -231,6 +239,7 @@ RoomMessage: TypeAlias = (
     | Stall
     | Simulate
     | DeliveryDue
+    | E2eeMessage
 )
 _ROOM_MESSAGES = typing.get_args(RoomMessage)
 #: What waits while the room reconnects (each is replayed once the room is connected again).
@@ -238,7 +247,7 @@ _PUBLISH = (PublishData, PublishDtmf, PublishTranscription, PublishPacket)
 _HELD = (*_PUBLISH, UpdateLocalInfo, PublishTrack, SetSubscribed)
 
 
-class RoomActor(Members, MediaHandlers, Simulations, DeliveryHandlers, AsyncioActor):
+class RoomActor(Members, MediaHandlers, Simulations, DeliveryHandlers, E2eeHandlers, AsyncioActor):
     """One room connection and its state; the supervisor of the room's ParticipantActors.
 
     Args:
@@ -277,6 +286,7 @@ class RoomActor(Members, MediaHandlers, Simulations, DeliveryHandlers, AsyncioAc
         self._away: dict[str, float] = {}
         self._alive_at = time.monotonic()
         self._log = logging.LoggerAdapter(_log, {"room": "?"})
+        self._init_e2ee()
 
     def __str__(self) -> str:
         name = self._room.name if self._room is not None else "?"
@@ -365,6 +375,8 @@ class RoomActor(Members, MediaHandlers, Simulations, DeliveryHandlers, AsyncioAc
                 raise RuntimeError(reason)
             case Stall():
                 await stall(message)
+            case KeyCommand() | CryptorCommand() | SetE2eeEnabled() | ListCryptors() | CryptorReport():
+                self._on_e2ee(message)
             case _:
                 assert_never(message)
         return None
@@ -453,6 +465,7 @@ class RoomActor(Members, MediaHandlers, Simulations, DeliveryHandlers, AsyncioAc
             return
         self._url, self._token, self._options = message.url, message.token, message.options
         self._connect = message
+        self._configure_e2ee(message.options.e2ee)
         await self._feed(Start(message.options))
 
     def _open_link(self, generation: int, timeout: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, assert_never
 
 from greenroom.actors.connection import ConnState, OnLoss
@@ -35,7 +36,7 @@ from greenroom.actors.messages import (
 )
 from greenroom.actors.roster import LOCAL, Roster
 from greenroom.codecs.errors import GreenroomError
-from greenroom.codecs.models import ParticipantTracks, TrackInfo
+from greenroom.codecs.models import EncryptionType, ParticipantTracks, TrackInfo
 from greenroom.codecs.signalling import (
     AddTrackRequest,
     ConnectionQualityUpdate,
@@ -79,6 +80,10 @@ class MediaHandlers:
     def _tell_child(self, key: str, message: Any) -> None:
         raise NotImplementedError
 
+    # end-to-end encryption (greenroom.actors.room_e2ee.E2eeHandlers, mixed in after this class)
+    _encrypting: Callable[[], bool]
+    _install_decryption: Callable[[Any, str, Any, bool], None]
+
     def _in_flight(self, key: object) -> bool:
         raise NotImplementedError
 
@@ -107,8 +112,9 @@ class MediaHandlers:
             height=message.height,
             stereo=message.stereo,
             disable_dtx=message.disable_dtx,
-            disable_red=message.disable_red,
+            disable_red=message.disable_red or self._encrypting(),  # E2EE: no RED, as both SDKs
             stream=message.stream,
+            encryption=EncryptionType.GCM if self._encrypting() else EncryptionType.NONE,
         )
         try:
             self._link.post(request)
@@ -244,6 +250,13 @@ class MediaHandlers:
         owner = self._roster.key_of_sid(participant_sid)
         if owner is None:  # the server must announce the participant before the offer (§6.7)
             _log.warning("track %s from unknown participant %s; ignored", track_sid, participant_sid)
+            return
+        info = self._roster.info(owner)
+        encrypted = any(t.sid == track_sid and t.encryption for t in (info.tracks if info else ()))
+        try:
+            self._install_decryption(link_.subscriber.pc, track_sid, track, encrypted)
+        except GreenroomError as exc:  # never decode ciphertext: the track is not attached
+            _log.error("track %s cannot be decrypted here: %s", track_sid, exc)
             return
         await self._media.attach_remote(track_sid, message.mid or "", track)
         self._tell_child(owner, MediaAttached(track_sid))

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from greenroom.actors.connection import ConnState, OnLoss
 from greenroom.actors.dataplane import DataPlane, packet_for, receive_packet
+from greenroom.actors.e2ee_messages import Keys
 from greenroom.actors.link import CLOSE_TIMEOUT, Link, NotConnectedError
 from greenroom.actors.media import MediaRouter
 from greenroom.actors.messages import (
@@ -92,6 +94,10 @@ class Members:
     _dedup: IdentityDeduplicator
     _log: logging.LoggerAdapter[logging.Logger]
     _join: JoinResponse | None
+    # end-to-end encryption (greenroom.actors.room_e2ee.E2eeHandlers, mixed in after this class)
+    _seal: Callable[[packets.DataPacket, str], packets.DataPacket | None]
+    _open: Callable[[packets.DataPacket], packets.DataPacket | None]
+    keys_of: Callable[[str], Keys]
     _room: RoomInfo | None
 
     def _arm(self, link_: Link, delay: float, message: Any) -> None:
@@ -132,6 +138,11 @@ class Members:
             message.reply.fail(LocalProtocolError(reason))
             return
         packet, reliable = packet_for(message, local.identity, local.sid)
+        sealed = self._seal(packet, local.identity)  # E2EE: before the sequence number (§5.12)
+        if sealed is None:
+            message.reply.fail(LocalProtocolError("end-to-end encryption is on and no key is set"))
+            return
+        packet = sealed
         publisher = self._link.publisher
         max_size = packets.MAX_MESSAGE_SIZE
         if publisher is not None and publisher.max_message_size is not None:
@@ -175,6 +186,11 @@ class Members:
         if received is None:
             return
         packet, reliable = received
+        encrypted = isinstance(packet.value, packets.EncryptedPacket)
+        opened = self._open(packet) if encrypted else packet
+        if opened is None:
+            return
+        packet = opened
         identity = packet.participant_identity
         if not identity and isinstance(packet.value, packets.UserPacket):
             identity = packet.value.legacy_participant_identity
@@ -190,7 +206,7 @@ class Members:
             # identity (publish on behalf) while its chunks name the agent; the SFU's sid is the sender's.
             key = self._roster.key_of_sid(packet.participant_sid) or key
         if key is not None:
-            self._tell_child(key, DeliverPacket(packet, reliable))
+            self._tell_child(key, DeliverPacket(packet, reliable, encrypted))
         else:
             self._emit_unattributed(packet, reliable)
 
@@ -310,6 +326,7 @@ class Members:
                 announce=announce_now,
                 media=self._media,
                 local_tracks=local_tracks,
+                keys=self.keys_of(info.identity),
             )
 
         spec = ChildSpec(key, start, restart=RestartType.TRANSIENT, shutdown_timeout=CLOSE_TIMEOUT)

@@ -31,7 +31,6 @@ Nothing here logs or prints a key: :class:`KeySet` hides its bytes from ``repr``
 
 from __future__ import annotations
 
-import enum
 import functools
 import hashlib
 import os
@@ -53,6 +52,7 @@ from greenroom.codecs.packets import (
     decode_encrypted_payload,
     encode_encrypted_payload,
 )
+from greenroom.codecs.proto_enum import ProtoEnum
 
 __all__ = [
     "AES_KEY_LENGTH",
@@ -95,14 +95,14 @@ _HKDF_INFO: Final = bytes(128)
 T = TypeVar("T")
 
 
-class KeyDerivationFunction(enum.IntEnum):
+class KeyDerivationFunction(ProtoEnum):
     """How material becomes a key (``livekit.rtc.KeyDerivationFunction``)."""
 
     PBKDF2 = 0
     HKDF = 1
 
 
-class EncryptionState(enum.IntEnum):
+class EncryptionState(ProtoEnum):
     """A frame cryptor's state (``livekit.rtc.EncryptionState`` = native ``FrameCryptionState``)."""
 
     NEW = 0
@@ -306,9 +306,11 @@ class KeyStore:
     def with_key(self, identity: str, material: bytes, index: int) -> KeyStore:
         """Set ``identity``'s key at ``index``."""
         ring = self.rings.get(identity) or KeyRing.empty(self.options)
-        return replace(
-            self, rings=MappingProxyType({**self.rings, identity: ring.with_material(material, index)})
-        )
+        return self.with_ring(identity, ring.with_material(material, index))
+
+    def with_ring(self, identity: str, ring: KeyRing) -> KeyStore:
+        """``identity``'s ring replaced (a receiver's auto-ratchet or failure count, kept per participant)."""
+        return replace(self, rings=MappingProxyType({**self.rings, identity: ring}))
 
     def ratchet_key(self, identity: str, index: int) -> tuple[KeyStore, bytes]:
         """Ratchet ``identity``'s key at ``index``: the new store and material (``b""`` if there is none)."""
@@ -316,7 +318,7 @@ class KeyStore:
         if ring is None:
             return self, b""
         ring, material = ring.ratcheted(index)
-        return replace(self, rings=MappingProxyType({**self.rings, identity: ring})), material
+        return self.with_ring(identity, ring), material
 
     def export_key(self, identity: str, index: int) -> bytes:
         """``identity``'s material at ``index`` (``b""`` if none)."""

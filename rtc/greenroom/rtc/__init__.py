@@ -39,6 +39,16 @@ from greenroom.rtc.data_stream import (
     TextStreamReader,
     TextStreamWriter,
 )
+from greenroom.rtc.e2ee import (
+    E2EEManager,
+    E2EEOptions,
+    EncryptionState,
+    EncryptionType,
+    FrameCryptor,
+    KeyDerivationFunction,
+    KeyProvider,
+    KeyProviderOptions,
+)
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, Participant, RemoteParticipant
 from greenroom.rtc.publish_options import TrackPublishOptions, VideoEncoding
@@ -95,11 +105,19 @@ __all__ = [
     "DataPacketKind",
     "DataStreamOptions",
     "DisconnectReason",
+    "E2EEManager",
+    "E2EEOptions",
     "EncodedFrameType",
+    "EncryptionState",
+    "EncryptionType",
     "EventEmitter",
+    "FrameCryptor",
     "FrameMetadataFeature",
     "IceServer",
     "IceTransportType",
+    "KeyDerivationFunction",
+    "KeyProvider",
+    "KeyProviderOptions",
     "LocalAudioTrack",
     "LocalParticipant",
     "LocalTrack",

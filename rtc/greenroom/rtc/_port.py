@@ -105,6 +105,11 @@ class RoomPort:
         """Like :meth:`request`, returning the reply's value (a ``TrackInfo`` for a publish)."""
         return await call(self._live().ask(make))
 
+    def ask_blocking(self, make: Callable[[Reply[Any]], Any], timeout: float = 10.0) -> Any:
+        """Like :meth:`ask`, blocking the calling thread (``livekit.rtc``'s ``KeyProvider`` calls are
+        synchronous FFI requests; so are these: one RoomActor round trip, a key derivation at most)."""
+        return runtime.run_sync(self._live().ask(make, timeout), timeout + 1.0)
+
     async def add_local_track(self, source: Any) -> str:
         """Put a gate in front of a local source's aiortc track on the media path; returns its ``cid``.
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, assert_never
 
 from greenroom.actors import messages as m
+from greenroom.actors.e2ee_messages import EncryptionStateChanged, EncryptionStatusChanged
 from greenroom.codecs import packets
 from greenroom.codecs.models import DisconnectReason, ParticipantInfo, RoomInfo, ServerInfo, TrackInfo
 from greenroom.rtc._enums import ConnectionQuality, ConnectionState, DataPacketKind, TrackKind, track_kind
@@ -245,9 +246,22 @@ class RoomView:
                 self._data_event(event, out)
             case m.DataUndelivered(identity=identity, count=count, reason=reason):
                 out.append(Emit("data_undelivered", (identity, count, reason)))
+            case EncryptionStateChanged() | EncryptionStatusChanged():
+                self._e2ee_event(event, out)
             case _:
                 assert_never(event)
         return out
+
+    def _e2ee_event(self, event: EncryptionStateChanged | EncryptionStatusChanged, out: list[Effect]) -> None:
+        """``e2ee_state_changed(participant, state)``, ``participant_encryption_status_changed(participant,
+        encrypted)`` (participant first, as ``livekit.rtc`` emits it); unknown identities are dropped (RS)."""
+        found = self._find(event.identity)
+        if found is None:
+            return
+        if isinstance(event, EncryptionStateChanged):
+            out.append(Emit("e2ee_state_changed", (found[0], event.state)))
+        else:
+            out.append(Emit("participant_encryption_status_changed", (found[0], event.encrypted)))
 
     # -- the room and the connection ------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import assert_never
 
 from greenroom.actors import messages as m
 from greenroom.actors.client import RoomClient
@@ -62,6 +62,7 @@ from greenroom.rtc._view import (
     Wake,
 )
 from greenroom.rtc.data_stream import ByteStreamHandler, TextStreamHandler, TextStreamReader
+from greenroom.rtc.e2ee import E2EEManager, E2EEOptions, config_of
 from greenroom.rtc.event_emitter import EventEmitter
 from greenroom.rtc.participant import LocalParticipant, RemoteParticipant
 
@@ -132,11 +133,13 @@ class DataStreamOptions:
 
 @dataclass
 class RoomOptions:
-    """How to connect. ``e2ee``/``encryption``, ``dynacast`` and ``single_peer_connection`` are accepted for
-    compatibility and ignored (greenroom speaks v0 signalling with two peer connections).
+    """How to connect. ``dynacast`` and ``single_peer_connection`` are accepted for compatibility and ignored
+    (greenroom speaks v0 signalling with two peer connections).
 
     Attributes:
         auto_subscribe: subscribe to remote tracks automatically.
+        encryption: end-to-end encryption of media and data (``E2EEOptions``); ``e2ee`` (deprecated, as in
+            ``livekit.rtc``): media only.
         rtc_config: ICE settings.
         connect_timeout: the whole connect deadline in seconds (default 15); also each reconnect attempt's.
         data_stream: limits of incoming data streams.
@@ -146,8 +149,8 @@ class RoomOptions:
 
     auto_subscribe: bool = True
     dynacast: bool = False
-    e2ee: Any | None = None
-    encryption: Any | None = None
+    e2ee: E2EEOptions | None = None
+    encryption: E2EEOptions | None = None
     rtc_config: RtcConfiguration | None = None
     connect_timeout: float | None = None
     single_peer_connection: bool | None = None
@@ -187,6 +190,7 @@ def _connect_options(options: RoomOptions, policy: ReconnectPolicy) -> m.Connect
         reconnect_min_delay=policy.min_delay,
         reconnect_max_delay=policy.max_delay,
         resend=policy.resend,
+        e2ee=config_of(options.encryption, data=True) or config_of(options.e2ee, data=False),
     )
 
 
@@ -216,6 +220,7 @@ class Room(EventEmitter[EventTypes]):
         self._view = RoomView(self._loop)
         self._first_sid: asyncio.Future[str] = self._loop.create_future()
         self._streams = StreamHub()
+        self._e2ee_manager = E2EEManager(self._port, None)
         self._streams.internal = self._rpc_stream
         self.reconnect_policy = ReconnectPolicy()
         """How the room retries after a lost link (read by ``connect``; not in ``livekit.rtc``)."""
@@ -276,6 +281,11 @@ class Room(EventEmitter[EventTypes]):
         return self._sink.dropped if self._sink is not None else 0
 
     @property
+    def e2ee_manager(self) -> E2EEManager:
+        """The room's end-to-end encryption (its key provider is ``None`` without ``encryption``)."""
+        return self._e2ee_manager
+
+    @property
     def connection_state(self) -> ConnectionState:
         """Connected, reconnecting or disconnected."""
         return self._view.state
@@ -303,6 +313,7 @@ class Room(EventEmitter[EventTypes]):
         sink = LoopSink(self._loop, self._feed)
         client = RoomClient.start(sink)
         self._client, self._sink, self._port = client, sink, RoomPort(client, self._feed)
+        self._e2ee_manager = E2EEManager(self._port, options.encryption or options.e2ee)
         self._view.bind(self._port)
         try:
             connect_options = _connect_options(options, self.reconnect_policy)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,13 +46,25 @@ class GatedTrack(MediaStreamTrack):
         self.kind = source.kind
         self.source = source
         self.muted = False
+        self.transform: Callable[[Any], Awaitable[Packet[Any] | None]] | None = None
+        """Applied to each gated frame (end-to-end encryption: :mod:`greenroom.runtime.e2ee_media`);
+        ``None`` from it means "nothing to send for this frame"."""
 
     async def recv(self) -> Frame | Packet[Any]:
-        """The source's next frame, gated (called by aiortc's sender).
+        """The source's next frame, gated and transformed (called by aiortc's sender).
 
         Raises:
             MediaStreamError: the gate or its source was stopped.
         """
+        while True:
+            frame = await self._gated()
+            if self.transform is None:
+                return frame
+            packet = await self.transform(frame)
+            if packet is not None:
+                return packet
+
+    async def _gated(self) -> Frame | Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         frame = await self.source.recv()
