@@ -225,3 +225,49 @@ def test_a_crashed_track_actor_keeps_its_cryptor() -> None:
         await b.disconnect()
 
     run_with_server(scenario)
+
+
+def test_the_colour_cycle_is_seen_through_encryption() -> None:
+    async def scenario(server: DevServer) -> None:
+        a = await join(server, "alice", encrypted())
+        b = await join(server, "bob", encrypted())
+        source = rtc.VideoSource(64, 48)
+        cam = rtc.LocalVideoTrack.create_video_track("cam", source)
+        publication = await a.local_participant.publish_track(
+            cam, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+        )
+        remote = await subscribed(b, "alice")
+        assert remote.track is not None
+        seen: list[tuple[int, int, int]] = []
+
+        async def watch() -> None:
+            assert remote.track is not None
+            async for event in rtc.VideoStream(remote.track, format=rtc.VideoBufferType.RGBA):
+                pixels = np.frombuffer(bytes(event.frame.data), np.uint8).reshape(-1, 4)
+                r, g, b_, _ = pixels.mean(axis=0)
+                seen.append((round(r), round(g), round(b_)))
+
+        watcher = asyncio.create_task(watch())
+        session = server.session_of(server.rooms["r1"], "alice")
+        assert session is not None
+        forwarded: list[bytes] = []
+        session.publications[publication.sid].tap.add_listener(lambda frame: forwarded.append(frame.data))
+        for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255)):
+            frame = np.tile(np.array([*colour, 255], np.uint8), 64 * 48)
+            for _ in range(30):
+                source.capture_frame(rtc.VideoFrame(64, 48, rtc.VideoBufferType.RGBA, frame.tobytes()))
+                await asyncio.sleep(1 / 30)  # pacing: a camera captures in real time
+
+        def dominant(c: tuple[int, int, int]) -> int:
+            return int(np.argmax(c)) if max(c) > 150 and sorted(c)[1] < 100 else -1
+
+        await wait_until(lambda: seen and dominant(seen[-1]) == 2, what="the last colour (blue)")
+        order = [d for d in (dominant(c) for c in seen) if d >= 0]
+        assert [d for i, d in enumerate(order) if i == 0 or order[i - 1] != d] == [0, 1, 2]
+        assert forwarded
+        assert all(data[-2:] == b"\x0c\x00" for data in forwarded)  # the server forwarded ciphertext
+        await a.disconnect()
+        await b.disconnect()
+        await asyncio.wait_for(watcher, 5)
+
+    run_with_server(scenario)

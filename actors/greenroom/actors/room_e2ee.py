@@ -36,7 +36,7 @@ from greenroom.actors.media import MediaRouter
 from greenroom.actors.roster import LOCAL, Roster
 from greenroom.codecs import e2ee, packets
 from greenroom.codecs.e2ee import KeyOptions, KeyStore
-from greenroom.runtime.e2ee_media import install_decryption
+from greenroom.runtime.e2ee_media import EncryptingEncoder, install_decryption, route_keyframes
 from greenroom.runtime.rtp_forward import receiver_for_track
 
 __all__ = ["E2eeHandlers", "E2eeMessage"]
@@ -164,6 +164,14 @@ class E2eeHandlers:
         identity = self._roster.identity_of(owner) if owner is not None else ""
         cryptor.install(ring=self._keys.ring_for(identity), enabled=self._e2ee_enabled)
         install_decryption(receiver_for_track(pc, track), cryptor)
+
+    def _route_keyframes(self, pc: Any, gate: Any) -> None:
+        """A local encrypted video track: its subscribers' PLIs reach the encoder that encodes it here."""
+        if not isinstance(gate.transform, EncryptingEncoder):
+            return
+        for sender in pc.getSenders():
+            if sender.track is gate and not route_keyframes(sender, gate.transform):
+                _log.warning("keyframe requests for %s cannot reach its encoder (aiortc version?)", gate.id)
 
     def _sif_trailer(self) -> bytes:
         return b""

@@ -83,6 +83,7 @@ class MediaHandlers:
     # end-to-end encryption (greenroom.actors.room_e2ee.E2eeHandlers, mixed in after this class)
     _encrypting: Callable[[], bool]
     _install_decryption: Callable[[Any, str, Any, bool], None]
+    _route_keyframes: Callable[[Any, Any], None]
 
     def _in_flight(self, key: object) -> bool:
         raise NotImplementedError
@@ -138,6 +139,7 @@ class MediaHandlers:
         publisher = self._ensure_publisher(offer=False)
         try:
             publisher.add_track(gate)  # msid track id = gate.id = cid: how the server matches it
+            self._route_keyframes(publisher.pc, gate)  # E2EE: our encoder, not the sender's
         except GreenroomError as exc:
             message.reply.fail(exc)
             return
