@@ -13,7 +13,9 @@ import pytest
 
 from greenroom import rtc
 from greenroom.actors import messages as m
+from greenroom.actors.e2ee_messages import EncryptionStateChanged, EncryptionStatusChanged
 from greenroom.codecs import packets
+from greenroom.codecs.e2ee import EncryptionState
 from greenroom.codecs.models import (
     DisconnectReason,
     ParticipantInfo,
@@ -529,4 +531,21 @@ def test_views_of_a_new_connection_use_its_port(h: Harness) -> None:
         "track_unsubscribed",
         "departed",
         "participant_disconnected",
+    ]
+
+
+def test_e2ee_events_carry_the_participant_first_and_unknown_identities_are_dropped(h: Harness) -> None:
+    h.joined(BOB)
+    local, bob = h.view.local, h.remote("bob")
+    ok = EncryptionState.OK
+    assert h.apply(
+        EncryptionStateChanged("bob", ok),
+        EncryptionStateChanged("me", ok),
+        EncryptionStatusChanged("bob", True),
+        EncryptionStateChanged("nobody", ok),
+        EncryptionStatusChanged("nobody", False),
+    ) == [
+        Emit("e2ee_state_changed", (bob, ok)),
+        Emit("e2ee_state_changed", (local, ok)),
+        Emit("participant_encryption_status_changed", (bob, True)),
     ]

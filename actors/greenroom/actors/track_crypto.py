@@ -117,11 +117,13 @@ class EncryptionStatus:
             self._clear_data = True
         elif data:
             self._encrypted_data = True
+        if not enabled:
+            return
         encrypted = (
             (bool(tracks) or self._encrypted_data)
             and all(int(t.encryption) != 0 for t in tracks)
             and not self._clear_data
         )
-        if enabled and encrypted != self.encrypted:
+        if encrypted != self.encrypted:
             self.encrypted = encrypted
             self._sink.emit(EncryptionStatusChanged(self._identity, encrypted))
