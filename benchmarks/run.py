@@ -112,6 +112,9 @@ are CLOCK_MONOTONIC, which is system-wide, so one-way latencies are receiver tim
   death seen, its bots placed on the actor left, which has room for all, their joins). Both nodes share
   this machine's two cores, so "bots per node" is what one core holds next to the other node, the server
   and the driver.
+- **P16** `benchmarks/e2ee_compare.py`: per SDK a publisher and a subscriber peer in a room of their own,
+  once plain and once with a shared E2EE key; process CPU (utime+stime) idle and while 2 tones are published
+  and read back; encryption overhead per track = encrypted − plain CPU per track, per side.
 """
 
 
@@ -170,6 +173,7 @@ def _groups(quick: bool) -> dict[str, tuple[str, dict[str, Any], float]]:
             {"observe": 90.0, "hang_observe": 10.0 if q else 20.0},
             300,
         ),
+        "e2ee": ("benchmarks.e2ee_compare:scenario", {"tracks": 2, "seconds": 3.0 if q else 6.0}, 400),
         "rpc_streams": (
             "benchmarks.suite.streams_rpc:rpc_and_streams",
             {"calls": 50 if q else 300, "rounds": 1 if q else 3},
@@ -209,6 +213,7 @@ _FIGURES = {
     "agents_greenroom": "P10/P11",
     "agents_livekit": "P10/P11",
     "rpc_streams": "P14/P15",
+    "e2ee": "P16",
     "floods": "S1",
     "reliable": "R1",
     "fleet": "P12",

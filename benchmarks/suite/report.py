@@ -329,6 +329,35 @@ def _p14_p15(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _p16(r: dict[str, Any]) -> list[Row]:
+    """Encryption overhead per audio track (encrypted − plain CPU, % of one core), each side."""
+
+    def per_track(cpu: dict[str, Any], who: str) -> float:
+        return float(100 * (cpu["loaded"][who] - cpu["idle"][who]) / cpu["tracks"])
+
+    out = []
+    for who, what in (("pub", "publish"), ("sub", "subscribe")):
+        ours, theirs = (
+            per_track(r[f"{sdk}_e2ee"], who) - per_track(r[f"{sdk}_plain"], who)
+            for sdk in ("greenroom", "livekit")
+        )
+        note = "encrypted: greenroom {:.1f}, livekit {:.1f} % core/track".format(
+            *(per_track(r[f"{sdk}_e2ee"], who) for sdk in ("greenroom", "livekit"))
+        )
+        out.append(
+            Row(
+                f"P16 E2EE overhead per {what} track",
+                ours,
+                theirs,
+                "% core",
+                "≤ official",
+                ours <= theirs,
+                note,
+            )
+        )
+    return out
+
+
 def _s1(r: dict[str, Any]) -> list[Row]:
     """One row per flood: the well-behaved pair's p99 while it ran, and the server's memory."""
     out = []
@@ -445,6 +474,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("P9", lambda: _p9(results["agents_per_process_greenroom"], results["agents_per_process_livekit"])),
         ("P10/P11", lambda: _p10_p11(results["agents_greenroom"], results["agents_livekit"])),
         ("P14/P15", lambda: _p14_p15(results["rpc_streams"])),
+        ("P16", lambda: _p16(results["e2ee"])),
         ("S1", lambda: _s1(results["floods"])),
         ("R1", lambda: _r1(results["reliable"])),
         ("P12", lambda: _p12(results["fleet"])),
