@@ -341,3 +341,61 @@ async def wrong_key_then_right_key_then_ratchet() -> dict[str, Any]:
             "exported": exported,
             "decoders": attempts,
         }
+
+
+async def per_participant_keys_and_video() -> dict[str, Any]:
+    """Per-participant keys: alice (official) and bob (greenroom) each encrypt with their own key; carol
+    (official) and bob start without alice's key (MISSING_KEY at both), then get it. Video both ways."""
+    keys = {"alice": b"alice-own-key", "bob": b"bob-own-key"}
+    per_participant = {"encryption": {"shared_key": None}, **V0}
+    async with _server() as (server, attempts), contextlib.AsyncExitStack() as stack:
+        alice, carol = PeerProcess("livekit", "alice"), PeerProcess("livekit", "carol")
+        bob = PeerProcess("greenroom", "bob")
+        for peer in (alice, bob, carol):
+            await peer.start()
+            stack.push_async_callback(peer.stop)
+            token = server.mint_token(peer.label, "r")
+            await peer.call("connect", url=server.url, token=token, options=per_participant)
+        for peer, own in ((alice, "alice"), (bob, "bob")):
+            await peer.call("e2ee", call="set_key", identity=own, key=_b64(keys[own]), index=0)
+        await alice.call("e2ee", call="set_key", identity="bob", key=_b64(keys["bob"]), index=0)
+        colours = [COLOURS["red"], COLOURS["green"], COLOURS["blue"]]
+        official = await alice.call("publish_colours", colours=colours * 20, seconds=0.5, width=64, height=48)
+        ours = await bob.call("publish_colours", colours=colours * 20, seconds=0.5, width=64, height=48)
+        for peer in (bob, carol):
+            await peer.call("watch_video", identity="alice", timeout=15)
+        await alice.call("watch_video", identity="bob", timeout=15)
+        missing = ("alice", 4)
+        await wait_until(
+            lambda: missing in _states(bob) and missing in _states(carol),
+            timeout=20,
+            what=lambda: f"MISSING_KEY at both (bob {_states(bob)}, carol {_states(carol)})",
+        )
+        for peer in (bob, carol):
+            await peer.call("e2ee", call="set_key", identity="alice", key=_b64(keys["alice"]), index=0)
+
+        def colours_seen(peer: PeerProcess, sid: str) -> set[str]:
+            return {_colour(e["rgb"]) for e in peer.received("video_frame") if e["sid"] == sid}
+
+        everyone = {"red", "green", "blue"}
+        await wait_until(
+            lambda: (
+                colours_seen(bob, official["sid"]) >= everyone
+                and colours_seen(carol, official["sid"]) >= everyone
+                and colours_seen(alice, ours["sid"]) >= everyone
+            ),
+            timeout=30,
+            what=lambda: (
+                f"every colour everywhere (bob {colours_seen(bob, official['sid'])}, carol "
+                f"{colours_seen(carol, official['sid'])}, alice {colours_seen(alice, ours['sid'])})"
+            ),
+        )
+        await bob.send_data(b"to alice, under bob's key", topic="e2ee")
+        await wait_until(lambda: alice.received("data_received"), timeout=10, what="alice's packet")
+        exported = await bob.call("e2ee", call="export_key", identity="alice", index=0)
+        return {
+            "states": {p.label: _states(p) for p in (alice, bob, carol)},
+            "data_at_alice": [base64.b64decode(e["data"]).decode() for e in alice.received("data_received")],
+            "exported_at_bob": base64.b64decode(exported).decode(),
+            "decoders": attempts,
+        }

@@ -68,3 +68,17 @@ def test_a_wrong_key_a_late_key_and_a_ratchet_give_the_official_state_sequence()
     # an auto-ratchet moves the sender's clone of the shared key, not the shared key itself (native)
     assert result["exported"]["bob"] == result["exported"]["carol"]
     assert result["decoders"] == []
+
+
+def test_per_participant_keys_missing_key_then_video_both_ways() -> None:
+    result = run_in_netns("tests.interop.scenarios_e2ee:per_participant_keys_and_video", timeout=180)
+    missing = 4
+    about_alice = [["alice", missing], ["alice", OK]]  # no key for alice yet, then her key set
+    assert [s for s in result["states"]["carol"] if s[0] == "alice"] == about_alice
+    assert [s for s in result["states"]["bob"] if s[0] == "alice"] == about_alice  # greenroom = official
+    assert ["bob", OK] in result["states"][
+        "alice"
+    ]  # the official SDK decrypts greenroom's VP8 under bob's key
+    assert result["data_at_alice"] == ["to alice, under bob's key"]
+    assert result["exported_at_bob"] == "alice-own-key"
+    assert result["decoders"] == []

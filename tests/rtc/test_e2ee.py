@@ -271,3 +271,27 @@ def test_the_colour_cycle_is_seen_through_encryption() -> None:
         await asyncio.wait_for(watcher, 5)
 
     run_with_server(scenario)
+
+
+def test_per_participant_keys_the_sender_uses_its_own_and_the_receiver_needs_it() -> None:
+    async def scenario(server: DevServer) -> None:
+        a = await join(server, "alice", encrypted(shared_key=None))
+        b = await join(server, "bob", encrypted(shared_key=None))
+        states = Recorder(b, "e2ee_state_changed")
+        for room in (a, b):
+            provider = room.e2ee_manager.key_provider
+            assert provider is not None
+            provider.set_key("alice", b"alice-key", 0)  # alice's own key; bob needs it to read her
+        got: list[bytes] = []
+        b.on("data_received", lambda packet: got.append(packet.data))
+        async with tone(a):
+            frames, task = await listen(b, "alice")
+            await wait_until(lambda: loud_at(frames, 440.0), timeout=10, what="bob hearing 440 Hz")
+            await a.local_participant.publish_data(b"under alice's key")
+            await wait_until(lambda: got == [b"under alice's key"], timeout=5, what="bob's packet")
+            task.cancel()
+        assert [args[1] for args in states.named("e2ee_state_changed")] == [OK]
+        await a.disconnect()
+        await b.disconnect()
+
+    run_with_server(scenario)

@@ -141,7 +141,8 @@ class E2eeHandlers:
             self._tell_child(key, KeysChanged(self.keys_of(self._roster.identity_of(key))))
 
     def _tell_identity(self, identity: str, message: Any) -> None:
-        key = self._roster.key_of(identity)
+        local = self._roster.local
+        key = LOCAL if local is not None and local.identity == identity else self._roster.key_of(identity)
         if key is not None:
             self._tell_child(key, message)
 
