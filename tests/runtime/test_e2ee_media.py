@@ -161,3 +161,33 @@ def test_keyframe_requests_are_routed_to_the_encoder() -> None:
     sender._send_keyframe()
     assert encoder._force_keyframe
     assert not route_keyframes(SimpleNamespace(), encoder)
+
+
+def test_an_auto_ratchet_walk_is_derived_off_the_loop_once_then_followed() -> None:
+    async def go() -> None:
+        base = KeyRing.empty(KeyOptions(ratchet_window=3)).with_material(b"walk-from-here", 0)
+        ahead, _ = base.ratcheted(0)
+        ahead, _ = ahead.ratcheted(0)
+        ahead_key = ahead.key_at(0)
+        assert ahead_key is not None
+        frame = encrypt_frame(b"\x78ahead", mime_type="audio/opus", key=ahead_key.key, key_index=0)
+        reports: list[EncryptionState] = []
+        cryptor = ReceiveCryptor(reports.append)
+        cryptor.install(ring=base)
+        assert cryptor.decrypt(frame, "audio/opus") is None  # the walk starts in the executor
+        assert cryptor.decrypt(frame, "audio/opus") is None  # still deriving: dropped unread
+        assert cryptor._warming is not None
+        await cryptor._warming
+        assert cryptor.decrypt(frame, "audio/opus") == b"\x78ahead"  # from the memo
+        assert cryptor.decrypt(frame, "audio/opus") == b"\x78ahead"
+        assert reports == [EncryptionState.KEY_RATCHETED, EncryptionState.OK]
+        assert (cryptor.warmed, cryptor.deferred) == (1, 2)
+        other = encrypt_frame(b"\x78x", mime_type="audio/opus", key=key(), key_index=0)
+        assert cryptor.decrypt(other, "audio/opus") is None  # another material: one more walk
+        await cryptor._warming
+        assert cryptor.decrypt(other, "audio/opus") is None  # no key in the window: failed, counted
+        assert cryptor.warmed == 2
+        assert cryptor.decrypt(b"\\x00" * 40, "video/AV1") is None  # not a codec with a rule: no walk
+        assert cryptor.warmed == 2
+
+    asyncio.run(go())

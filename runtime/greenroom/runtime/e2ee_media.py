@@ -29,9 +29,9 @@ the RoomActor, which routes it to the TrackActor that emits it). Counters: frame
 dropped.
 
 Trap: a frame under a wrong key makes the decryptor try ``ratchet_window_size`` ratchet steps (PBKDF2,
-~50 ms each here) on the loop; :func:`greenroom.codecs.e2ee.derive` memoises them, so only the first such
-frame costs the walk (about 0.9 s with the default window of 16 — the official SDK pays it on its own
-thread).
+~50 ms each here; about 0.9 s with the default window of 16 — the official SDK pays it on its own thread).
+The receiving cryptor derives that chain once in the default executor (:func:`greenroom.codecs.e2ee.derive`
+memoises it) and drops the frames that arrive meanwhile unread; the walk then runs from the memo.
 """
 
 from __future__ import annotations
@@ -48,8 +48,14 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.packet import Packet
 
-from greenroom.codecs.e2ee import EncryptionState, KeyRing
-from greenroom.codecs.e2ee_frames import FrameDecryptor, FrameEncryptor
+from greenroom.codecs.e2ee import EncryptionState, KeyRing, derive
+from greenroom.codecs.e2ee_frames import (
+    FrameDecryptor,
+    FrameEncryptor,
+    UnsupportedFrameCodecError,
+    decrypt_frame,
+    parse_frame,
+)
 from greenroom.runtime import aiortc_seams as seams
 from greenroom.runtime.media import AiortcSeamError
 
@@ -122,6 +128,11 @@ class ReceiveCryptor:
         self.report = report
         self.decrypted = 0
         self.dropped = 0
+        #: frames dropped unread while a ratchet chain was derived off the loop, and those derivations.
+        self.deferred = 0
+        self.warmed = 0
+        self._warm: set[bytes] = set()  # materials whose ratchet chain is memoised
+        self._warming: asyncio.Future[None] | None = None
 
     def install(self, *, ring: KeyRing | None = None, enabled: bool | None = None) -> None:
         """Replace the key ring (a key set or ratcheted by the application) or ``enabled``."""
@@ -135,6 +146,10 @@ class ReceiveCryptor:
 
     def decrypt(self, frame: bytes, mime_type: str) -> bytes | None:
         """The clear frame, or ``None`` (drop it)."""
+        if (self._warming is not None and not self._warming.done()) or self._chain_is_cold(frame, mime_type):
+            self.deferred += 1
+            self.dropped += 1
+            return None
         self.decryptor, outcome = self.decryptor.decrypt(frame, mime_type)
         if outcome.emit is not None:
             self.report(outcome.emit)
@@ -143,6 +158,39 @@ class ReceiveCryptor:
         else:
             self.decrypted += 1
         return outcome.frame
+
+    def _chain_is_cold(self, frame: bytes, mime_type: str) -> bool:
+        """Whether ``frame`` needs an auto-ratchet walk not derived yet; if so, derive it off the loop.
+
+        The walk is ``ratchet_window_size`` key derivations (PBKDF2: ~50 ms each): done inline it would stall
+        the runtime loop for up to a second. It is done once in the default executor (memoised by
+        :func:`~greenroom.codecs.e2ee.derive`); frames arriving meanwhile are dropped unread (no state
+        change, no failure counted), then the walk runs inline from the memo.
+        """
+        d = self.decryptor
+        ring = d.ring
+        if ring is None or ring.options.ratchet_window <= 0 or not frame or not d.enabled:
+            return False
+        try:
+            parsed = parse_frame(frame, mime_type)
+        except UnsupportedFrameCodecError:
+            return False
+        slot = None if parsed is None else ring.key_at(parsed.key_index)
+        if parsed is None or slot is None or slot.material in self._warm:
+            return False
+        if decrypt_frame(parsed, slot.key) is not None:
+            return False
+        material, options = slot.material, ring.options
+
+        def walk() -> None:
+            step = material
+            for _ in range(options.ratchet_window):
+                step = derive(step, options.salt, options.kdf)
+
+        self._warming = asyncio.get_running_loop().run_in_executor(None, walk)
+        self._warming.add_done_callback(lambda _: self._warm.add(material))
+        self.warmed += 1
+        return True
 
 
 class EncryptingEncoder:
