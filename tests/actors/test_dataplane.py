@@ -88,6 +88,54 @@ class FakePublisher:
     async def send(self, _label: str, data: bytes) -> None:
         self.sent.append(data)
 
+    def try_send(self, _label: str, _data: bytes) -> bool:
+        return False  # every packet takes the queued path (the fast path has its own test)
+
+
+class EagerPublisher(FakePublisher):
+    """A publisher whose channel takes a packet at once unless ``busy``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+        self.eager: list[bytes] = []
+
+    def try_send(self, _label: str, data: bytes) -> bool:
+        if self.busy:
+            return False
+        self.eager.append(data)
+        self.sent.append(data)
+        return True
+
+
+def test_a_packet_goes_out_at_once_when_nothing_waits_and_never_overtakes() -> None:
+    async def main() -> None:
+        plane = DataPlane()
+        publisher = EagerPublisher()
+        plane.attach(cast(PeerTransport, publisher))
+        first = packets.DataPacket(packets.UserPacket(b"1"), sequence=1)
+        now: m.Reply[None] = m.Reply.new()
+        plane.put(RELIABLE, b"p1", now, (first, frozenset({"bob"})))
+        assert now.done  # no sender task, no pass of the loop
+        assert now.future.exception() is None
+        assert (plane.stats().sent, plane.stats().retained) == (1, 1)
+        publisher.busy = True
+        queued: list[m.Reply[None]] = [m.Reply.new() for _ in range(2)]
+        plane.put(RELIABLE, b"p2", queued[0])
+        publisher.busy = False
+        plane.put(RELIABLE, b"p3", queued[1])  # p2 waits: p3 queues behind it
+        assert not queued[1].done
+        await asyncio.wait_for(asyncio.gather(*(r.future for r in queued)), 5)
+        assert publisher.sent == [b"p1", b"p2", b"p3"]
+        assert publisher.eager == [b"p1"]
+        plane.hold()
+        held: m.Reply[None] = m.Reply.new()
+        plane.put(RELIABLE, b"p4", held)
+        assert not held.done  # held: nothing goes out, not even by the fast path
+        await plane.close(OutboxFullError("closed"))
+
+    asyncio.run(main())
+
 
 def test_a_held_plane_sends_nothing_then_resends_first_and_keeps_what_leaves() -> None:
     async def main() -> None:

@@ -180,6 +180,32 @@ def test_concurrent_senders_are_served_in_call_order() -> None:
     run(body)
 
 
+def test_try_send_sends_only_what_needs_no_wait_and_keeps_the_order() -> None:
+    async def body() -> None:
+        pair = Pair(high_water=16 * 1024, low_water=0)
+        try:
+            assert not pair.offerer.try_send(RELIABLE, b"early")  # no channel yet
+            await pair.connect()
+            assert pair.offerer.try_send(RELIABLE, b"now")
+            assert not pair.offerer.try_send(RELIABLE, bytes(64_001))  # over the cap: send() raises
+            waiting = [asyncio.ensure_future(pair.offerer.send(RELIABLE, bytes(20_000))) for _ in range(3)]
+            await asyncio.sleep(0)  # the sends are in progress (one holds the lock, the others wait)
+            assert not pair.offerer.try_send(RELIABLE, b"behind")  # would overtake them
+            await asyncio.gather(*waiting)
+            await assert_eventually_async(lambda: pair.offerer.buffered_amount(RELIABLE) <= 16 * 1024)
+            assert pair.offerer.try_send(RELIABLE, bytes(40_000))  # below the mark: it goes; now above it
+            assert not pair.offerer.try_send(RELIABLE, b"after")  # above the high-water mark: send() waits
+            await assert_eventually_async(lambda: pair.offerer.buffered_amount(RELIABLE) <= 16 * 1024)
+            assert pair.offerer.try_send(RELIABLE, b"after")
+            expected = [b"now", *(bytes(20_000) for _ in range(3)), bytes(40_000), b"after"]
+            await assert_eventually_async(lambda: pair.answerer_sink.data(RELIABLE) == expected, timeout=10)
+        finally:
+            await pair.close()
+        assert not pair.offerer.try_send(RELIABLE, b"closed")
+
+    run(body)
+
+
 def test_oversize_messages_are_refused_before_sending() -> None:
     async def body() -> None:
         capped, uncapped = Pair(), Pair(message_cap=None)

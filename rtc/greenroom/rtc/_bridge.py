@@ -3,7 +3,8 @@
 * :func:`call` runs a coroutine on the runtime loop and awaits its result from the user's loop
   (``asyncio.wrap_future`` over ``run_coroutine_threadsafe``); cancelling the caller cancels the coroutine.
 * :class:`LoopSink` is the :class:`~greenroom.actors.messages.EventSink` the actors report to: events wait in
-  one bounded FIFO drained on the user's loop (one ``call_soon_threadsafe`` per batch), so the user sees the
+  one bounded FIFO drained on the user's loop (one ``call_soon_threadsafe`` per batch; a plain ``call_soon``
+  when the emitting actor runs on that loop already, as an agent job's room does), so the user sees the
   events in the order the actors produced them, a user callback never runs on the runtime loop, and a
   callback that blocks under a flood costs a bounded amount of memory (drop-oldest for data events).
 """
@@ -99,8 +100,17 @@ class LoopSink:
             if self._scheduled:
                 return
             self._scheduled = True
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         with contextlib.suppress(RuntimeError):  # the user's loop is closed: nobody is listening
-            self._loop.call_soon_threadsafe(self._drain)
+            if here is self._loop:
+                # A room whose user loop *is* the runtime loop (an agent job's room): the thread-safe call
+                # writes to the loop's self-pipe, a syscall and one more pass of the loop per event.
+                self._loop.call_soon(self._drain)
+            else:
+                self._loop.call_soon_threadsafe(self._drain)
 
     def _drop_oldest_data(self) -> None:
         for index, queued in enumerate(self._pending):

@@ -173,6 +173,8 @@ class _Channel:
 
     def __init__(self, channel: RTCDataChannel, low_water: int) -> None:
         self.channel = channel
+        self.senders = 0
+        """``send`` calls in progress (holding or waiting for ``lock``): ``try_send`` must not pass them."""
         self.lock = asyncio.Lock()
         self.drained = asyncio.Event()
         channel.bufferedAmountLowThreshold = low_water
@@ -436,12 +438,36 @@ class PeerTransport:
                 limit=limit,
             )
         entry = self._open_channel(label)
-        async with entry.lock:
-            await entry.wait_below(self._high_water)
-            try:
-                entry.channel.send(bytes(data))
-            except InvalidStateError as exc:
-                raise ChannelNotOpenError(f"data channel {label!r} is {entry.channel.readyState}") from exc
+        entry.senders += 1
+        try:
+            async with entry.lock:
+                await entry.wait_below(self._high_water)
+                try:
+                    entry.channel.send(bytes(data))
+                except InvalidStateError as exc:
+                    raise ChannelNotOpenError(
+                        f"data channel {label!r} is {entry.channel.readyState}"
+                    ) from exc
+        finally:
+            entry.senders -= 1
+
+    def try_send(self, label: str, data: bytes) -> bool:
+        """Send one binary message now if :meth:`send` would not wait: the channel is open, no other
+        ``send`` is in progress on it (order is kept) and its buffer is at most the high-water mark.
+        ``False`` (nothing sent) otherwise, and on any error — :meth:`send` then gives the caller the
+        typed error; this path only spares the sender a task and a pass of the loop per message.
+        """
+        entry = self._channels.get(label)
+        if entry is None or entry.senders or not entry.is_open:
+            return False
+        limit = self._max_message_size
+        if (limit is not None and len(data) > limit) or entry.channel.bufferedAmount > self._high_water:
+            return False
+        try:
+            entry.channel.send(bytes(data))
+        except InvalidStateError:
+            return False
+        return True
 
     async def close(self) -> None:
         """Close the peer connection and its channels; idempotent, wakes any waiting sender."""

@@ -13,8 +13,10 @@ SACK), and a relayed one four. This module installs, once, a thin layer over fou
   collected and is then sent alone, exactly as aiortc sends it. Chunk sizes are unchanged.
 * **Delayed SACK.** A packet with new DATA is acknowledged when a second such packet has arrived, or after
   :attr:`SctpTuning.sack_delay` (10 ms; §6.2 allows 200 ms), and at once when the receiver sees a gap or a
-  duplicate, receives a FORWARD TSN, is not in ESTABLISHED, or has outgoing DATA in the same step with room
-  left in a packet (the SACK then rides along for free). Received messages are delivered exactly as before:
+  duplicate, receives a FORWARD TSN, is not in ESTABLISHED, has outgoing DATA in the same step with room
+  left in a packet (the SACK then rides along for free), or when the packet is *quiet* (no DATA packet in
+  the ``sack_delay`` before it: waiting would only cost a timer, a task and a loop wake-up, see
+  :func:`_send_sack`). Received messages are delivered exactly as before:
   only the acknowledgement waits, never a message.
 
 Nothing else changes: TSNs, retransmission, congestion control and fragmentation remain aiortc's. The peer
@@ -120,7 +122,17 @@ def tuning_from_env(environ: dict[str, str] | None = None) -> SctpTuning | None:
 class _State:
     """Per-transport bookkeeping (an attribute of the aiortc transport)."""
 
-    __slots__ = ("chunks", "depth", "sack", "sack_handle", "sack_task", "tuning", "unacked", "urgent")
+    __slots__ = (
+        "chunks",
+        "depth",
+        "last_data",
+        "sack",
+        "sack_handle",
+        "sack_task",
+        "tuning",
+        "unacked",
+        "urgent",
+    )
 
     def __init__(self, tuning: SctpTuning) -> None:
         self.tuning = tuning
@@ -129,6 +141,8 @@ class _State:
         self.sack: Any = None
         self.unacked = 0
         self.urgent = False
+        self.last_data = float("-inf")
+        """Loop time of the previous received packet with new DATA (see :func:`_send_sack`)."""
         self.sack_handle: asyncio.TimerHandle | None = None
         self.sack_task: asyncio.Task[None] | None = None
 
@@ -236,14 +250,26 @@ async def _send_chunk(self: Any, chunk: Any) -> None:
 
 
 async def _send_sack(self: Any) -> None:
-    """Called by ``_handle_data`` once per received packet that needs a SACK: send it now or later."""
+    """Called by ``_handle_data`` once per received packet that needs a SACK: send it now or later.
+
+    Only a packet that follows another within ``sack_delay`` (a flight in progress) may wait: a *quiet*
+    packet — the first after a pause, e.g. a 1 msg/s chat or echo — is acknowledged in its own step. Waiting
+    there saved no SACK (no second packet comes within the delay to share it) but cost a timer, a task and an
+    extra wake-up of the loop per message — about a tenth of an echo agent's CPU in the P9 profile
+    (docs/benchmarks.md, "CPU per packet"). A flight's first packet is acknowledged at once too, as
+    aiortc does for every packet; its later ones are coalesced as before.
+    """
     state = _state(self)
     if state is None or not state.tuning.delayed_sack:
         await _originals["_send_sack"](self)
         return
     state.unacked += 1
+    loop = _seams.sctp_loop(self)
+    now = loop.time()
+    quiet, state.last_data = now - state.last_data >= state.tuning.sack_delay, now
     if (
-        state.unacked >= state.tuning.sack_every
+        quiet
+        or state.unacked >= state.tuning.sack_every
         or state.urgent
         or _seams.sctp_sack_irregular(self)
         or not _seams.sctp_established(self)
@@ -254,9 +280,7 @@ async def _send_sack(self: Any) -> None:
     _counters["sacks_deferred"] += 1
     _seams.sctp_clear_sack_needed(self)  # a later packet without DATA must not count; the timer owes it
     if state.sack_handle is None:
-        state.sack_handle = _seams.sctp_loop(self).call_later(
-            state.tuning.sack_delay, _sack_timer, self, state
-        )
+        state.sack_handle = loop.call_later(state.tuning.sack_delay, _sack_timer, self, state)
 
 
 async def _receive_forward_tsn_chunk(self: Any, chunk: Any) -> None:
