@@ -183,6 +183,7 @@ class ParticipantSession(SessionMedia):
         self._sig = ServerSignalSession(time.time(), ping_timeout=hub.config.ping_timeout)
         self._rate = TokenBucket.full(limits.signal_rate, limits.signal_burst, time.monotonic())
         self._data = DataQueue(limits.data_queue_packets, limits.data_queue_bytes, hub.stats)
+        self._pumping = False
         self._end: _End | None = None
         self._aborted = False  # the client stopped reading: its socket was aborted
         self._deadline: asyncio.TimerHandle | None = None
@@ -423,7 +424,13 @@ class ParticipantSession(SessionMedia):
 
     def deliver(self, label: str, data: bytes) -> None:
         """Queue relayed ``DataPacket`` bytes for the subscriber channel ``label`` (bounded: drop newest,
-        counted, logged on the first drop and every 1,000th)."""
+        counted, logged on the first drop and every 1,000th).
+
+        Sent at once when nothing waits for this receiver and its channel takes it without waiting
+        (``PeerTransport.try_send``): the pump task, woken per packet, was a task step and a pass of the loop
+        per forwarded packet (docs/benchmarks.md, "CPU per packet"). Anything else queues, in order."""
+        if not self._data and not self._pumping and self._subscriber.try_send(label, data):
+            return
         if not self._data.put(label, data) and self._data.dropped % 1000 == 1:
             self._log.warning(
                 "data queue full (%d packets, %d bytes): dropped a %d-byte packet on %s (%d dropped so far)",
@@ -445,11 +452,14 @@ class ParticipantSession(SessionMedia):
     async def _pump_data(self) -> None:
         while True:
             label, data = await self._data.get()
+            self._pumping = True  # holds a packet taken from the queue: ``deliver`` must not overtake it
             try:
                 await self._subscriber.wait_channel_open(label, self._config.join_timeout)
                 await self._subscriber.send(label, data)
             except (PeerTransportError, GreenroomError) as exc:
                 self._log.warning("could not deliver a packet on %s: %s", label, exc)
+            finally:
+                self._pumping = False
 
     def _broadcast(self, info: ParticipantInfo, *, to_self: bool) -> None:
         hub, room = self._hub, self.room

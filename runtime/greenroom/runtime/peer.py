@@ -410,6 +410,8 @@ class PeerTransport:
             PeerConnectTimeoutError: not open within ``timeout`` seconds.
             PeerTransportError: the transport was closed.
         """
+        if self._is_open(label):
+            return  # the usual case, per packet of a server's pump: no timeout timer to arm and cancel
         try:
             async with asyncio.timeout(timeout):
                 while not self._is_open(label):
